@@ -1,0 +1,115 @@
+// Package dtlstest holds what the project's tests share to run real pion
+// peers: one self-signed certificate, matching client and server configs
+// for pion/dtls v2 and v3, and a goroutine-leak check.
+package dtlstest
+
+import (
+	"context"
+	"crypto/tls"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	dtlsv2 "github.com/pion/dtls/v2"
+	"github.com/pion/dtls/v2/pkg/crypto/selfsign"
+	dtlsv3 "github.com/pion/dtls/v3"
+)
+
+var (
+	certOnce sync.Once
+	cert     tls.Certificate
+	certErr  error
+)
+
+// Certificate returns a self-signed ECDSA certificate, made once per process.
+func Certificate(t testing.TB) tls.Certificate {
+	t.Helper()
+	certOnce.Do(func() { cert, certErr = selfsign.GenerateSelfSigned() })
+	if certErr != nil {
+		t.Fatal(certErr)
+	}
+	return cert
+}
+
+// HandshakeTimeout bounds every handshake a test runs, so that a failure
+// shows up as an error instead of pion's 30 s default.
+const HandshakeTimeout = 10 * time.Second
+
+func connectContext() (context.Context, func()) {
+	return context.WithTimeout(context.Background(), HandshakeTimeout)
+}
+
+// ServerV2 is a pion/dtls v2 server config with a cookie exchange, as
+// pion ships it.
+func ServerV2(t testing.TB) *dtlsv2.Config {
+	return &dtlsv2.Config{
+		Certificates:         []tls.Certificate{Certificate(t)},
+		ExtendedMasterSecret: dtlsv2.RequireExtendedMasterSecret,
+		ConnectContextMaker:  connectContext,
+	}
+}
+
+// ClientV2 is the matching pion/dtls v2 client config.
+func ClientV2(t testing.TB) *dtlsv2.Config {
+	return &dtlsv2.Config{
+		Certificates:         []tls.Certificate{Certificate(t)},
+		InsecureSkipVerify:   true,
+		ExtendedMasterSecret: dtlsv2.RequireExtendedMasterSecret,
+		ConnectContextMaker:  connectContext,
+	}
+}
+
+// ServerV3 is a pion/dtls v3 server config.
+func ServerV3(t testing.TB) *dtlsv3.Config {
+	return &dtlsv3.Config{
+		Certificates:         []tls.Certificate{Certificate(t)},
+		ExtendedMasterSecret: dtlsv3.RequireExtendedMasterSecret,
+	}
+}
+
+// ClientV3 is the matching pion/dtls v3 client config.
+func ClientV3(t testing.TB) *dtlsv3.Config {
+	return &dtlsv3.Config{
+		Certificates:         []tls.Certificate{Certificate(t)},
+		InsecureSkipVerify:   true,
+		ExtendedMasterSecret: dtlsv3.RequireExtendedMasterSecret,
+	}
+}
+
+// CheckGoroutines returns a function that fails t if goroutines started
+// after this call are still running when it is called. It waits up to 5 s
+// for them to end, because closing a DTLS conn finishes asynchronously.
+func CheckGoroutines(t testing.TB) func() {
+	before := runtime.NumGoroutine()
+	return func() {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			n := runtime.NumGoroutine()
+			if n <= before {
+				return
+			}
+			if time.Now().After(deadline) {
+				buf := make([]byte, 1<<20)
+				buf = buf[:runtime.Stack(buf, true)]
+				t.Errorf("goroutine leak: %d running, %d before\n%s", n, before, trimStacks(string(buf)))
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+func trimStacks(s string) string {
+	var keep []string
+	for _, g := range strings.Split(s, "\n\n") {
+		if strings.Contains(g, "testing.tRunner") || strings.Contains(g, "testing.(*T).Run") ||
+			strings.Contains(g, "runtime.goexit") && strings.Contains(g, "testing.runTests") {
+			continue
+		}
+		keep = append(keep, g)
+	}
+	return strings.Join(keep, "\n\n")
+}
