@@ -1,0 +1,65 @@
+package conntrack_test
+
+import (
+	"fmt"
+	"log"
+	"net/netip"
+	"time"
+
+	"github.com/straydtls/straydtls/conntrack"
+)
+
+func ExampleNew() {
+	table, err := conntrack.New(conntrack.WithQuietPeriod(10*time.Second), conntrack.WithMaxEntries(1000))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(table.QuietPeriod(), table.Cap(), table.Len())
+	// Output: 10s 1000 0
+}
+
+// Tests move time with an injected clock instead of sleeping.
+func ExampleWithClock() {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	table, _ := conntrack.New(conntrack.WithQuietPeriod(10*time.Second), conntrack.WithClock(func() time.Time { return now }))
+	peer := netip.MustParseAddrPort("192.0.2.1:5684")
+	table.Close(peer)
+	now = now.Add(9 * time.Second)
+	fmt.Println(table.Quiet(peer))
+	now = now.Add(time.Second)
+	fmt.Println(table.Quiet(peer))
+	// Output:
+	// true
+	// false
+}
+
+func ExampleTable_Close() {
+	table, _ := conntrack.New()
+	// The IPv4-mapped form and the IPv4 form are the same peer.
+	if err := table.Close(netip.MustParseAddrPort("[::ffff:192.0.2.1]:5684")); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(table.Quiet(netip.MustParseAddrPort("192.0.2.1:5684")))
+	fmt.Println(table.Close(netip.AddrPort{}))
+	// Output:
+	// true
+	// conntrack: close invalid AddrPort: invalid peer address
+}
+
+func ExampleTable_Forget() {
+	table, _ := conntrack.New()
+	peer := netip.MustParseAddrPort("192.0.2.1:5684")
+	table.Close(peer)
+	fmt.Println(table.Forget(peer), table.Quiet(peer))
+	// Output: true false
+}
+
+func ExampleTable_Stats() {
+	table, _ := conntrack.New(conntrack.WithMaxEntries(2))
+	for port := range uint16(3) {
+		table.Close(netip.AddrPortFrom(netip.MustParseAddr("192.0.2.1"), 1000+port))
+	}
+	s := table.Stats()
+	fmt.Println(s.Closes, s.Evictions, s.Len)
+	// Output: 3 1 2
+}

@@ -1,0 +1,480 @@
+package conntrack
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"math/bits"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults for a Table built without options.
+const (
+	DefaultQuietPeriod = 10 * time.Second
+	DefaultMaxEntries  = 1 << 16
+)
+
+// Errors returned by this package; match them with errors.Is.
+var (
+	ErrInvalidPeer   = errors.New("invalid peer address")
+	ErrInvalidOption = errors.New("invalid option")
+)
+
+// Table remembers peers whose association was closed locally, each for the
+// same quiet period. Queries are lock-free and write no shared memory;
+// Close and Forget serialise on a mutex. A Table may be shared by any number
+// of conns and goroutines.
+type Table struct {
+	// n is the number of stored entries (expired ones included until the
+	// next write sweeps them). Zero makes Quiet a single atomic load.
+	n atomic.Int64
+	// seq is a sequence lock: odd while a writer changes index or entries.
+	// Readers retry when it moved, so they never write shared memory.
+	seq atomic.Uint64
+	st  atomic.Pointer[state]
+
+	quiet int64 // nanoseconds
+	max   int
+	clock func() time.Time
+	base  time.Time
+	seed  uint64
+
+	mu    sync.Mutex // serialises writers; guards everything below
+	count int        // live entries in the FIFO
+	head  uint32     // oldest entry, or none
+	tail  uint32     // newest entry, or none
+	free  uint32     // free-list head, linked through entry.next
+	stats Stats
+}
+
+// Stats are a Table's counters since it was created.
+type Stats struct {
+	Closes    uint64 // Close calls that started or restarted a quiet period
+	Forgets   uint64 // entries removed by Forget
+	Evictions uint64 // entries removed early because the table was at its cap
+	Expired   uint64 // entries removed lazily after their quiet period
+	Len       int    // entries stored now (see Table.Len)
+}
+
+const none = ^uint32(0)
+
+// entry is one quiet peer. Readers see only the atomic fields; prev and next
+// belong to the writer holding Table.mu.
+type entry struct {
+	hi, lo   atomic.Uint64 // the 16-byte address (IPv4 in mapped form)
+	meta     atomic.Uint64 // port | present bit | zone hash << 32; 0 = free
+	deadline atomic.Int64  // end of the quiet period, ns since Table.base
+	prev     uint32
+	next     uint32
+}
+
+// state is what readers need for a lookup: the entries and an open-addressing
+// index (linear probing, slots hold entry number + 1, 0 = empty) sized to at
+// least twice the entries so probes stay short. It is replaced when it grows.
+type state struct {
+	entries []entry
+	index   []atomic.Uint32
+	mask    uint64
+	seed    uint64
+}
+
+type key struct{ hi, lo, meta uint64 }
+
+func (e *entry) key() key { return key{e.hi.Load(), e.lo.Load(), e.meta.Load()} }
+
+const presentBit = 1 << 16
+
+var zoneSeed = maphash.MakeSeed()
+
+func makeKey(p netip.AddrPort) key {
+	a := p.Addr().Unmap()
+	b := a.As16()
+	meta := uint64(p.Port()) | presentBit
+	if z := a.Zone(); z != "" {
+		// Link-local peers on different interfaces are different peers; a
+		// 32-bit hash of the zone keeps the entry at four words.
+		meta |= uint64(uint32(maphash.String(zoneSeed, z))) << 32
+	}
+	return key{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:]), meta}
+}
+
+func (k key) hash(seed uint64) uint64 {
+	return mix(mix(mix(k.hi^seed)^k.lo) ^ k.meta)
+}
+
+// mix is the murmur3 64-bit finaliser.
+func mix(x uint64) uint64 {
+	x ^= x >> 33
+	x *= 0xff51afd7ed558ccd
+	x ^= x >> 33
+	x *= 0xc4ceb9fe1a85ec53
+	x ^= x >> 33
+	return x
+}
+
+// Option configures a Table.
+type Option func(*Table) error
+
+// WithQuietPeriod sets how long a closed peer stays quiet (default 10 s).
+func WithQuietPeriod(d time.Duration) Option {
+	return func(t *Table) error {
+		if d <= 0 {
+			return fmt.Errorf("conntrack: quiet period %v: must be positive: %w", d, ErrInvalidOption)
+		}
+		t.quiet = int64(d)
+		return nil
+	}
+}
+
+// WithMaxEntries caps the number of quiet peers (default 65,536). At the cap
+// the peer closed longest ago is evicted, which only ends its filtering early.
+func WithMaxEntries(n int) Option {
+	return func(t *Table) error {
+		if n < 1 || n > 1<<30 {
+			return fmt.Errorf("conntrack: max entries %d: must be between 1 and %d: %w", n, 1<<30, ErrInvalidOption)
+		}
+		t.max = n
+		return nil
+	}
+}
+
+// WithClock replaces time.Now, so tests can move time without sleeping. The
+// clock must not go backwards.
+func WithClock(now func() time.Time) Option {
+	return func(t *Table) error {
+		if now == nil {
+			return fmt.Errorf("conntrack: clock is nil: %w", ErrInvalidOption)
+		}
+		t.clock = now
+		return nil
+	}
+}
+
+// New returns an empty Table. It allocates its storage lazily, growing with
+// the number of quiet peers up to the cap.
+func New(opts ...Option) (*Table, error) {
+	t := &Table{
+		quiet: int64(DefaultQuietPeriod),
+		max:   DefaultMaxEntries,
+		clock: time.Now,
+		head:  none,
+		tail:  none,
+		free:  none,
+		seed:  new(maphash.Hash).Sum64(),
+	}
+	for _, o := range opts {
+		if err := o(t); err != nil {
+			return nil, err
+		}
+	}
+	t.base = t.clock()
+	// One empty slot and no entries: every lookup misses until the first Close.
+	t.st.Store(&state{index: make([]atomic.Uint32, 1), seed: t.seed})
+	return t, nil
+}
+
+// QuietPeriod returns the configured quiet period.
+func (t *Table) QuietPeriod() time.Duration { return time.Duration(t.quiet) }
+
+// Cap returns the maximum number of entries.
+func (t *Table) Cap() int { return t.max }
+
+func (t *Table) now() int64 { return int64(t.clock().Sub(t.base)) }
+
+// Quiet reports whether peer is in its quiet period now. It never blocks and
+// never writes memory other readers share; on an empty table it is one
+// atomic load.
+func (t *Table) Quiet(peer netip.AddrPort) bool {
+	if t.n.Load() == 0 {
+		return false
+	}
+	deadline, ok := t.lookup(makeKey(peer))
+	return ok && t.now() < deadline
+}
+
+func (t *Table) lookup(k key) (deadline int64, found bool) {
+	h := k.hash(t.seed)
+	for spin := 0; ; spin++ {
+		s := t.seq.Load()
+		if s&1 == 0 {
+			deadline, found = t.st.Load().find(k, h)
+			if t.seq.Load() == s {
+				return deadline, found
+			}
+		}
+		if spin >= 16 {
+			// A writer was descheduled inside its section; let it finish.
+			runtime.Gosched()
+		}
+	}
+}
+
+// find probes for k. It may run concurrently with a writer, so it bounds its
+// probe count instead of trusting the index to contain an empty slot.
+func (s *state) find(k key, h uint64) (int64, bool) {
+	i := h & s.mask
+	for range len(s.index) {
+		v := s.index[i].Load()
+		if v == 0 {
+			return 0, false
+		}
+		if int(v) <= len(s.entries) {
+			e := &s.entries[v-1]
+			if e.meta.Load() == k.meta && e.lo.Load() == k.lo && e.hi.Load() == k.hi {
+				return e.deadline.Load(), true
+			}
+		}
+		i = (i + 1) & s.mask
+	}
+	return 0, false
+}
+
+// slot returns the index position that holds k, or -1. Writer only.
+func (s *state) slot(k key, h uint64) int {
+	i := h & s.mask
+	for range len(s.index) {
+		v := s.index[i].Load()
+		if v == 0 {
+			return -1
+		}
+		e := &s.entries[v-1]
+		if e.meta.Load() == k.meta && e.lo.Load() == k.lo && e.hi.Load() == k.hi {
+			return int(i)
+		}
+		i = (i + 1) & s.mask
+	}
+	return -1
+}
+
+// Close starts the quiet period of peer now, or restarts it if the peer is
+// already quiet. An IPv4-mapped IPv6 address is the same peer as its IPv4
+// form. It fails only for an invalid address.
+func (t *Table) Close(peer netip.AddrPort) error {
+	if !peer.IsValid() {
+		return fmt.Errorf("conntrack: close %v: %w", peer, ErrInvalidPeer)
+	}
+	k := makeKey(peer)
+	h := k.hash(t.seed)
+
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	t.beginWrite()
+	defer t.endWrite()
+	t.expire(now)
+	t.stats.Closes++
+
+	st := t.st.Load()
+	if i := st.slot(k, h); i >= 0 {
+		idx := st.index[i].Load() - 1
+		st.entries[idx].deadline.Store(now + t.quiet)
+		t.unlink(st, idx)
+		t.pushBack(st, idx)
+		return nil
+	}
+	if t.count >= t.max {
+		t.remove(st, t.head)
+		t.stats.Evictions++
+	}
+	if t.free == none {
+		st = t.grow(st)
+	}
+	idx := t.free
+	e := &st.entries[idx]
+	t.free = e.next
+	e.hi.Store(k.hi)
+	e.lo.Store(k.lo)
+	e.meta.Store(k.meta)
+	e.deadline.Store(now + t.quiet)
+	t.pushBack(st, idx)
+	st.insert(idx, h)
+	t.count++
+	return nil
+}
+
+// Forget ends the quiet period of peer at once and reports whether it was
+// quiet. The filter calls it when the peer opens a new association.
+func (t *Table) Forget(peer netip.AddrPort) bool {
+	if t.n.Load() == 0 || !peer.IsValid() {
+		return false
+	}
+	k := makeKey(peer)
+	h := k.hash(t.seed)
+
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	t.beginWrite()
+	defer t.endWrite()
+	t.expire(now)
+	st := t.st.Load()
+	i := st.slot(k, h)
+	if i < 0 {
+		return false
+	}
+	t.remove(st, st.index[i].Load()-1)
+	t.stats.Forgets++
+	return true
+}
+
+// Len returns the number of peers in their quiet period now.
+func (t *Table) Len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.sweep()
+	return t.count
+}
+
+// Stats returns the table's counters; Len is as from Len.
+func (t *Table) Stats() Stats {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.sweep()
+	s := t.stats
+	s.Len = t.count
+	return s
+}
+
+// sweep drops expired entries; the caller holds mu.
+func (t *Table) sweep() {
+	now := t.now()
+	st := t.st.Load()
+	if t.head == none || st.entries[t.head].deadline.Load() > now {
+		return
+	}
+	t.beginWrite()
+	t.expire(now)
+	t.endWrite()
+}
+
+func (t *Table) beginWrite() { t.seq.Add(1) }
+
+func (t *Table) endWrite() {
+	t.n.Store(int64(t.count))
+	t.seq.Add(1)
+}
+
+// expire removes entries whose quiet period is over. Every entry has the same
+// quiet period, so the FIFO is in deadline order and expiry stops at the
+// first live entry: O(1) per removed entry, nothing for a timer to do.
+func (t *Table) expire(now int64) {
+	st := t.st.Load()
+	for t.head != none && st.entries[t.head].deadline.Load() <= now {
+		t.remove(st, t.head)
+		t.stats.Expired++
+	}
+}
+
+func (t *Table) pushBack(st *state, idx uint32) {
+	e := &st.entries[idx]
+	e.prev, e.next = t.tail, none
+	if t.tail != none {
+		st.entries[t.tail].next = idx
+	} else {
+		t.head = idx
+	}
+	t.tail = idx
+}
+
+func (t *Table) unlink(st *state, idx uint32) {
+	e := &st.entries[idx]
+	if e.prev != none {
+		st.entries[e.prev].next = e.next
+	} else {
+		t.head = e.next
+	}
+	if e.next != none {
+		st.entries[e.next].prev = e.prev
+	} else {
+		t.tail = e.prev
+	}
+}
+
+// remove unlinks entry idx from the FIFO and the index and frees it.
+func (t *Table) remove(st *state, idx uint32) {
+	e := &st.entries[idx]
+	k := e.key()
+	st.delete(st.slot(k, k.hash(t.seed)))
+	t.unlink(st, idx)
+	e.meta.Store(0)
+	e.next = t.free
+	t.free = idx
+	t.count--
+}
+
+func (s *state) insert(idx uint32, h uint64) {
+	i := h & s.mask
+	for s.index[i].Load() != 0 {
+		i = (i + 1) & s.mask
+	}
+	s.index[i].Store(idx + 1)
+}
+
+// delete empties slot i with backward-shift deletion, so the index needs no
+// tombstones and probe sequences stay short however many closes it has seen.
+func (s *state) delete(i int) {
+	if i < 0 {
+		return
+	}
+	hole := uint64(i)
+	for j := (hole + 1) & s.mask; ; j = (j + 1) & s.mask {
+		v := s.index[j].Load()
+		if v == 0 {
+			break
+		}
+		home := s.entries[v-1].key().hash(s.seed) & s.mask
+		// The entry at j may fill the hole only if the hole lies between
+		// its home slot and j; otherwise a probe from home would miss it.
+		if (j-home)&s.mask >= (j-hole)&s.mask {
+			s.index[hole].Store(v)
+			hole = j
+		}
+	}
+	s.index[hole].Store(0)
+}
+
+// grow doubles the entry storage (up to the table's cap) and rebuilds the
+// index. Readers keep using the old state until the pointer is swapped; the
+// sequence lock makes them retry across the swap.
+func (t *Table) grow(old *state) *state {
+	n := 2 * len(old.entries)
+	if n < 16 {
+		n = 16
+	}
+	if n > t.max {
+		n = t.max
+	}
+	slots := uint64(1) << bits.Len(uint(2*n-1))
+	st := &state{
+		entries: make([]entry, n),
+		index:   make([]atomic.Uint32, slots),
+		mask:    slots - 1,
+		seed:    t.seed,
+	}
+	for i := range old.entries {
+		o, e := &old.entries[i], &st.entries[i]
+		e.hi.Store(o.hi.Load())
+		e.lo.Store(o.lo.Load())
+		e.meta.Store(o.meta.Load())
+		e.deadline.Store(o.deadline.Load())
+		e.prev, e.next = o.prev, o.next
+		if o.meta.Load() != 0 {
+			st.insert(uint32(i), o.key().hash(t.seed))
+		}
+	}
+	for i := len(old.entries); i < n; i++ {
+		st.entries[i].next = t.free
+		t.free = uint32(i)
+	}
+	t.st.Store(st)
+	return st
+}
+
+// Empty reports whether the table stores no peer: one atomic load, so a
+// filter can skip even the address conversion while nothing is quiet.
+func (t *Table) Empty() bool { return t.n.Load() == 0 }

@@ -1,0 +1,369 @@
+package conntrack
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// fakeClock is a clock tests move by hand; safe for concurrent use.
+type fakeClock struct{ ns atomic.Int64 }
+
+func (c *fakeClock) now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *fakeClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+func newTable(t testing.TB, opts ...Option) (*Table, *fakeClock) {
+	t.Helper()
+	c := &fakeClock{}
+	c.ns.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	tab, err := New(append([]Option{WithClock(c.now)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tab, c
+}
+
+func peer(i int) netip.AddrPort {
+	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), uint16(1000+i%50000))
+}
+
+func TestQuietPeriodExpires(t *testing.T) {
+	tab, clk := newTable(t, WithQuietPeriod(10*time.Second))
+	p := netip.MustParseAddrPort("192.0.2.1:4444")
+	if tab.Quiet(p) {
+		t.Fatal("peer quiet before Close")
+	}
+	if err := tab.Close(p); err != nil {
+		t.Fatal(err)
+	}
+	if !tab.Quiet(p) {
+		t.Fatal("peer not quiet right after Close")
+	}
+	clk.advance(10*time.Second - 1)
+	if !tab.Quiet(p) {
+		t.Fatal("peer not quiet 1ns before the end of its quiet period")
+	}
+	clk.advance(1)
+	if tab.Quiet(p) {
+		t.Fatal("peer still quiet at the end of its quiet period")
+	}
+	if n := tab.Len(); n != 0 {
+		t.Fatalf("Len after expiry = %d, want 0", n)
+	}
+	if s := tab.Stats(); s.Expired != 1 || s.Closes != 1 {
+		t.Fatalf("stats = %+v, want 1 close and 1 expiry", s)
+	}
+}
+
+func TestReCloseRestartsQuietPeriod(t *testing.T) {
+	tab, clk := newTable(t, WithQuietPeriod(10*time.Second))
+	a := netip.MustParseAddrPort("192.0.2.1:1")
+	b := netip.MustParseAddrPort("192.0.2.2:2")
+	mustClose(t, tab, a)
+	clk.advance(5 * time.Second)
+	mustClose(t, tab, b)
+	mustClose(t, tab, a) // restart: a now expires after b
+	clk.advance(6 * time.Second)
+	if !tab.Quiet(a) || !tab.Quiet(b) {
+		t.Fatal("both peers should still be quiet 11s after a's first close")
+	}
+	clk.advance(4 * time.Second) // 15s: b expires, a (restarted at 5s) too
+	if tab.Quiet(b) {
+		t.Fatal("b quiet after its period")
+	}
+	if tab.Quiet(a) {
+		t.Fatal("a quiet after its restarted period")
+	}
+	if n := tab.Len(); n != 0 {
+		t.Fatalf("Len = %d, want 0", n)
+	}
+}
+
+func TestReCloseKeepsFIFOInDeadlineOrder(t *testing.T) {
+	tab, clk := newTable(t, WithQuietPeriod(10*time.Second))
+	a, b := peer(1), peer(2)
+	mustClose(t, tab, a)
+	mustClose(t, tab, b)
+	clk.advance(time.Second)
+	mustClose(t, tab, a) // a moves behind b
+	clk.advance(9 * time.Second)
+	// b's period (0s..10s) is over, a's (1s..11s) is not: the sweep must
+	// stop at a without skipping it.
+	if got := tab.Len(); got != 1 {
+		t.Fatalf("Len = %d, want 1", got)
+	}
+	if !tab.Quiet(a) || tab.Quiet(b) {
+		t.Fatalf("quiet(a)=%v quiet(b)=%v, want true false", tab.Quiet(a), tab.Quiet(b))
+	}
+}
+
+func TestForget(t *testing.T) {
+	tab, _ := newTable(t)
+	p := peer(7)
+	if tab.Forget(p) {
+		t.Fatal("Forget of an unknown peer reported true")
+	}
+	mustClose(t, tab, p)
+	if !tab.Forget(p) {
+		t.Fatal("Forget of a quiet peer reported false")
+	}
+	if tab.Quiet(p) {
+		t.Fatal("peer quiet after Forget")
+	}
+	if s := tab.Stats(); s.Forgets != 1 || s.Len != 0 {
+		t.Fatalf("stats = %+v", s)
+	}
+}
+
+func TestEvictionAtCap(t *testing.T) {
+	tab, clk := newTable(t, WithMaxEntries(3))
+	for i := range 3 {
+		mustClose(t, tab, peer(i))
+		clk.advance(time.Millisecond)
+	}
+	mustClose(t, tab, peer(0)) // restart: peer(1) is now the oldest
+	mustClose(t, tab, peer(3))
+	if tab.Quiet(peer(1)) {
+		t.Fatal("oldest entry not evicted at the cap")
+	}
+	for _, i := range []int{0, 2, 3} {
+		if !tab.Quiet(peer(i)) {
+			t.Fatalf("peer %d evicted, want only peer 1", i)
+		}
+	}
+	s := tab.Stats()
+	if s.Evictions != 1 || s.Len != 3 {
+		t.Fatalf("stats = %+v, want 1 eviction and 3 entries", s)
+	}
+}
+
+func TestMillionClosesStayAtCap(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short")
+	}
+	const max = 1000
+	tab, _ := newTable(t, WithMaxEntries(max))
+	for i := range 1_000_000 {
+		mustClose(t, tab, peer(i))
+	}
+	s := tab.Stats()
+	if s.Len != max || s.Evictions != 1_000_000-max {
+		t.Fatalf("stats = %+v, want Len %d and %d evictions", s, max, 1_000_000-max)
+	}
+	if got := len(tab.st.Load().entries); got != max {
+		t.Fatalf("storage grew to %d entries, want %d", got, max)
+	}
+	for i := 1_000_000 - max; i < 1_000_000; i++ {
+		if !tab.Quiet(peer(i)) {
+			t.Fatalf("recent peer %d not quiet", i)
+		}
+	}
+}
+
+func TestDualStackUnmapping(t *testing.T) {
+	tab, _ := newTable(t)
+	v4 := netip.MustParseAddrPort("192.0.2.9:5684")
+	mapped := netip.MustParseAddrPort("[::ffff:192.0.2.9]:5684")
+	mustClose(t, tab, mapped)
+	if !tab.Quiet(v4) {
+		t.Fatal("IPv4 form of a closed mapped peer is not quiet")
+	}
+	if !tab.Forget(v4) {
+		t.Fatal("Forget by IPv4 form missed the mapped entry")
+	}
+	if tab.Len() != 0 {
+		t.Fatal("entry left after Forget")
+	}
+	// Different port, different peer.
+	mustClose(t, tab, v4)
+	if tab.Quiet(netip.MustParseAddrPort("192.0.2.9:5685")) {
+		t.Fatal("another port of the same host is quiet")
+	}
+	// A real IPv6 peer is not confused with IPv4.
+	if tab.Quiet(netip.MustParseAddrPort("[2001:db8::c000:209]:5684")) {
+		t.Fatal("IPv6 peer matched an IPv4 entry")
+	}
+}
+
+func TestZonesAreDistinctPeers(t *testing.T) {
+	tab, _ := newTable(t)
+	mustClose(t, tab, netip.MustParseAddrPort("[fe80::1%eth0]:5684"))
+	if tab.Quiet(netip.MustParseAddrPort("[fe80::1%eth1]:5684")) {
+		t.Fatal("peer on another interface is quiet")
+	}
+	if tab.Quiet(netip.MustParseAddrPort("[fe80::1]:5684")) {
+		t.Fatal("zoneless peer matched a zoned entry")
+	}
+	if !tab.Quiet(netip.MustParseAddrPort("[fe80::1%eth0]:5684")) {
+		t.Fatal("same zoned peer not quiet")
+	}
+}
+
+func TestInvalidInput(t *testing.T) {
+	tab, _ := newTable(t)
+	err := tab.Close(netip.AddrPort{})
+	if !errors.Is(err, ErrInvalidPeer) {
+		t.Fatalf("Close(invalid) = %v, want ErrInvalidPeer", err)
+	}
+	if tab.Forget(netip.AddrPort{}) {
+		t.Fatal("Forget(invalid) = true")
+	}
+	for _, tc := range []struct {
+		opt  Option
+		want string
+	}{
+		{WithQuietPeriod(0), "quiet period 0s"},
+		{WithQuietPeriod(-time.Second), "quiet period -1s"},
+		{WithMaxEntries(0), "max entries 0"},
+		{WithMaxEntries(-5), "max entries -5"},
+		{WithMaxEntries(1<<30 + 1), "max entries 1073741825"},
+		{WithClock(nil), "clock"},
+	} {
+		_, err := New(tc.opt)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("New: err = %v, want it to name %q", err, tc.want)
+		}
+	}
+}
+
+// TestModel drives the table with random operations and compares every
+// answer with a plain map that knows each peer's deadline and the FIFO.
+func TestModel(t *testing.T) {
+	for seed := range uint64(20) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(seed, 42))
+			max := 1 + rng.IntN(40)
+			quiet := time.Duration(1+rng.IntN(100)) * time.Millisecond
+			tab, clk := newTable(t, WithMaxEntries(max), WithQuietPeriod(quiet))
+			type mentry struct {
+				deadline time.Time
+				order    int
+			}
+			model := map[netip.AddrPort]mentry{}
+			order := 0
+			var evictions uint64
+			expire := func() {
+				for p, e := range model {
+					if !clk.now().Before(e.deadline) {
+						delete(model, p)
+					}
+				}
+			}
+			for step := range 5000 {
+				p := peer(rng.IntN(60))
+				switch op := rng.IntN(10); {
+				case op < 4:
+					expire()
+					if _, ok := model[p]; !ok && len(model) >= max {
+						var oldest netip.AddrPort
+						first := true
+						for q, e := range model {
+							if first || e.order < model[oldest].order {
+								oldest, first = q, false
+							}
+						}
+						delete(model, oldest)
+						evictions++
+					}
+					order++
+					model[p] = mentry{clk.now().Add(quiet), order}
+					mustClose(t, tab, p)
+				case op < 5:
+					expire()
+					_, want := model[p]
+					delete(model, p)
+					if got := tab.Forget(p); got != want {
+						t.Fatalf("step %d: Forget(%v) = %v, want %v", step, p, got, want)
+					}
+				case op < 7:
+					clk.advance(time.Duration(rng.IntN(int(quiet/4) + 1)))
+				default:
+					e, ok := model[p]
+					want := ok && clk.now().Before(e.deadline)
+					if got := tab.Quiet(p); got != want {
+						t.Fatalf("step %d: Quiet(%v) = %v, want %v", step, p, got, want)
+					}
+				}
+				if step%97 == 0 {
+					expire()
+					if got := tab.Len(); got != len(model) {
+						t.Fatalf("step %d: Len = %d, want %d", step, got, len(model))
+					}
+				}
+			}
+			if got := tab.Stats().Evictions; got != evictions {
+				t.Fatalf("evictions = %d, want %d", got, evictions)
+			}
+		})
+	}
+}
+
+// TestConcurrentReadersSeeStableAnswers runs readers against writers that
+// churn the table (growth, evictions, backward-shift deletions). Peers closed
+// once and never touched again must always be quiet; peers never closed must
+// never be. Run with -race.
+func TestConcurrentReadersSeeStableAnswers(t *testing.T) {
+	tab, _ := newTable(t, WithMaxEntries(100_000))
+	const stable = 500
+	for i := range stable {
+		mustClose(t, tab, peer(i))
+	}
+	stop := make(chan struct{})
+	var writers, readers sync.WaitGroup
+	for w := range 2 {
+		writers.Add(1)
+		go func() {
+			defer writers.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 1))
+			for n := 0; n < 20_000; n++ {
+				p := peer(10_000 + rng.IntN(5_000))
+				if rng.IntN(3) == 0 {
+					tab.Forget(p)
+				} else if err := tab.Close(p); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	var bad atomic.Int64
+	for r := range 4 {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			rng := rand.New(rand.NewPCG(uint64(r), 2))
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if !tab.Quiet(peer(rng.IntN(stable))) {
+					bad.Add(1)
+				}
+				if tab.Quiet(peer(50_000 + rng.IntN(1000))) {
+					bad.Add(1)
+				}
+			}
+		}()
+	}
+	writers.Wait()
+	close(stop)
+	readers.Wait()
+	if n := bad.Load(); n != 0 {
+		t.Fatalf("%d wrong answers under concurrent writes", n)
+	}
+}
+
+func mustClose(t testing.TB, tab *Table, p netip.AddrPort) {
+	t.Helper()
+	if err := tab.Close(p); err != nil {
+		t.Fatal(err)
+	}
+}
