@@ -1,0 +1,280 @@
+package strayfilter
+
+import "encoding/binary"
+
+// Content types that can start a DTLS record (RFC 6347 §4.1, RFC 6520,
+// RFC 9146, RFC 9147 §4).
+const (
+	ContentTypeChangeCipherSpec = 20
+	ContentTypeAlert            = 21
+	ContentTypeHandshake        = 22
+	ContentTypeApplicationData  = 23
+	ContentTypeHeartbeat        = 24
+	ContentTypeConnectionID     = 25 // tls12_cid, RFC 9146
+	ContentTypeACK              = 26 // RFC 9147 §7
+)
+
+// Handshake message types used by the inspection.
+const (
+	HandshakeTypeClientHello = 1
+)
+
+const (
+	recordHeaderLen    = 13
+	handshakeHeaderLen = 12
+
+	// RFC 9443 gives DTLS the first-byte range 20..63 on a shared port.
+	firstDTLSByte = 20
+	lastDTLSByte  = 63
+
+	// RFC 9147 §4: a first byte 0b001CSLEE is a DTLSCiphertext unified header.
+	unifiedMask  = 0xe0
+	unifiedFixed = 0x20
+	unifiedC     = 0x10
+	unifiedS     = 0x08
+	unifiedL     = 0x04
+	unifiedEpoch = 0x03
+
+	alertLevelFatal       = 2
+	alertCloseNotify      = 0
+	dtlsVersionMajor byte = 0xfe
+)
+
+// Class says what the first record of a datagram is.
+type Class uint8
+
+// Classes returned by [Inspect]. The zero value is ClassNotDTLS.
+const (
+	// ClassNotDTLS: the first byte is outside 20..63 (RFC 9443), so the
+	// datagram belongs to another protocol sharing the port (STUN, RTP, ...).
+	ClassNotDTLS Class = iota
+	// ClassMalformed: the first byte claims DTLS but the record header is
+	// truncated, its version is not a DTLS version, its length runs past the
+	// datagram, or an epoch-0 handshake header is inconsistent.
+	ClassMalformed
+	ClassChangeCipherSpec
+	ClassAlert
+	ClassHandshake
+	ClassApplicationData
+	// ClassConnectionID is a tls12_cid record (RFC 9146). Its CID length is
+	// not on the wire, so only type, version, epoch and sequence are read.
+	ClassConnectionID
+	ClassACK
+	// ClassCiphertext is a DTLS 1.3 record with the unified header
+	// (RFC 9147 §4): always encrypted, never a ClientHello.
+	ClassCiphertext
+	// ClassOther is a DTLSPlaintext header with a content type this package
+	// does not name (heartbeat, 27..31).
+	ClassOther
+	numClasses
+)
+
+var classNames = [numClasses]string{
+	ClassNotDTLS:          "not-dtls",
+	ClassMalformed:        "malformed",
+	ClassChangeCipherSpec: "change-cipher-spec",
+	ClassAlert:            "alert",
+	ClassHandshake:        "handshake",
+	ClassApplicationData:  "application-data",
+	ClassConnectionID:     "connection-id",
+	ClassACK:              "ack",
+	ClassCiphertext:       "dtls13-ciphertext",
+	ClassOther:            "other-content-type",
+}
+
+func (c Class) String() string {
+	if c < numClasses {
+		return classNames[c]
+	}
+	return "unknown-class"
+}
+
+// Record describes the first record of a datagram. It is a plain value:
+// inspecting a datagram allocates nothing and keeps no reference to it.
+type Record struct {
+	Class Class
+	// Type is the datagram's first byte: the content type of a DTLSPlaintext
+	// or tls12_cid record, or the flags byte of a unified header.
+	Type uint8
+	// Version is the record version of DTLSPlaintext and tls12_cid records
+	// (0xfeff DTLS 1.0, 0xfefd DTLS 1.2; DTLS 1.3 ClientHellos may carry either).
+	Version uint16
+	// Epoch is the full epoch of DTLSPlaintext and tls12_cid records and the
+	// low two bits of the epoch for a unified header.
+	Epoch uint16
+	// Seq is the 48-bit sequence number of DTLSPlaintext and tls12_cid
+	// records; zero for a unified header, whose sequence number is encrypted.
+	Seq uint64
+	// Length is the record's length field (DTLSPlaintext, or a unified header
+	// that carries one).
+	Length uint16
+
+	// The handshake header, read only for epoch-0 handshake records, the
+	// only ones sent in the clear. HasHandshakeHeader says whether it was read.
+	HasHandshakeHeader bool
+	MsgType            uint8
+	MessageLength      uint32
+	MessageSeq         uint16
+	FragmentOffset     uint32
+	FragmentLength     uint32
+}
+
+// OpensAssociation reports whether the datagram starts a new handshake: its
+// first record is an epoch-0 handshake record carrying a ClientHello
+// fragment. Non-first fragments count too, because a DTLS 1.3 ClientHello
+// with large key shares spans several datagrams, and they may be reordered.
+func (r Record) OpensAssociation() bool {
+	return r.Class == ClassHandshake && r.Epoch == 0 && r.HasHandshakeHeader &&
+		r.MsgType == HandshakeTypeClientHello
+}
+
+// Inspect classifies the first record of a datagram. It never panics, never
+// allocates and looks at no byte past the first record's header (plus the
+// handshake header of an epoch-0 handshake record); later records in the
+// datagram are the DTLS stack's business.
+func Inspect(datagram []byte) Record {
+	if len(datagram) == 0 {
+		// An empty datagram carries no record; a DTLS stack discards it.
+		return Record{Class: ClassMalformed}
+	}
+	b0 := datagram[0]
+	if b0 < firstDTLSByte || b0 > lastDTLSByte {
+		return Record{Class: ClassNotDTLS, Type: b0}
+	}
+	if b0&unifiedMask == unifiedFixed {
+		return inspectUnified(datagram)
+	}
+	r := Record{Type: b0}
+	if len(datagram) < recordHeaderLen {
+		r.Class = ClassMalformed
+		return r
+	}
+	r.Version = binary.BigEndian.Uint16(datagram[1:3])
+	r.Epoch = binary.BigEndian.Uint16(datagram[3:5])
+	r.Seq = uint64(binary.BigEndian.Uint16(datagram[5:7]))<<32 | uint64(binary.BigEndian.Uint32(datagram[7:11]))
+	if datagram[1] != dtlsVersionMajor {
+		r.Class = ClassMalformed
+		return r
+	}
+	if b0 == ContentTypeConnectionID {
+		// The length field sits after a CID whose length only the receiver
+		// knows; an epoch-0 tls12_cid record cannot exist (RFC 9146 §4).
+		r.Class = ClassConnectionID
+		if r.Epoch == 0 {
+			r.Class = ClassMalformed
+		}
+		return r
+	}
+	r.Length = binary.BigEndian.Uint16(datagram[11:13])
+	if recordHeaderLen+int(r.Length) > len(datagram) {
+		r.Class = ClassMalformed
+		return r
+	}
+	switch b0 {
+	case ContentTypeChangeCipherSpec:
+		r.Class = ClassChangeCipherSpec
+	case ContentTypeAlert:
+		r.Class = ClassAlert
+	case ContentTypeHandshake:
+		r.Class = ClassHandshake
+		if r.Epoch == 0 && !inspectHandshake(&r, datagram[recordHeaderLen:recordHeaderLen+int(r.Length)]) {
+			r.Class = ClassMalformed
+		}
+	case ContentTypeApplicationData:
+		r.Class = ClassApplicationData
+	case ContentTypeACK:
+		r.Class = ClassACK
+	default:
+		r.Class = ClassOther
+	}
+	return r
+}
+
+// inspectHandshake reads the handshake header of an epoch-0 record body and
+// reports whether it is consistent: every DTLS handshake fragment carries the
+// full 12-byte header and its fragment lies inside both record and message.
+func inspectHandshake(r *Record, body []byte) bool {
+	if len(body) < handshakeHeaderLen {
+		return false
+	}
+	r.HasHandshakeHeader = true
+	r.MsgType = body[0]
+	r.MessageLength = uint24(body[1:4])
+	r.MessageSeq = binary.BigEndian.Uint16(body[4:6])
+	r.FragmentOffset = uint24(body[6:9])
+	r.FragmentLength = uint24(body[9:12])
+	if int(r.FragmentLength) > len(body)-handshakeHeaderLen {
+		return false
+	}
+	return uint64(r.FragmentOffset)+uint64(r.FragmentLength) <= uint64(r.MessageLength)
+}
+
+func inspectUnified(datagram []byte) Record {
+	b0 := datagram[0]
+	r := Record{Class: ClassCiphertext, Type: b0, Epoch: uint16(b0 & unifiedEpoch)}
+	header := 1 + 1
+	if b0&unifiedS != 0 {
+		header++
+	}
+	hasLength := b0&unifiedL != 0
+	if hasLength {
+		header += 2
+	}
+	if len(datagram) < header {
+		r.Class = ClassMalformed
+		return r
+	}
+	if b0&unifiedC != 0 || !hasLength {
+		// With a CID the length field sits behind bytes of unknown length;
+		// without L the record runs to the end of the datagram.
+		return r
+	}
+	r.Length = binary.BigEndian.Uint16(datagram[header-2 : header])
+	if header+int(r.Length) > len(datagram) {
+		r.Class = ClassMalformed
+	}
+	return r
+}
+
+func uint24(b []byte) uint32 {
+	_ = b[2]
+	return uint32(b[0])<<16 | uint32(b[1])<<8 | uint32(b[2])
+}
+
+// CarriesClosingAlert reports whether a datagram our side is about to send
+// ends the association: it holds an alert record at epoch ≥ 1 (encrypted in
+// DTLS 1.2, so every such alert is taken as closing), or a plaintext epoch-0
+// alert that is fatal or a close_notify. Unlike [Inspect] it walks every
+// record, because stacks pack an alert behind other records of a flight.
+// Alerts inside tls12_cid or DTLS 1.3 ciphertext records are invisible; the
+// walk stops at the first record whose length it cannot know.
+func CarriesClosingAlert(datagram []byte) bool {
+	for off := 0; len(datagram)-off >= recordHeaderLen; {
+		b := datagram[off:]
+		switch b[0] {
+		case ContentTypeChangeCipherSpec, ContentTypeAlert, ContentTypeHandshake,
+			ContentTypeApplicationData, ContentTypeHeartbeat, ContentTypeACK:
+		default:
+			// tls12_cid, a unified header or a foreign byte: no length we can find.
+			return false
+		}
+		if b[1] != dtlsVersionMajor {
+			return false
+		}
+		n := recordHeaderLen + int(binary.BigEndian.Uint16(b[11:13]))
+		if n > len(b) {
+			return false
+		}
+		if b[0] == ContentTypeAlert {
+			epoch := binary.BigEndian.Uint16(b[3:5])
+			if epoch != 0 {
+				return true
+			}
+			if n >= recordHeaderLen+2 && (b[recordHeaderLen] == alertLevelFatal || b[recordHeaderLen+1] == alertCloseNotify) {
+				return true
+			}
+		}
+		off += n
+	}
+	return false
+}

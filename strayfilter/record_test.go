@@ -1,0 +1,181 @@
+package strayfilter_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"strconv"
+	"testing"
+
+	dtlsv2 "github.com/pion/dtls/v2/pkg/protocol/recordlayer"
+	"github.com/pion/dtls/v3/pkg/protocol/handshake"
+	"github.com/pion/dtls/v3/pkg/protocol/recordlayer"
+
+	"github.com/straydtls/straydtls/strayfilter"
+)
+
+func TestInspectCapturedRecords(t *testing.T) {
+	var multiRecord, laterFragment, cid, unified, opens int
+	for _, rf := range loadRecords(t) {
+		t.Run(rf.name, func(t *testing.T) {
+			r := strayfilter.Inspect(rf.data)
+			if got, want := r.Class.String(), rf.expect["class"]; got != want {
+				t.Fatalf("class = %s, want %s (record %+v)", got, want, r)
+			}
+			if got, want := strconv.FormatBool(r.OpensAssociation()), rf.expect["opens"]; got != want {
+				t.Errorf("OpensAssociation = %s, want %s", got, want)
+			}
+			if r.Class != strayfilter.ClassMalformed {
+				if got, want := strconv.Itoa(int(r.Epoch)), rf.expect["epoch"]; got != want {
+					t.Errorf("epoch = %s, want %s", got, want)
+				}
+			}
+			if want, ok := rf.expect["msgtype"]; ok && strconv.Itoa(int(r.MsgType)) != want {
+				t.Errorf("msg_type = %d, want %s", r.MsgType, want)
+			}
+			if want, ok := rf.expect["fragoff"]; ok && strconv.Itoa(int(r.FragmentOffset)) != want {
+				t.Errorf("fragment_offset = %d, want %s", r.FragmentOffset, want)
+			}
+		})
+		if recs, err := recordlayer.UnpackDatagram(rf.data); err == nil && len(recs) > 1 {
+			multiRecord++
+		}
+		if rf.expect["opens"] == "true" && rf.expect["fragoff"] != "0" {
+			laterFragment++
+		}
+		switch rf.expect["class"] {
+		case "connection-id":
+			cid++
+		case "dtls13-ciphertext":
+			unified++
+		}
+		if rf.expect["opens"] == "true" {
+			opens++
+		}
+	}
+	// The corpus must keep covering the cases the inspection exists for.
+	for what, n := range map[string]int{
+		"multi-record datagrams": multiRecord, "non-first ClientHello fragments": laterFragment,
+		"tls12_cid records": cid, "unified headers": unified, "ClientHellos": opens,
+	} {
+		if n == 0 {
+			t.Errorf("testdata/records has no %s", what)
+		}
+	}
+}
+
+func TestInspectAgreesWithPionOnCapturedRecords(t *testing.T) {
+	for _, rf := range loadRecords(t) {
+		checkAgainstPion(t, rf.data)
+	}
+}
+
+// checkAgainstPion compares Inspect with pion's record-layer parser (v2, the
+// one the project was asked about) on DTLSPlaintext input.
+func checkAgainstPion(t *testing.T, data []byte) {
+	t.Helper()
+	r := strayfilter.Inspect(data)
+	var h dtlsv2.Header
+	pionErr := h.Unmarshal(data)
+	plaintext := len(data) > 0 && data[0] >= 20 && data[0] <= 31 && data[0] != strayfilter.ContentTypeConnectionID
+	if !plaintext {
+		return
+	}
+	if pionErr == nil && r.Class != strayfilter.ClassMalformed {
+		if uint8(h.ContentType) != r.Type || h.Epoch != r.Epoch || h.SequenceNumber != r.Seq ||
+			uint16(h.Version.Major)<<8|uint16(h.Version.Minor) != r.Version {
+			t.Fatalf("% x: pion reads %+v, Inspect reads %+v", data, h, r)
+		}
+	}
+	validVersion := len(data) >= 3 && data[1] == 0xfe && (data[2] == 0xff || data[2] == 0xfd)
+	if r.Class != strayfilter.ClassMalformed && validVersion && pionErr != nil {
+		t.Fatalf("% x: Inspect reads a record (%v) where pion fails: %v", data, r.Class, pionErr)
+	}
+	if pionErr != nil && validVersion && r.Class != strayfilter.ClassMalformed {
+		t.Fatalf("% x: pion fails (%v) but Inspect reads %v", data, pionErr, r.Class)
+	}
+	if r.Class == strayfilter.ClassMalformed || r.Class == strayfilter.ClassNotDTLS {
+		return
+	}
+	// A well-formed record is one pion can cut out of the datagram, and an
+	// epoch-0 handshake header reads the same to both.
+	recLen := 13 + int(binary.BigEndian.Uint16(data[11:13]))
+	if recLen > len(data) {
+		t.Fatalf("% x: Inspect accepted a record whose length runs past the datagram", data)
+	}
+	if r.HasHandshakeHeader {
+		var hh handshake.Header
+		if err := hh.Unmarshal(data[13:recLen]); err != nil {
+			t.Fatalf("% x: pion cannot read the handshake header Inspect read: %v", data, err)
+		}
+		if uint8(hh.Type) != r.MsgType || hh.FragmentOffset != r.FragmentOffset ||
+			hh.FragmentLength != r.FragmentLength || hh.Length != r.MessageLength || hh.MessageSequence != r.MessageSeq {
+			t.Fatalf("% x: pion reads handshake header %+v, Inspect %+v", data, hh, r)
+		}
+	}
+	if r.OpensAssociation() && (data[0] != 22 || r.Epoch != 0 || data[13] != 1) {
+		t.Fatalf("% x: opens an association without being an epoch-0 ClientHello", data)
+	}
+}
+
+func FuzzInspect(f *testing.F) {
+	for _, rf := range loadRecords(f) {
+		f.Add(rf.data)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		orig := bytes.Clone(data)
+		checkAgainstPion(t, data)
+		strayfilter.CarriesClosingAlert(data)
+		if !bytes.Equal(orig, data) {
+			t.Fatal("inspection modified its input")
+		}
+	})
+}
+
+func TestCarriesClosingAlert(t *testing.T) {
+	files := map[string][]byte{}
+	for _, rf := range loadRecords(t) {
+		files[rf.name] = rf.data
+	}
+	alert := files["pion-v2-08-client-alert-epoch1.hex"]
+	appData := files["pion-v2-06-client-application-data-epoch1.hex"]
+	if alert == nil || appData == nil {
+		t.Fatal("captured records missing; re-run TestCapture")
+	}
+	plainAlert := func(level, desc byte) []byte {
+		return []byte{21, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 9, 0, 2, level, desc}
+	}
+	for _, tc := range []struct {
+		name string
+		data []byte
+		want bool
+	}{
+		{"encrypted alert at epoch 1", alert, true},
+		{"application data", appData, false},
+		{"ClientHello", files["pion-v2-00-client-ClientHello-frag0.hex"], false},
+		{"flight with CCS and Finished", files["pion-v2-05-server-change-cipher-spec-epoch0.hex"], false},
+		{"alert behind application data", append(bytes.Clone(appData), alert...), true},
+		{"plaintext fatal alert", plainAlert(2, 40), true},
+		{"plaintext close_notify", plainAlert(1, 0), true},
+		{"plaintext warning that does not close", plainAlert(1, 90), false},
+		{"plaintext alert cut short", plainAlert(2, 40)[:14], false},
+		{"alert behind a tls12_cid record", append(bytes.Clone(files["pion-v3-cid-06-client-connection-id-epoch1.hex"]), alert...), false},
+		{"alert with a foreign version", append([]byte{21, 3, 3}, alert[3:]...), false},
+		{"truncated alert header", alert[:12], false},
+		{"empty", nil, false},
+		{"STUN", files["synthetic-stun-binding-request.hex"], false},
+	} {
+		if got := strayfilter.CarriesClosingAlert(tc.data); got != tc.want {
+			t.Errorf("%s: CarriesClosingAlert = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestInspectDoesNotAllocate(t *testing.T) {
+	data := loadRecords(t)[0].data
+	if n := testing.AllocsPerRun(100, func() {
+		strayfilter.Inspect(data)
+		strayfilter.CarriesClosingAlert(data)
+	}); n != 0 {
+		t.Fatalf("Inspect allocates %v times per call", n)
+	}
+}
