@@ -1,0 +1,382 @@
+package strayfilter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/straydtls/straydtls/conntrack"
+)
+
+// Conn is a net.PacketConn that drops the leftovers of associations closed
+// locally. Datagrams from peers that are not quiet are returned as the
+// wrapped conn delivered them: same buffer, same address, nothing copied.
+// All methods are safe for concurrent use.
+type Conn struct {
+	pc    net.PacketConn
+	udp   *net.UDPConn // pc, when it is one: the typed fast paths use it
+	table *conntrack.Table
+
+	learnAlerts bool
+	dropNonDTLS bool
+	logger      *slog.Logger
+	onDrop      func(netip.AddrPort, Reason)
+	closed      atomic.Bool
+
+	passed      atomic.Uint64
+	dropped     [NumReasons]atomic.Uint64
+	closes      atomic.Uint64
+	alertCloses atomic.Uint64
+	forgets     atomic.Uint64
+}
+
+var _ net.PacketConn = (*Conn)(nil)
+
+// New wraps pc. The returned Conn can replace pc anywhere a net.PacketConn is
+// used; it owns pc from now on (closing the Conn closes pc).
+func New(pc net.PacketConn, opts ...Option) (*Conn, error) {
+	if pc == nil {
+		return nil, invalid("packet conn is nil")
+	}
+	var cfg config
+	for _, o := range opts {
+		if err := o(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	table, err := cfg.buildTable()
+	if err != nil {
+		return nil, err
+	}
+	c := &Conn{
+		pc:          pc,
+		table:       table,
+		learnAlerts: !cfg.noAlerts,
+		dropNonDTLS: cfg.dropNonDTLS,
+		logger:      cfg.logger,
+		onDrop:      cfg.onDrop,
+	}
+	c.udp, _ = pc.(*net.UDPConn)
+	return c, nil
+}
+
+// Table returns the table of quiet peers, possibly shared (WithTable).
+func (c *Conn) Table() *conntrack.Table { return c.table }
+
+// ReadFrom reads the next datagram that is not a leftover of a closed
+// association. A datagram from a quiet peer that does not open a new
+// association is dropped and the read goes on; deadlines set on the Conn
+// still end the read on time.
+func (c *Conn) ReadFrom(b []byte) (int, net.Addr, error) {
+	for {
+		n, addr, err := c.pc.ReadFrom(b)
+		if err != nil {
+			return n, addr, c.readErr(err)
+		}
+		if c.table.Empty() || !c.dropAddr(addr, b[:n]) {
+			c.passed.Add(1)
+			return n, addr, nil
+		}
+	}
+}
+
+// WriteTo writes b to addr. If b carries a closing alert (see
+// CarriesClosingAlert) and alert detection is on, addr enters its quiet
+// period before the datagram leaves, so that no reply can overtake it.
+func (c *Conn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	if c.learnAlerts && CarriesClosingAlert(b) {
+		if ap, ok := addrPort(addr); ok {
+			c.closeFromAlert(ap)
+		}
+	}
+	return c.pc.WriteTo(b, addr)
+}
+
+// MarkClosed puts addr into its quiet period now, or restarts it. Call it
+// when the DTLS stack closes an association in a way the Conn cannot see
+// (DTLS 1.3, tls12_cid, a stack that closes without an alert).
+func (c *Conn) MarkClosed(addr net.Addr) error {
+	ap, ok := addrPort(addr)
+	if !ok {
+		return fmt.Errorf("strayfilter: MarkClosed(%v): not a UDP address with an IP and port: %w", addr, conntrack.ErrInvalidPeer)
+	}
+	return c.MarkClosedAddrPort(ap)
+}
+
+// MarkClosedAddrPort is MarkClosed for a netip.AddrPort.
+func (c *Conn) MarkClosedAddrPort(ap netip.AddrPort) error {
+	if err := c.table.Close(ap); err != nil {
+		return fmt.Errorf("strayfilter: MarkClosed: %w", err)
+	}
+	c.closes.Add(1)
+	return nil
+}
+
+func (c *Conn) closeFromAlert(ap netip.AddrPort) {
+	if c.table.Close(ap) == nil {
+		c.closes.Add(1)
+		c.alertCloses.Add(1)
+	}
+}
+
+// Stats returns the Conn's counters and the state of its table.
+func (c *Conn) Stats() Stats {
+	s := Stats{
+		Passed:      c.passed.Load(),
+		Closes:      c.closes.Load(),
+		AlertCloses: c.alertCloses.Load(),
+		Forgets:     c.forgets.Load(),
+	}
+	for i := range s.Dropped {
+		s.Dropped[i] = c.dropped[i].Load()
+	}
+	ts := c.table.Stats()
+	s.Evictions, s.Peers = ts.Evictions, ts.Len
+	return s
+}
+
+// Close closes the wrapped conn; blocked reads return an error that matches
+// net.ErrClosed.
+func (c *Conn) Close() error {
+	c.closed.Store(true)
+	return c.pc.Close()
+}
+
+// LocalAddr returns the wrapped conn's local address.
+func (c *Conn) LocalAddr() net.Addr { return c.pc.LocalAddr() }
+
+// SetDeadline sets the wrapped conn's deadlines.
+func (c *Conn) SetDeadline(t time.Time) error { return c.pc.SetDeadline(t) }
+
+// SetReadDeadline sets the wrapped conn's read deadline. Deadlines are
+// absolute, so a read that drops strays ends on time all the same.
+func (c *Conn) SetReadDeadline(t time.Time) error { return c.pc.SetReadDeadline(t) }
+
+// SetWriteDeadline sets the wrapped conn's write deadline.
+func (c *Conn) SetWriteDeadline(t time.Time) error { return c.pc.SetWriteDeadline(t) }
+
+// dropAddr decides for a datagram whose source is a net.Addr.
+func (c *Conn) dropAddr(addr net.Addr, p []byte) bool {
+	ap, ok := addrPort(addr)
+	return ok && c.drop(ap, p)
+}
+
+// drop is the whole filter: only a quiet peer's datagrams are inspected.
+func (c *Conn) drop(ap netip.AddrPort, p []byte) bool {
+	if !c.table.Quiet(ap) {
+		return false
+	}
+	r := Inspect(p)
+	if r.OpensAssociation() {
+		// RFC 6347 §4.2.8: the client starts afresh; so does the filter.
+		if c.table.Forget(ap) {
+			c.forgets.Add(1)
+		}
+		return false
+	}
+	if r.Class == ClassNotDTLS && !c.dropNonDTLS {
+		return false
+	}
+	reason := ReasonOf(r)
+	c.dropped[reason].Add(1)
+	if c.onDrop != nil {
+		c.onDrop(ap, reason)
+	}
+	if c.logger != nil && c.logger.Enabled(context.Background(), slog.LevelDebug) {
+		c.logger.LogAttrs(context.Background(), slog.LevelDebug, "strayfilter: dropped datagram from quiet peer",
+			slog.String("peer", ap.String()), slog.String("reason", reason.String()),
+			slog.String("record", r.Class.String()), slog.Int("epoch", int(r.Epoch)), slog.Int("len", len(p)))
+	}
+	return true
+}
+
+// readErr makes sure a read that failed because the Conn was closed matches
+// net.ErrClosed, whatever the wrapped conn returned.
+func (c *Conn) readErr(err error) error {
+	if c.closed.Load() && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("%w: %w", net.ErrClosed, err)
+	}
+	return err
+}
+
+// addrPort converts without allocating for *net.UDPAddr (the standard
+// library, pion's vnet) and falls back to parsing for other transports.
+func addrPort(addr net.Addr) (netip.AddrPort, bool) {
+	switch a := addr.(type) {
+	case *net.UDPAddr:
+		ap := a.AddrPort()
+		return ap, ap.IsValid()
+	case nil:
+		return netip.AddrPort{}, false
+	case interface{ AddrPort() netip.AddrPort }:
+		ap := a.AddrPort()
+		return ap, ap.IsValid()
+	}
+	ap, err := netip.ParseAddrPort(addr.String())
+	return ap, err == nil
+}
+
+// The methods below keep *net.UDPConn's typed, allocation-free and tuning
+// paths reachable through the wrapper. When the wrapped conn is not a
+// *net.UDPConn they fall back to the generic path or report
+// errors.ErrUnsupported.
+
+// ReadFromUDPAddrPort is ReadFrom returning a netip.AddrPort, without
+// allocating when the wrapped conn is a *net.UDPConn.
+func (c *Conn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
+	if c.udp == nil {
+		n, addr, err := c.ReadFrom(b)
+		if err != nil {
+			return n, netip.AddrPort{}, err
+		}
+		ap, ok := addrPort(addr)
+		if !ok {
+			return n, ap, fmt.Errorf("strayfilter: ReadFromUDPAddrPort: source %v is not an IP address and port: %w", addr, errors.ErrUnsupported)
+		}
+		return n, ap, nil
+	}
+	for {
+		n, ap, err := c.udp.ReadFromUDPAddrPort(b)
+		if err != nil {
+			return n, ap, c.readErr(err)
+		}
+		if c.table.Empty() || !c.drop(ap, b[:n]) {
+			c.passed.Add(1)
+			return n, ap, nil
+		}
+	}
+}
+
+// ReadFromUDP is ReadFrom returning a *net.UDPAddr.
+func (c *Conn) ReadFromUDP(b []byte) (int, *net.UDPAddr, error) {
+	if c.udp == nil {
+		n, ap, err := c.ReadFromUDPAddrPort(b)
+		if err != nil {
+			return n, nil, err
+		}
+		return n, net.UDPAddrFromAddrPort(ap), nil
+	}
+	for {
+		n, addr, err := c.udp.ReadFromUDP(b)
+		if err != nil {
+			return n, addr, c.readErr(err)
+		}
+		if c.table.Empty() || !c.drop(addr.AddrPort(), b[:n]) {
+			c.passed.Add(1)
+			return n, addr, nil
+		}
+	}
+}
+
+// ReadMsgUDPAddrPort reads a datagram and its out-of-band data (ECN, packet
+// info, GRO segments), dropping strays like ReadFrom. It needs a wrapped
+// *net.UDPConn.
+func (c *Conn) ReadMsgUDPAddrPort(b, oob []byte) (n, oobn, flags int, addr netip.AddrPort, err error) {
+	if c.udp == nil {
+		return 0, 0, 0, addr, c.unsupported("ReadMsgUDPAddrPort")
+	}
+	for {
+		n, oobn, flags, addr, err = c.udp.ReadMsgUDPAddrPort(b, oob)
+		if err != nil {
+			return n, oobn, flags, addr, c.readErr(err)
+		}
+		if c.table.Empty() || !c.drop(addr, b[:n]) {
+			c.passed.Add(1)
+			return n, oobn, flags, addr, nil
+		}
+	}
+}
+
+// ReadMsgUDP is ReadMsgUDPAddrPort returning a *net.UDPAddr.
+func (c *Conn) ReadMsgUDP(b, oob []byte) (n, oobn, flags int, addr *net.UDPAddr, err error) {
+	if c.udp == nil {
+		return 0, 0, 0, nil, c.unsupported("ReadMsgUDP")
+	}
+	for {
+		n, oobn, flags, addr, err = c.udp.ReadMsgUDP(b, oob)
+		if err != nil {
+			return n, oobn, flags, addr, c.readErr(err)
+		}
+		if c.table.Empty() || !c.drop(addr.AddrPort(), b[:n]) {
+			c.passed.Add(1)
+			return n, oobn, flags, addr, nil
+		}
+	}
+}
+
+// WriteToUDPAddrPort is WriteTo for a netip.AddrPort, allocation-free when
+// the wrapped conn is a *net.UDPConn.
+func (c *Conn) WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error) {
+	if c.learnAlerts && CarriesClosingAlert(b) {
+		c.closeFromAlert(addr)
+	}
+	if c.udp == nil {
+		return c.pc.WriteTo(b, net.UDPAddrFromAddrPort(addr))
+	}
+	return c.udp.WriteToUDPAddrPort(b, addr)
+}
+
+// WriteToUDP is WriteTo for a *net.UDPAddr.
+func (c *Conn) WriteToUDP(b []byte, addr *net.UDPAddr) (int, error) {
+	return c.WriteTo(b, addr)
+}
+
+// WriteMsgUDPAddrPort writes a datagram with out-of-band data, learning
+// closes like WriteTo. It needs a wrapped *net.UDPConn.
+func (c *Conn) WriteMsgUDPAddrPort(b, oob []byte, addr netip.AddrPort) (n, oobn int, err error) {
+	if c.udp == nil {
+		return 0, 0, c.unsupported("WriteMsgUDPAddrPort")
+	}
+	if c.learnAlerts && CarriesClosingAlert(b) {
+		c.closeFromAlert(addr)
+	}
+	return c.udp.WriteMsgUDPAddrPort(b, oob, addr)
+}
+
+// WriteMsgUDP is WriteMsgUDPAddrPort for a *net.UDPAddr.
+func (c *Conn) WriteMsgUDP(b, oob []byte, addr *net.UDPAddr) (n, oobn int, err error) {
+	if c.udp == nil {
+		return 0, 0, c.unsupported("WriteMsgUDP")
+	}
+	if c.learnAlerts && CarriesClosingAlert(b) {
+		if ap, ok := addrPort(addr); ok {
+			c.closeFromAlert(ap)
+		}
+	}
+	return c.udp.WriteMsgUDP(b, oob, addr)
+}
+
+// SetReadBuffer sets the socket receive buffer of the wrapped conn.
+func (c *Conn) SetReadBuffer(bytes int) error {
+	if s, ok := c.pc.(interface{ SetReadBuffer(int) error }); ok {
+		return s.SetReadBuffer(bytes)
+	}
+	return c.unsupported("SetReadBuffer")
+}
+
+// SetWriteBuffer sets the socket send buffer of the wrapped conn.
+func (c *Conn) SetWriteBuffer(bytes int) error {
+	if s, ok := c.pc.(interface{ SetWriteBuffer(int) error }); ok {
+		return s.SetWriteBuffer(bytes)
+	}
+	return c.unsupported("SetWriteBuffer")
+}
+
+// SyscallConn returns the wrapped socket's raw conn, for socket options.
+// Datagrams read through it bypass the filter.
+func (c *Conn) SyscallConn() (syscall.RawConn, error) {
+	if s, ok := c.pc.(syscall.Conn); ok {
+		return s.SyscallConn()
+	}
+	return nil, c.unsupported("SyscallConn")
+}
+
+func (c *Conn) unsupported(method string) error {
+	return fmt.Errorf("strayfilter: %s: wrapped %T is not a *net.UDPConn: %w", method, c.pc, errors.ErrUnsupported)
+}

@@ -1,0 +1,156 @@
+package strayfilter
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/straydtls/straydtls/conntrack"
+)
+
+// ErrInvalidOption is wrapped by every error New returns for a bad option. It
+// is the same value as conntrack.ErrInvalidOption.
+var ErrInvalidOption = conntrack.ErrInvalidOption
+
+// DefaultQuietPeriod is how long a closed peer stays quiet unless an option
+// says otherwise. See the package documentation for why.
+const DefaultQuietPeriod = conntrack.DefaultQuietPeriod
+
+// DefaultMaxPeers is the default cap on quiet peers.
+const DefaultMaxPeers = conntrack.DefaultMaxEntries
+
+// Option configures a Conn.
+type Option func(*config) error
+
+type config struct {
+	quiet       time.Duration
+	maxPeers    int
+	clock       func() time.Time
+	table       *conntrack.Table
+	tableOpts   []string // names of table options, to report conflicts with WithTable
+	noAlerts    bool
+	dropNonDTLS bool
+	logger      *slog.Logger
+	onDrop      func(netip.AddrPort, Reason)
+}
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("strayfilter: "+format+": %w", append(args, ErrInvalidOption)...)
+}
+
+// WithQuietPeriod sets how long a peer stays quiet after its association was
+// closed locally. It must be positive.
+func WithQuietPeriod(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return invalid("quiet period %v must be positive", d)
+		}
+		c.quiet = d
+		c.tableOpts = append(c.tableOpts, "WithQuietPeriod")
+		return nil
+	}
+}
+
+// WithMaxPeers caps how many peers can be quiet at once (default 65,536). At
+// the cap the peer closed longest ago stops being filtered early.
+func WithMaxPeers(n int) Option {
+	return func(c *config) error {
+		if n < 1 {
+			return invalid("max peers %d must be at least 1", n)
+		}
+		c.maxPeers = n
+		c.tableOpts = append(c.tableOpts, "WithMaxPeers")
+		return nil
+	}
+}
+
+// WithClock replaces time.Now for the quiet periods, for tests.
+func WithClock(now func() time.Time) Option {
+	return func(c *config) error {
+		if now == nil {
+			return invalid("clock is nil")
+		}
+		c.clock = now
+		c.tableOpts = append(c.tableOpts, "WithClock")
+		return nil
+	}
+}
+
+// WithTable makes the Conn use a table shared with other Conns, for example
+// the IPv4 and IPv6 sockets of a dual-stack server or an SO_REUSEPORT group,
+// so that a peer closed on one is quiet on all. The table carries its own
+// quiet period, cap and clock, so WithTable excludes those options.
+func WithTable(t *conntrack.Table) Option {
+	return func(c *config) error {
+		if t == nil {
+			return invalid("table is nil")
+		}
+		c.table = t
+		return nil
+	}
+}
+
+// WithAlertDetection turns learning closes from outgoing alerts on (the
+// default) or off. When on, a datagram written through the Conn that carries
+// an alert at epoch ≥ 1, or a plaintext fatal alert or close_notify at epoch
+// 0, puts its destination into the quiet period. Turn it off when the stack
+// sends alerts it does not mean as closing, and call MarkClosed instead.
+func WithAlertDetection(on bool) Option {
+	return func(c *config) error {
+		c.noAlerts = !on
+		return nil
+	}
+}
+
+// WithDropNonDTLS makes a quiet peer's non-DTLS datagrams (first byte outside
+// 20..63: STUN, RTP, ...) dropped too. By default they pass, because
+// protocols multiplexed on a DTLS port outlive the DTLS association.
+func WithDropNonDTLS(on bool) Option {
+	return func(c *config) error {
+		c.dropNonDTLS = on
+		return nil
+	}
+}
+
+// WithLogger logs every dropped datagram at Debug level. A nil logger turns
+// logging off. Nothing is formatted unless Debug is enabled.
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) error {
+		c.logger = l
+		return nil
+	}
+}
+
+// WithDropHook calls f for every dropped datagram, on the reading goroutine.
+// f must be fast and must not call back into the Conn's read methods.
+func WithDropHook(f func(peer netip.AddrPort, reason Reason)) Option {
+	return func(c *config) error {
+		c.onDrop = f
+		return nil
+	}
+}
+
+func (c *config) buildTable() (*conntrack.Table, error) {
+	if c.table != nil {
+		if len(c.tableOpts) > 0 {
+			return nil, invalid("%s conflicts with WithTable: a shared table has its own quiet period, cap and clock", c.tableOpts[0])
+		}
+		return c.table, nil
+	}
+	var opts []conntrack.Option
+	if c.quiet != 0 {
+		opts = append(opts, conntrack.WithQuietPeriod(c.quiet))
+	}
+	if c.maxPeers != 0 {
+		opts = append(opts, conntrack.WithMaxEntries(c.maxPeers))
+	}
+	if c.clock != nil {
+		opts = append(opts, conntrack.WithClock(c.clock))
+	}
+	t, err := conntrack.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("strayfilter: %w", err)
+	}
+	return t, nil
+}
