@@ -367,4 +367,3 @@ func atoi(t testing.TB, s string) int {
 	}
 	return n
 }
-

@@ -190,7 +190,9 @@ func TestConnDropsLeftoversOfClosedAssociation(t *testing.T) {
 	}
 
 	// 2. More leftovers of the old association, re-sent from its address.
-	flight5 := client.find(t, func(r strayfilter.Record) bool { return r.Class == strayfilter.ClassHandshake && r.Epoch == 0 && r.MsgType == 16 })
+	flight5 := client.find(t, func(r strayfilter.Record) bool {
+		return r.Class == strayfilter.ClassHandshake && r.Epoch == 0 && r.MsgType == 16
+	})
 	appData := client.find(t, func(r strayfilter.Record) bool { return r.Class == strayfilter.ClassApplicationData })
 	closeNotify := client.find(t, func(r strayfilter.Record) bool { return r.Class == strayfilter.ClassAlert && r.Epoch == 1 })
 	finished := loadRecord(t, "pion-v2-mtu60-11-client-handshake-epoch1.hex")

@@ -5,17 +5,17 @@ type Reason uint8
 
 // Drop reasons. Each names what the first record of the dropped datagram was.
 const (
-	ReasonAlert             Reason = iota // alert (typically the late close_notify)
-	ReasonApplicationData                 // application data of the old association
-	ReasonHandshakeEpoch                  // handshake record at epoch ≥ 1 (a late Finished)
-	ReasonNotClientHello                  // epoch-0 handshake that is not a ClientHello
-	ReasonChangeCipherSpec                // change_cipher_spec
-	ReasonConnectionID                    // tls12_cid record (RFC 9146)
-	ReasonCiphertext                      // DTLS 1.3 unified-header record
-	ReasonACK                             // DTLS 1.3 ACK
-	ReasonOtherContentType                // heartbeat or an unassigned content type
-	ReasonMalformed                       // truncated or inconsistent DTLS header
-	ReasonNotDTLS                         // not DTLS (only with WithDropNonDTLS)
+	ReasonAlert            Reason = iota // alert (typically the late close_notify)
+	ReasonApplicationData                // application data of the old association
+	ReasonHandshakeEpoch                 // handshake record at epoch ≥ 1 (a late Finished)
+	ReasonNotClientHello                 // epoch-0 handshake that is not a ClientHello
+	ReasonChangeCipherSpec               // change_cipher_spec
+	ReasonConnectionID                   // tls12_cid record (RFC 9146)
+	ReasonCiphertext                     // DTLS 1.3 unified-header record
+	ReasonACK                            // DTLS 1.3 ACK
+	ReasonOtherContentType               // heartbeat or an unassigned content type
+	ReasonMalformed                      // truncated or inconsistent DTLS header
+	ReasonNotDTLS                        // not DTLS (only with WithDropNonDTLS)
 	NumReasons
 )
 
