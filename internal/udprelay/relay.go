@@ -62,6 +62,12 @@ type Relay struct {
 	server netip.AddrPort
 	hook   Hook
 
+	// marker sends Flush's marker datagrams; flushed is signalled when one
+	// comes out of the front socket's queue.
+	marker   *net.UDPConn
+	flushMu  sync.Mutex
+	flushed  chan struct{}
+
 	mu      sync.Mutex
 	clients map[netip.AddrPort]*upstream
 	held    []heldPacket
@@ -94,7 +100,12 @@ func New(server netip.AddrPort, hook Hook) (*Relay, error) {
 	if hook == nil {
 		hook = func(Packet) Verdict { return Verdict{} }
 	}
-	r := &Relay{front: front, server: server, hook: hook, clients: map[netip.AddrPort]*upstream{}}
+	marker, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(loopbackOf(server.Addr()), 0)))
+	if err != nil {
+		front.Close()
+		return nil, fmt.Errorf("udprelay: listen: %w", err)
+	}
+	r := &Relay{front: front, server: server, hook: hook, marker: marker, flushed: make(chan struct{}, 1), clients: map[netip.AddrPort]*upstream{}}
 	r.wg.Add(1)
 	go r.readFront()
 	return r, nil
@@ -135,6 +146,35 @@ func (r *Relay) Release() int {
 	return len(held)
 }
 
+// Inject sends data as if the client had sent it (ToServer) or as if the
+// server had (ToClient), bypassing the hook: a test's way to replay a late
+// record from the client's address.
+func (r *Relay) Inject(dir Dir, client netip.AddrPort, data []byte) {
+	r.send(dir, client, data)
+}
+
+// Flush returns once the relay has handled every datagram that clients sent
+// to it before the call: it sends a marker through the same socket queue
+// and waits for it to come out.
+func (r *Relay) Flush() error {
+	r.flushMu.Lock()
+	defer r.flushMu.Unlock()
+	if _, err := r.marker.WriteToUDPAddrPort([]byte{0}, r.Addr()); err != nil {
+		return err
+	}
+	select {
+	case <-r.flushed:
+		return nil
+	case <-time.After(10 * time.Second):
+		return errors.New("udprelay: flush marker lost")
+	}
+}
+
+func (r *Relay) markerAddr() netip.AddrPort {
+	a := r.marker.LocalAddr().(*net.UDPAddr).AddrPort()
+	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
+}
+
 // Held returns how many datagrams are held now.
 func (r *Relay) Held() int {
 	r.mu.Lock()
@@ -157,6 +197,7 @@ func (r *Relay) Close() error {
 	}
 	r.mu.Unlock()
 	err := r.front.Close()
+	r.marker.Close()
 	for _, u := range ups {
 		u.conn.Close()
 	}
@@ -174,6 +215,10 @@ func (r *Relay) readFront() {
 			return
 		}
 		client = netip.AddrPortFrom(client.Addr().Unmap(), client.Port())
+		if client == r.markerAddr() {
+			r.flushed <- struct{}{}
+			continue
+		}
 		if _, err := r.upstreamFor(client); err != nil {
 			continue
 		}

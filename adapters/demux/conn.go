@@ -1,0 +1,119 @@
+package demux
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/transport/v2/deadline"
+	"github.com/pion/transport/v2/packetio"
+)
+
+// connBufferLimit bounds what one peer can queue while its reader is slow.
+const connBufferLimit = 1 << 20
+
+// Conn is one peer's association on the shared socket. It is both a
+// net.Conn (for pion/dtls v2's Server) and a net.PacketConn (for v3's):
+// reads return what the demultiplexer routed to this peer, writes go to the
+// peer through the filtered socket. Closing it puts the peer into its quiet
+// period unless another association from the same address carries on.
+type Conn struct {
+	m     *mux
+	addr  netip.AddrPort
+	raddr *net.UDPAddr
+
+	buf           *packetio.Buffer
+	writeDeadline *deadline.Deadline
+
+	pending     bool        // guarded by m.mu: a re-handshake not yet promoted
+	established bool        // guarded by m.mu: its handshake completed
+	retired     atomic.Bool // replaced by a newer association: no quiet period
+	once        sync.Once
+}
+
+var (
+	_ net.Conn       = (*Conn)(nil)
+	_ net.PacketConn = (*Conn)(nil)
+)
+
+func newConn(m *mux, ap netip.AddrPort) *Conn {
+	c := &Conn{
+		m:             m,
+		addr:          ap,
+		raddr:         net.UDPAddrFromAddrPort(ap),
+		buf:           packetio.NewBuffer(),
+		writeDeadline: deadline.New(),
+	}
+	c.buf.SetLimitSize(connBufferLimit)
+	return c
+}
+
+// deliver queues a datagram for the reader; a full buffer drops it, as a
+// full socket buffer would.
+func (c *Conn) deliver(p []byte) {
+	if _, err := c.buf.Write(p); errors.Is(err, packetio.ErrFull) {
+		c.m.stats.bufferFull.Add(1)
+	}
+}
+
+// Peer returns the remote address as a netip.AddrPort.
+func (c *Conn) Peer() netip.AddrPort { return c.addr }
+
+// Read reads the next datagram from the peer.
+func (c *Conn) Read(b []byte) (int, error) { return c.buf.Read(b) }
+
+// ReadFrom reads the next datagram from the peer.
+func (c *Conn) ReadFrom(b []byte) (int, net.Addr, error) {
+	n, err := c.buf.Read(b)
+	return n, c.raddr, err
+}
+
+// Write sends a datagram to the peer.
+func (c *Conn) Write(b []byte) (int, error) {
+	select {
+	case <-c.writeDeadline.Done():
+		return 0, context.DeadlineExceeded
+	default:
+	}
+	return c.m.fc.WriteToUDPAddrPort(b, c.addr)
+}
+
+// WriteTo sends a datagram to the peer. The address is ignored: a Conn
+// speaks to one peer only.
+func (c *Conn) WriteTo(b []byte, _ net.Addr) (int, error) { return c.Write(b) }
+
+// Close ends this peer's association on the shared socket. Pending reads
+// return io.EOF.
+func (c *Conn) Close() error {
+	c.once.Do(func() {
+		c.buf.Close()
+		c.m.connClosed(c)
+	})
+	return nil
+}
+
+// LocalAddr returns the shared socket's address.
+func (c *Conn) LocalAddr() net.Addr { return c.m.fc.LocalAddr() }
+
+// RemoteAddr returns the peer's address.
+func (c *Conn) RemoteAddr() net.Addr { return c.raddr }
+
+// SetDeadline sets the read and write deadlines.
+func (c *Conn) SetDeadline(t time.Time) error {
+	c.writeDeadline.Set(t)
+	return c.buf.SetReadDeadline(t)
+}
+
+// SetReadDeadline sets the read deadline; a time in the past (pion's way to
+// cancel a read) ends a blocked read at once.
+func (c *Conn) SetReadDeadline(t time.Time) error { return c.buf.SetReadDeadline(t) }
+
+// SetWriteDeadline sets the write deadline.
+func (c *Conn) SetWriteDeadline(t time.Time) error {
+	c.writeDeadline.Set(t)
+	return nil
+}

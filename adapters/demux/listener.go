@@ -1,0 +1,249 @@
+package demux
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+
+	"github.com/straydtls/straydtls/strayfilter"
+)
+
+// ErrListenerClosed is returned by Accept after Close. It matches
+// net.ErrClosed.
+var ErrListenerClosed = fmt.Errorf("demux: listener closed: %w", net.ErrClosed)
+
+// Handshake runs the server side of a DTLS handshake over c and returns the
+// established connection. It must return when ctx ends. On error it
+// returns a nil net.Conn and the listener closes c.
+type Handshake func(ctx context.Context, c *Conn) (net.Conn, error)
+
+// Listener is a net.Listener for a DTLS stack over one filtered socket.
+// A per-peer Conn is created only for a datagram that opens an association;
+// its handshake runs at once in its own goroutine, bounded in number and
+// time, and Accept returns connections in the order their handshakes
+// complete, so a slow or bogus handshake never holds up other clients.
+type Listener struct {
+	m        *mux
+	hs       Handshake
+	acceptCh chan net.Conn
+	done     chan struct{}
+	once     sync.Once
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+}
+
+var _ net.Listener = (*Listener)(nil)
+
+// NewListener serves DTLS on pc, which it owns, running hs for every new
+// association. The pion adapters are built on it; any Go DTLS stack that
+// can run a server handshake over a net.Conn can be.
+func NewListener(pc net.PacketConn, hs Handshake, opts ...Option) (*Listener, error) {
+	if hs == nil {
+		return nil, invalid("handshake function is nil")
+	}
+	cfg, err := buildConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	l := &Listener{
+		hs:       hs,
+		acceptCh: make(chan net.Conn, cfg.backlog),
+		done:     make(chan struct{}),
+	}
+	l.ctx, l.cancel = context.WithCancel(context.Background())
+	l.m, err = newMux(pc, cfg, l.admit)
+	if err != nil {
+		l.cancel()
+		return nil, err
+	}
+	l.m.start()
+	return l, nil
+}
+
+// admit starts the handshake of a new (or pending) association. It runs
+// with the mux lock held, which also guards the pending count.
+func (l *Listener) admit(c *Conn) bool {
+	if l.m.pending >= l.m.cfg.maxPending {
+		l.log("refused a ClientHello: too many pending handshakes", c)
+		return false
+	}
+	l.m.pending++
+	l.wg.Add(1)
+	go l.handshake(c)
+	return true
+}
+
+func (l *Listener) handshake(c *Conn) {
+	defer l.wg.Done()
+	ctx, cancel := context.WithTimeout(l.ctx, l.m.cfg.handshakeTimeout)
+	dc, err := l.hs(ctx, c)
+	cancel()
+	l.m.mu.Lock()
+	l.m.pending--
+	pending := c.pending
+	if err == nil && !pending {
+		// Only now may a ClientHello from this peer start a re-handshake:
+		// before, it is the handshake's own (a retransmission, or the
+		// ClientHello that answers a HelloVerifyRequest).
+		c.established = true
+	}
+	l.m.mu.Unlock()
+	if err != nil {
+		c.Close()
+		l.m.stats.handshakeFailed.Add(1)
+		l.log("handshake failed", c, slog.Any("err", err))
+		return
+	}
+	if pending && !l.m.promote(c) {
+		dc.Close()
+		return
+	}
+	select {
+	case <-l.done:
+		dc.Close()
+		return
+	default:
+	}
+	select {
+	case l.acceptCh <- dc:
+	default:
+		dc.Close()
+		l.m.stats.backlogOverflow.Add(1)
+		l.log("closed an established connection: accept backlog full", c)
+	}
+}
+
+// Accept returns the next connection whose handshake completed.
+func (l *Listener) Accept() (net.Conn, error) {
+	select {
+	case dc := <-l.acceptCh:
+		l.m.stats.accepted.Add(1)
+		return dc, nil
+	case <-l.done:
+		return nil, ErrListenerClosed
+	case <-l.m.readDone:
+		return nil, fmt.Errorf("demux: socket read failed: %w", l.m.readErr)
+	}
+}
+
+// Close stops accepting: pending handshakes are abandoned and connections
+// not yet accepted are closed. Accepted connections live on; the socket
+// closes with the last of them, as with pion's listener.
+func (l *Listener) Close() error {
+	l.once.Do(func() {
+		l.m.stopAccepting()
+		close(l.done)
+		l.cancel()
+		l.wg.Wait()
+		for {
+			select {
+			case dc := <-l.acceptCh:
+				dc.Close()
+			default:
+				return
+			}
+		}
+	})
+	return nil
+}
+
+// Addr returns the socket's local address.
+func (l *Listener) Addr() net.Addr { return l.m.fc.LocalAddr() }
+
+// Filter returns the strayfilter.Conn under the listener.
+func (l *Listener) Filter() *strayfilter.Conn { return l.m.fc }
+
+// Stats returns the listener's counters.
+func (l *Listener) Stats() Stats { return l.m.snapshot() }
+
+func (l *Listener) log(msg string, c *Conn, attrs ...slog.Attr) {
+	lg := l.m.cfg.logger
+	if lg == nil || !lg.Enabled(context.Background(), slog.LevelDebug) {
+		return
+	}
+	attrs = append(attrs, slog.String("peer", c.addr.String()), slog.Bool("rehandshake", c.pending))
+	lg.LogAttrs(context.Background(), slog.LevelDebug, "demux: "+msg, attrs...)
+}
+
+// PacketListener hands out per-peer Conns as soon as a ClientHello creates
+// them, without running a handshake: it is the inner listener for pion/dtls
+// v3's dtls.NewListener, which runs the handshake itself, lazily. Prefer
+// Listener, which bounds handshakes and supports re-handshakes from the
+// same address; a PacketListener cannot, because it does not see when a
+// handshake completes.
+type PacketListener struct {
+	m        *mux
+	acceptCh chan *Conn
+	done     chan struct{}
+	once     sync.Once
+}
+
+// NewPacketListener demultiplexes pc, which it owns. WithRehandshake,
+// WithHandshakeTimeout and WithMaxPendingHandshakes do not apply.
+func NewPacketListener(pc net.PacketConn, opts ...Option) (*PacketListener, error) {
+	cfg, err := buildConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	cfg.rehandshake = false
+	l := &PacketListener{acceptCh: make(chan *Conn, cfg.backlog), done: make(chan struct{})}
+	l.m, err = newMux(pc, cfg, l.admit)
+	if err != nil {
+		return nil, err
+	}
+	l.m.start()
+	return l, nil
+}
+
+func (l *PacketListener) admit(c *Conn) bool {
+	select {
+	case l.acceptCh <- c:
+		return true
+	default:
+		l.m.stats.backlogOverflow.Add(1)
+		return false
+	}
+}
+
+// Accept returns the next new association's Conn and its peer's address.
+func (l *PacketListener) Accept() (net.PacketConn, net.Addr, error) {
+	select {
+	case c := <-l.acceptCh:
+		l.m.stats.accepted.Add(1)
+		return c, c.raddr, nil
+	case <-l.done:
+		return nil, nil, ErrListenerClosed
+	case <-l.m.readDone:
+		return nil, nil, fmt.Errorf("demux: socket read failed: %w", l.m.readErr)
+	}
+}
+
+// Close stops accepting and closes Conns not yet accepted; accepted ones
+// live on and the socket closes with the last of them.
+func (l *PacketListener) Close() error {
+	l.once.Do(func() {
+		l.m.stopAccepting()
+		close(l.done)
+		for {
+			select {
+			case c := <-l.acceptCh:
+				c.Close()
+			default:
+				return
+			}
+		}
+	})
+	return nil
+}
+
+// Addr returns the socket's local address.
+func (l *PacketListener) Addr() net.Addr { return l.m.fc.LocalAddr() }
+
+// Filter returns the strayfilter.Conn under the listener.
+func (l *PacketListener) Filter() *strayfilter.Conn { return l.m.fc }
+
+// Stats returns the listener's counters.
+func (l *PacketListener) Stats() Stats { return l.m.snapshot() }

@@ -1,0 +1,323 @@
+package pionv2_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/dtls/v2"
+
+	"github.com/straydtls/straydtls/adapters/demux"
+	"github.com/straydtls/straydtls/adapters/pionv2"
+	"github.com/straydtls/straydtls/internal/dtlstest"
+	"github.com/straydtls/straydtls/internal/udprelay"
+	"github.com/straydtls/straydtls/strayfilter"
+)
+
+var loopback = &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}
+
+func listen(t *testing.T, opts ...demux.Option) *demux.Listener {
+	t.Helper()
+	ln, err := pionv2.Listen("udp", loopback, dtlstest.ServerV2(t), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+func addrPort(a net.Addr) netip.AddrPort { return a.(*net.UDPAddr).AddrPort() }
+
+func dial(t *testing.T, addr netip.AddrPort) *dtls.Conn {
+	t.Helper()
+	c, err := dtls.Dial("udp", net.UDPAddrFromAddrPort(addr), dtlstest.ClientV2(t))
+	if err != nil {
+		t.Fatalf("dial %v: %v", addr, err)
+	}
+	return c
+}
+
+func echoOnce(t *testing.T, c net.Conn, msg string) {
+	t.Helper()
+	if _, err := c.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 2048)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, err := c.Read(buf)
+	if err != nil || string(buf[:n]) != msg {
+		t.Fatalf("echo of %q: got %q, %v", msg, buf[:n], err)
+	}
+}
+
+// TestStrayDoesNotStallNextClient is the stall probe: after a client
+// closes, one epoch-1 handshake record (its Finished) from its addr:port
+// reaches the server. Through pion's listener the next client waits out
+// the 30 s handshake timeout; through the adapter it does not.
+func TestStrayDoesNotStallNextClient(t *testing.T) {
+	for _, quiet := range []bool{true, false} {
+		name := "peer quiet"
+		if !quiet {
+			name = "quiet period already over"
+		}
+		t.Run(name, func(t *testing.T) {
+			ln := listen(t, demux.WithHandshakeTimeout(30*time.Second))
+			closed := make(chan netip.AddrPort, 1)
+			srv := dtlstest.Serve(ln, true, func(c net.Conn) { closed <- addrPort(c.RemoteAddr()) })
+			rec := dtlstest.NewRecorder()
+			// The server closes after its echo; the client's close_notify is
+			// held, so that close is the server's own and complete on return.
+			rec.HoldAlerts(true)
+			relay, err := udprelay.New(addrPort(ln.Addr()), rec.Hook)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer relay.Close()
+
+			a := dial(t, relay.Addr())
+			echoOnce(t, a, "first client")
+			aLocal := addrPort(a.LocalAddr())
+			a.Close()
+			serverSide := <-closed
+			if !quiet {
+				ln.Filter().Table().Forget(serverSide)
+			}
+			relay.Inject(udprelay.ToServer, aLocal, rec.EpochOneHandshake(t, aLocal))
+
+			start := time.Now()
+			b := dial(t, relay.Addr())
+			took := time.Since(start)
+			echoOnce(t, b, "next client")
+			b.Close()
+			t.Logf("next client's handshake took %v", took)
+			if took > 5*time.Second {
+				t.Fatalf("next client stalled %v behind the stray", took)
+			}
+			s := ln.Stats()
+			if s.Created != 2 || s.HandshakeFailed != 0 {
+				t.Fatalf("stray became a connection: %+v", s)
+			}
+			if quiet && s.Filter.Dropped[strayfilter.ReasonHandshakeEpoch] != 1 {
+				t.Fatalf("filter did not drop the stray: %+v", s.Filter)
+			}
+			if !quiet && s.UnknownPeer != 1 {
+				t.Fatalf("demux did not drop the stray from an unknown peer: %+v", s)
+			}
+			ln.Close()
+			srv.Stop()
+		})
+	}
+}
+
+// TestPionListenerStallsOnStray documents the bug with pion's own v2
+// listener. Its handshake timeout is cut to 2 s so the test is quick; the
+// default is 30 s and the stall is as long.
+func TestPionListenerStallsOnStray(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes the 2 s handshake timeout")
+	}
+	const timeout = 2 * time.Second
+	cfg := dtlstest.ServerV2(t)
+	cfg.ConnectContextMaker = func() (context.Context, func()) { return context.WithTimeout(context.Background(), timeout) }
+	ln, err := dtls.Listen("udp", loopback, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	closed := make(chan struct{}, 1)
+	srv := dtlstest.Serve(ln, true, func(net.Conn) { closed <- struct{}{} })
+	rec := dtlstest.NewRecorder()
+	rec.HoldAlerts(true)
+	relay, err := udprelay.New(addrPort(ln.Addr()), rec.Hook)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer relay.Close()
+
+	a := dial(t, relay.Addr())
+	echoOnce(t, a, "first client")
+	aLocal := addrPort(a.LocalAddr())
+	a.Close()
+	<-closed
+	relay.Inject(udprelay.ToServer, aLocal, rec.EpochOneHandshake(t, aLocal))
+	time.Sleep(50 * time.Millisecond) // let Accept pick up the stray before B's ClientHello; the stall does not depend on it
+
+	start := time.Now()
+	b := dial(t, relay.Addr())
+	took := time.Since(start)
+	b.Close()
+	t.Logf("pion's own listener: next client's handshake took %v behind one stray (handshake timeout %v)", took, timeout)
+	if took < timeout*3/4 {
+		t.Fatalf("pion's listener no longer stalls (%v): revisit the README's claim", took)
+	}
+	ln.Close()
+	srv.Stop()
+}
+
+func TestManyClientsConcurrently(t *testing.T) {
+	defer dtlstest.CheckGoroutines(t)()
+	ln := listen(t)
+	srv := dtlstest.Serve(ln, false, nil)
+	const clients, messages = 20, 5
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for i := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := dtls.Dial("udp", ln.Addr().(*net.UDPAddr), dtlstest.ClientV2(t))
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			buf := make([]byte, 100)
+			for m := range messages {
+				msg := fmt.Sprintf("client %d message %d", i, m)
+				if _, err := c.Write([]byte(msg)); err != nil {
+					errs <- err
+					return
+				}
+				c.SetReadDeadline(time.Now().Add(10 * time.Second))
+				n, err := c.Read(buf)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if string(buf[:n]) != msg {
+					errs <- fmt.Errorf("client %d got %q: connections mixed up", i, buf[:n])
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	s := ln.Stats()
+	if s.Created != clients || s.Accepted != clients {
+		t.Errorf("stats %+v, want %d associations", s, clients)
+	}
+	ln.Close()
+	srv.Stop()
+	waitConns(t, ln, 0)
+}
+
+func waitConns(t *testing.T, ln *demux.Listener, want int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for ln.Stats().Conns != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("conns = %d, want %d", ln.Stats().Conns, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestPortReuse: a client that closes and reconnects from the same
+// addr:port within the quiet period gets a new association at once.
+func TestPortReuse(t *testing.T) {
+	ln := listen(t, demux.WithFilter(strayfilter.WithQuietPeriod(time.Hour)))
+	closed := make(chan struct{}, 4)
+	srv := dtlstest.Serve(ln, true, func(net.Conn) { closed <- struct{}{} })
+	local := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}
+	for i := range 3 {
+		uc, err := net.DialUDP("udp", local, ln.Addr().(*net.UDPAddr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		local = uc.LocalAddr().(*net.UDPAddr) // reuse the same port next time
+		start := time.Now()
+		c, err := dtls.Client(uc, dtlstest.ClientV2(t))
+		if err != nil {
+			t.Fatalf("association %d from %v: %v", i, local, err)
+		}
+		if took := time.Since(start); took > 5*time.Second {
+			t.Fatalf("association %d took %v", i, took)
+		}
+		echoOnce(t, c, fmt.Sprint("round ", i))
+		c.Close()
+		<-closed
+		uc.Close()
+	}
+	if s := ln.Stats(); s.Created != 3 || s.Filter.Forgets != 2 {
+		t.Fatalf("stats %+v: want 3 associations, the quiet peer forgotten twice", s)
+	}
+	ln.Close()
+	srv.Stop()
+}
+
+// TestOpenSSLClientsWithLateCloseNotify is the seed's own sequence: echo
+// hello | openssl s_client -dtls1_2, with each client's close_notify held
+// back by a relay and delivered only after the server closed the
+// association.
+func TestOpenSSLClientsWithLateCloseNotify(t *testing.T) {
+	dtlstest.RequireOpenSSL(t)
+	ln := listen(t)
+	iterations := 100
+	if testing.Short() {
+		iterations = 10
+	}
+	dtlstest.RunOpenSSLLateCloseNotify(t, ln, iterations)
+	s := ln.Stats()
+	if s.Created != uint64(iterations) || s.HandshakeFailed != 0 || s.UnknownPeer != 0 {
+		t.Fatalf("bogus connections: %+v", s)
+	}
+	ln.Close()
+}
+
+func TestListenerCloseKeepsAcceptedConns(t *testing.T) {
+	defer dtlstest.CheckGoroutines(t)()
+	ln := listen(t)
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			accepted <- c
+		}
+	}()
+	c := dial(t, addrPort(ln.Addr()))
+	sc := <-accepted
+	ln.Close()
+	if _, err := ln.Accept(); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Accept after Close = %v, want net.ErrClosed", err)
+	}
+	// The accepted connection still works.
+	go func() {
+		buf := make([]byte, 100)
+		n, err := sc.Read(buf)
+		if err == nil {
+			sc.Write(buf[:n])
+		}
+	}()
+	echoOnce(t, c, "after listener close")
+	// New clients are not served.
+	cfg := dtlstest.ClientV2(t)
+	cfg.ConnectContextMaker = func() (context.Context, func()) {
+		return context.WithTimeout(context.Background(), 300*time.Millisecond)
+	}
+	if c2, err := dtls.Dial("udp", ln.Addr().(*net.UDPAddr), cfg); err == nil {
+		c2.Close()
+		t.Fatal("a new client was served after Close")
+	}
+	c.Close()
+	sc.Close()
+	waitConns(t, ln, 0)
+}
+
+func TestConfigIsRequired(t *testing.T) {
+	if _, err := pionv2.Listen("udp", loopback, nil); err == nil || !strings.Contains(err.Error(), "config is nil") {
+		t.Fatalf("Listen(nil config) = %v", err)
+	}
+	if _, err := pionv2.Listen("udp", loopback, dtlstest.ServerV2(t), demux.WithBacklog(0)); !errors.Is(err, strayfilter.ErrInvalidOption) {
+		t.Fatalf("Listen(backlog 0) = %v", err)
+	}
+}

@@ -1,0 +1,316 @@
+package pionv3_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/dtls/v3"
+
+	"github.com/straydtls/straydtls/adapters/demux"
+	"github.com/straydtls/straydtls/adapters/pionv3"
+	"github.com/straydtls/straydtls/internal/dtlstest"
+	"github.com/straydtls/straydtls/internal/udprelay"
+	"github.com/straydtls/straydtls/strayfilter"
+)
+
+var loopback = &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}
+
+func listen(t *testing.T, opts ...demux.Option) *demux.Listener {
+	t.Helper()
+	ln, err := pionv3.Listen("udp", loopback, dtlstest.ServerV3(t), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+func addrPort(a net.Addr) netip.AddrPort { return a.(*net.UDPAddr).AddrPort() }
+
+func dial(t *testing.T, addr netip.AddrPort) *dtls.Conn {
+	t.Helper()
+	c, err := dtls.Dial("udp", net.UDPAddrFromAddrPort(addr), dtlstest.ClientV3(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), dtlstest.HandshakeTimeout)
+	defer cancel()
+	if err := c.HandshakeContext(ctx); err != nil {
+		c.Close()
+		t.Fatalf("handshake with %v: %v", addr, err)
+	}
+	return c
+}
+
+func echoOnce(t *testing.T, c net.Conn, msg string) {
+	t.Helper()
+	if _, err := c.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 2048)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, err := c.Read(buf)
+	if err != nil || string(buf[:n]) != msg {
+		t.Fatalf("echo of %q: got %q, %v", msg, buf[:n], err)
+	}
+}
+
+// straySetup runs one association through a recording relay, lets the
+// server close it, and returns the relay, the client's address and its late
+// Finished record.
+func straySetup(t *testing.T, ln net.Listener, closed <-chan struct{}) (*udprelay.Relay, netip.AddrPort, []byte) {
+	t.Helper()
+	rec := dtlstest.NewRecorder()
+	relay, err := udprelay.New(addrPort(ln.Addr()), rec.Hook)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { relay.Close() })
+	// The server closes after its echo. The client's close_notify is held,
+	// so the server's close is its own and complete when it returns (a
+	// close pion starts on receiving close_notify finishes asynchronously).
+	rec.HoldAlerts(true)
+	a := dial(t, relay.Addr())
+	echoOnce(t, a, "first client")
+	// pion v3's Dial binds the unspecified address; the relay sees loopback.
+	aLocal := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), addrPort(a.LocalAddr()).Port())
+	a.Close()
+	<-closed
+	return relay, aLocal, rec.EpochOneHandshake(t, aLocal)
+}
+
+// TestStrayIsNotAConnection: a late epoch-1 Finished from a closed client
+// never reaches the application as a connection, and the next client is
+// served at once.
+func TestStrayIsNotAConnection(t *testing.T) {
+	ln := listen(t)
+	closed := make(chan struct{}, 1)
+	accepted := make(chan net.Addr, 4)
+	srv := dtlstest.Serve(acceptSpy{ln, accepted}, true, func(net.Conn) { closed <- struct{}{} })
+	relay, aLocal, finished := straySetup(t, ln, closed)
+	relay.Inject(udprelay.ToServer, aLocal, finished)
+
+	start := time.Now()
+	b := dial(t, relay.Addr())
+	took := time.Since(start)
+	echoOnce(t, b, "next client")
+	b.Close()
+	t.Logf("next client's handshake took %v", took)
+	if took > 5*time.Second {
+		t.Fatalf("next client took %v", took)
+	}
+	if n := len(accepted); n != 2 {
+		t.Fatalf("application saw %d connections, want 2 real ones", n)
+	}
+	if s := ln.Stats(); s.Filter.Dropped[strayfilter.ReasonHandshakeEpoch] != 1 || s.Created != 2 {
+		t.Fatalf("stats %+v", s)
+	}
+	ln.Close()
+	srv.Stop()
+}
+
+// acceptSpy reports every accepted connection's peer.
+type acceptSpy struct {
+	net.Listener
+	seen chan<- net.Addr
+}
+
+func (a acceptSpy) Accept() (net.Conn, error) {
+	c, err := a.Listener.Accept()
+	if err == nil {
+		a.seen <- c.RemoteAddr()
+	}
+	return c, err
+}
+
+// TestPionListenerHandsOutStray documents the bug with pion's own v3
+// listener: the same stray comes out of Accept as a connection whose
+// handshake can never complete.
+func TestPionListenerHandsOutStray(t *testing.T) {
+	ln, err := dtls.Listen("udp", loopback, dtlstest.ServerV3(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	closed := make(chan struct{}, 1)
+	serverSide := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		serverSide <- c
+		buf := make([]byte, 100)
+		n, _ := c.Read(buf)
+		c.Write(buf[:n])
+		c.Close()
+		closed <- struct{}{}
+	}()
+	relay, aLocal, finished := straySetup(t, ln, closed)
+	aServerSide, _ := relay.ServerSide(aLocal)
+	relay.Inject(udprelay.ToServer, aLocal, finished)
+
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if addrPort(c.RemoteAddr()) != aServerSide {
+		t.Fatalf("accepted %v, expected the stray from %v", c.RemoteAddr(), aServerSide)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if err := c.(*dtls.Conn).HandshakeContext(ctx); err == nil {
+		t.Fatal("the stray's handshake completed")
+	}
+	t.Logf("pion's own v3 listener accepted a bogus connection from %v for one stray Finished", c.RemoteAddr())
+}
+
+func TestManyClientsConcurrently(t *testing.T) {
+	defer dtlstest.CheckGoroutines(t)()
+	ln := listen(t)
+	srv := dtlstest.Serve(ln, false, nil)
+	const clients, messages = 20, 5
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for i := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := dtls.Dial("udp", ln.Addr().(*net.UDPAddr), dtlstest.ClientV3(t))
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			buf := make([]byte, 100)
+			for m := range messages {
+				msg := fmt.Sprintf("client %d message %d", i, m)
+				if _, err := c.Write([]byte(msg)); err != nil {
+					errs <- err
+					return
+				}
+				c.SetReadDeadline(time.Now().Add(10 * time.Second))
+				n, err := c.Read(buf)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if string(buf[:n]) != msg {
+					errs <- fmt.Errorf("client %d got %q: connections mixed up", i, buf[:n])
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	ln.Close()
+	srv.Stop()
+	dtlstest.WaitFor(t, "all per-peer conns closed", func() bool { return ln.Stats().Conns == 0 })
+}
+
+func TestPortReuse(t *testing.T) {
+	ln := listen(t, demux.WithFilter(strayfilter.WithQuietPeriod(time.Hour)))
+	closed := make(chan struct{}, 4)
+	srv := dtlstest.Serve(ln, true, func(net.Conn) { closed <- struct{}{} })
+	pc, err := net.ListenUDP("udp", loopback)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	for i := range 3 {
+		c, err := dtls.Client(keepOpen{pc}, ln.Addr(), dtlstest.ClientV3(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := c.HandshakeContext(ctx); err != nil {
+			t.Fatalf("association %d from %v: %v", i, pc.LocalAddr(), err)
+		}
+		cancel()
+		echoOnce(t, c, fmt.Sprint("round ", i))
+		c.Close()
+		<-closed
+	}
+	if s := ln.Stats(); s.Created != 3 || s.Filter.Forgets != 2 {
+		t.Fatalf("stats %+v", s)
+	}
+	ln.Close()
+	srv.Stop()
+}
+
+// keepOpen lets several pion clients in turn use one socket, as a client
+// that reconnects from the same port does.
+type keepOpen struct{ net.PacketConn }
+
+func (keepOpen) Close() error { return nil }
+
+func TestOpenSSLClientsWithLateCloseNotify(t *testing.T) {
+	dtlstest.RequireOpenSSL(t)
+	ln := listen(t)
+	iterations := 100
+	if testing.Short() {
+		iterations = 10
+	}
+	dtlstest.RunOpenSSLLateCloseNotify(t, ln, iterations)
+	if s := ln.Stats(); s.Created != uint64(iterations) || s.HandshakeFailed != 0 || s.UnknownPeer != 0 {
+		t.Fatalf("bogus connections: %+v", s)
+	}
+}
+
+func TestConnectionIDConfigIsRejected(t *testing.T) {
+	cfg := dtlstest.ServerV3(t)
+	cfg.ConnectionIDGenerator = dtls.RandomCIDGenerator(8)
+	_, err := pionv3.Listen("udp", loopback, cfg)
+	if !errors.Is(err, pionv3.ErrConnectionIDUnsupported) || !errors.Is(err, strayfilter.ErrInvalidOption) {
+		t.Fatalf("Listen with a CID generator = %v", err)
+	}
+	if _, err := pionv3.Listen("udp", loopback, nil); !errors.Is(err, strayfilter.ErrInvalidOption) {
+		t.Fatalf("Listen(nil config) = %v", err)
+	}
+}
+
+// TestPacketListenerUnderPionListener: the inner listener for pion's own
+// dtls.NewListener, so pion runs the handshakes and the filter still
+// keeps strays out.
+func TestPacketListenerUnderPionListener(t *testing.T) {
+	pc, err := net.ListenUDP("udp", loopback)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inner, err := pionv3.NewPacketListener(pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := dtls.NewListener(inner, dtlstest.ServerV3(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	closed := make(chan struct{}, 1)
+	accepted := make(chan net.Addr, 4)
+	srv := dtlstest.Serve(acceptSpy{ln, accepted}, true, func(net.Conn) { closed <- struct{}{} })
+	relay, aLocal, finished := straySetup(t, ln, closed)
+	relay.Inject(udprelay.ToServer, aLocal, finished)
+	b := dial(t, relay.Addr())
+	echoOnce(t, b, "next client")
+	b.Close()
+	if n := len(accepted); n != 2 {
+		t.Fatalf("application saw %d connections, want 2", n)
+	}
+	if s := inner.Stats(); s.Filter.Dropped[strayfilter.ReasonHandshakeEpoch] != 1 {
+		t.Fatalf("stats %+v", s)
+	}
+	ln.Close()
+	srv.Stop()
+}

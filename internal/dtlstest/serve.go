@@ -1,0 +1,83 @@
+package dtlstest
+
+import (
+	"errors"
+	"net"
+	"strings"
+	"sync"
+)
+
+// EchoServer accepts connections from a net.Listener and echoes every
+// message until the peer stops; see Serve.
+type EchoServer struct {
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+}
+
+// Wait returns when the accept loop and every connection handler ended.
+func (s *EchoServer) Wait() { s.wg.Wait() }
+
+// Stop closes the connections still open and waits like Wait; call it
+// after closing the listener. Tests need it because a peer's close_notify
+// is not a reliable end: pion v2's client Close can close its socket
+// before its close_notify is written.
+func (s *EchoServer) Stop() {
+	s.mu.Lock()
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+// Serve echoes on every accepted connection until the listener closes.
+// With closeAfterOne, a connection is closed after its first echo. onClose,
+// if set, runs after a connection was closed.
+func Serve(ln net.Listener, closeAfterOne bool, onClose func(net.Conn)) *EchoServer {
+	s := &EchoServer{conns: map[net.Conn]struct{}{}}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if listenerClosed(err) {
+				return
+			}
+			if err != nil {
+				continue // pion's Accept reports a failed handshake and goes on
+			}
+			s.mu.Lock()
+			s.conns[c] = struct{}{}
+			s.mu.Unlock()
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				buf := make([]byte, 2048)
+				for {
+					n, err := c.Read(buf)
+					if err != nil {
+						break
+					}
+					if _, err := c.Write(buf[:n]); err != nil || closeAfterOne {
+						break
+					}
+				}
+				c.Close()
+				s.mu.Lock()
+				delete(s.conns, c)
+				s.mu.Unlock()
+				if onClose != nil {
+					onClose(c)
+				}
+			}()
+		}
+	}()
+	return s
+}
+
+// listenerClosed recognises the closed-listener errors of net, the
+// adapters and pion (whose v3 error type is internal).
+func listenerClosed(err error) bool {
+	return err != nil && (errors.Is(err, net.ErrClosed) || strings.HasSuffix(err.Error(), "listener closed"))
+}
