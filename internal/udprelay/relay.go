@@ -64,9 +64,9 @@ type Relay struct {
 
 	// marker sends Flush's marker datagrams; flushed is signalled when one
 	// comes out of the front socket's queue.
-	marker   *net.UDPConn
-	flushMu  sync.Mutex
-	flushed  chan struct{}
+	marker  *net.UDPConn
+	flushMu sync.Mutex
+	flushed chan struct{}
 
 	mu      sync.Mutex
 	clients map[netip.AddrPort]*upstream
