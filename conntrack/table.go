@@ -74,14 +74,21 @@ type entry struct {
 }
 
 // state is what readers need for a lookup: the entries and an open-addressing
-// index (linear probing, slots hold entry number + 1, 0 = empty) sized to at
-// least twice the entries so probes stay short. It is replaced when it grows.
+// index sized to at least twice the entries so probes stay short. It is
+// replaced when it grows. An index slot holds the top 32 bits of the key's
+// hash (which also choose its home slot) above the entry number + 1; 0 is
+// empty. A probe compares hash bits first and reads an entry only on a
+// match, so a miss touches only the contiguous index, not scattered entries.
 type state struct {
 	entries []entry
-	index   []atomic.Uint32
+	index   []atomic.Uint64
 	mask    uint64
 	seed    uint64
 }
+
+func slotValue(idx uint32, h uint64) uint64 { return h&^0xffffffff | uint64(idx+1) }
+
+func (s *state) home(h uint64) uint64 { return (h >> 32) & s.mask }
 
 type key struct{ hi, lo, meta uint64 }
 
@@ -103,18 +110,14 @@ func makeKey(p netip.AddrPort) key {
 	return key{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:]), meta}
 }
 
+// hash mixes the key with a per-table seed. Only its top 32 bits are used;
+// folding each product's high half back in makes them depend on every key
+// bit. Keys are only ever inserted by local closes, so this needs spread,
+// not resistance to chosen inputs.
 func (k key) hash(seed uint64) uint64 {
-	return mix(mix(mix(k.hi^seed)^k.lo) ^ k.meta)
-}
-
-// mix is the murmur3 64-bit finaliser.
-func mix(x uint64) uint64 {
-	x ^= x >> 33
-	x *= 0xff51afd7ed558ccd
-	x ^= x >> 33
-	x *= 0xc4ceb9fe1a85ec53
-	x ^= x >> 33
-	return x
+	h := (k.hi ^ seed) * 0x9e3779b97f4a7c15
+	h = (h ^ h>>32 ^ k.lo) * 0xbf58476d1ce4e5b9
+	return (h ^ h>>32 ^ k.meta) * 0x94d049bb133111eb
 }
 
 // Option configures a Table.
@@ -161,7 +164,6 @@ func New(opts ...Option) (*Table, error) {
 	t := &Table{
 		quiet: int64(DefaultQuietPeriod),
 		max:   DefaultMaxEntries,
-		clock: time.Now,
 		head:  none,
 		tail:  none,
 		free:  none,
@@ -172,9 +174,12 @@ func New(opts ...Option) (*Table, error) {
 			return nil, err
 		}
 	}
-	t.base = t.clock()
+	t.base = time.Now()
+	if t.clock != nil {
+		t.base = t.clock()
+	}
 	// One empty slot and no entries: every lookup misses until the first Close.
-	t.st.Store(&state{index: make([]atomic.Uint32, 1), seed: t.seed})
+	t.st.Store(&state{index: make([]atomic.Uint64, 1), seed: t.seed})
 	return t, nil
 }
 
@@ -184,7 +189,14 @@ func (t *Table) QuietPeriod() time.Duration { return time.Duration(t.quiet) }
 // Cap returns the maximum number of entries.
 func (t *Table) Cap() int { return t.max }
 
-func (t *Table) now() int64 { return int64(t.clock().Sub(t.base)) }
+// now is nanoseconds since the table was made. The default clock reads only
+// the monotonic clock (time.Since), half the cost of time.Now.
+func (t *Table) now() int64 {
+	if t.clock == nil {
+		return int64(time.Since(t.base))
+	}
+	return int64(t.clock().Sub(t.base))
+}
 
 // Quiet reports whether peer is in its quiet period now. It never blocks and
 // never writes memory other readers share; on an empty table it is one
@@ -217,16 +229,18 @@ func (t *Table) lookup(k key) (deadline int64, found bool) {
 // find probes for k. It may run concurrently with a writer, so it bounds its
 // probe count instead of trusting the index to contain an empty slot.
 func (s *state) find(k key, h uint64) (int64, bool) {
-	i := h & s.mask
+	i := s.home(h)
 	for range len(s.index) {
 		v := s.index[i].Load()
 		if v == 0 {
 			return 0, false
 		}
-		if int(v) <= len(s.entries) {
-			e := &s.entries[v-1]
-			if e.meta.Load() == k.meta && e.lo.Load() == k.lo && e.hi.Load() == k.hi {
-				return e.deadline.Load(), true
+		if v>>32 == h>>32 {
+			if n := int(uint32(v)); n >= 1 && n <= len(s.entries) {
+				e := &s.entries[n-1]
+				if e.meta.Load() == k.meta && e.lo.Load() == k.lo && e.hi.Load() == k.hi {
+					return e.deadline.Load(), true
+				}
 			}
 		}
 		i = (i + 1) & s.mask
@@ -236,15 +250,17 @@ func (s *state) find(k key, h uint64) (int64, bool) {
 
 // slot returns the index position that holds k, or -1. Writer only.
 func (s *state) slot(k key, h uint64) int {
-	i := h & s.mask
+	i := s.home(h)
 	for range len(s.index) {
 		v := s.index[i].Load()
 		if v == 0 {
 			return -1
 		}
-		e := &s.entries[v-1]
-		if e.meta.Load() == k.meta && e.lo.Load() == k.lo && e.hi.Load() == k.hi {
-			return int(i)
+		if v>>32 == h>>32 {
+			e := &s.entries[uint32(v)-1]
+			if e.meta.Load() == k.meta && e.lo.Load() == k.lo && e.hi.Load() == k.hi {
+				return int(i)
+			}
 		}
 		i = (i + 1) & s.mask
 	}
@@ -271,7 +287,7 @@ func (t *Table) Close(peer netip.AddrPort) error {
 
 	st := t.st.Load()
 	if i := st.slot(k, h); i >= 0 {
-		idx := st.index[i].Load() - 1
+		idx := uint32(st.index[i].Load()) - 1
 		st.entries[idx].deadline.Store(now + t.quiet)
 		t.unlink(st, idx)
 		t.pushBack(st, idx)
@@ -317,7 +333,7 @@ func (t *Table) Forget(peer netip.AddrPort) bool {
 	if i < 0 {
 		return false
 	}
-	t.remove(st, st.index[i].Load()-1)
+	t.remove(st, uint32(st.index[i].Load())-1)
 	t.stats.Forgets++
 	return true
 }
@@ -408,11 +424,11 @@ func (t *Table) remove(st *state, idx uint32) {
 }
 
 func (s *state) insert(idx uint32, h uint64) {
-	i := h & s.mask
+	i := s.home(h)
 	for s.index[i].Load() != 0 {
 		i = (i + 1) & s.mask
 	}
-	s.index[i].Store(idx + 1)
+	s.index[i].Store(slotValue(idx, h))
 }
 
 // delete empties slot i with backward-shift deletion, so the index needs no
@@ -427,7 +443,7 @@ func (s *state) delete(i int) {
 		if v == 0 {
 			break
 		}
-		home := s.entries[v-1].key().hash(s.seed) & s.mask
+		home := (v >> 32) & s.mask
 		// The entry at j may fill the hole only if the hole lies between
 		// its home slot and j; otherwise a probe from home would miss it.
 		if (j-home)&s.mask >= (j-hole)&s.mask {
@@ -452,7 +468,7 @@ func (t *Table) grow(old *state) *state {
 	slots := uint64(1) << bits.Len(uint(2*n-1))
 	st := &state{
 		entries: make([]entry, n),
-		index:   make([]atomic.Uint32, slots),
+		index:   make([]atomic.Uint64, slots),
 		mask:    slots - 1,
 		seed:    t.seed,
 	}

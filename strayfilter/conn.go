@@ -30,13 +30,22 @@ type Conn struct {
 	closed      atomic.Bool
 
 	passed      atomic.Uint64
-	dropped     [NumReasons]atomic.Uint64
+	drops       [dropStripes]dropCounters
 	closes      atomic.Uint64
 	alertCloses atomic.Uint64
 	forgets     atomic.Uint64
 }
 
 var _ net.PacketConn = (*Conn)(nil)
+
+// Drop counters are striped by peer so that readers on several cores
+// dropping different peers' strays do not bounce one cache line.
+const dropStripes = 8
+
+type dropCounters struct {
+	n [NumReasons]atomic.Uint64
+	_ [128 - NumReasons*8%128]byte
+}
 
 // New wraps pc. The returned Conn can replace pc anywhere a net.PacketConn is
 // used; it owns pc from now on (closing the Conn closes pc).
@@ -134,7 +143,9 @@ func (c *Conn) Stats() Stats {
 		Forgets:     c.forgets.Load(),
 	}
 	for i := range s.Dropped {
-		s.Dropped[i] = c.dropped[i].Load()
+		for j := range c.drops {
+			s.Dropped[i] += c.drops[j].n[i].Load()
+		}
 	}
 	ts := c.table.Stats()
 	s.Evictions, s.Peers = ts.Evictions, ts.Len
@@ -161,6 +172,14 @@ func (c *Conn) SetReadDeadline(t time.Time) error { return c.pc.SetReadDeadline(
 // SetWriteDeadline sets the wrapped conn's write deadline.
 func (c *Conn) SetWriteDeadline(t time.Time) error { return c.pc.SetWriteDeadline(t) }
 
+// Drop reports whether ReadFrom would drop a datagram from peer, and counts
+// it as ReadFrom does when it would. It is the filter on its own, for
+// callers that read the socket themselves (their own batch or io_uring
+// loop). With no quiet peer it is one atomic load and a branch.
+func (c *Conn) Drop(peer netip.AddrPort, datagram []byte) bool {
+	return !c.table.Empty() && c.drop(peer, datagram)
+}
+
 // dropAddr decides for a datagram whose source is a net.Addr.
 func (c *Conn) dropAddr(addr net.Addr, p []byte) bool {
 	ap, ok := addrPort(addr)
@@ -184,7 +203,7 @@ func (c *Conn) drop(ap netip.AddrPort, p []byte) bool {
 		return false
 	}
 	reason := ReasonOf(r)
-	c.dropped[reason].Add(1)
+	c.drops[ap.Port()%dropStripes].n[reason].Add(1)
 	if c.onDrop != nil {
 		c.onDrop(ap, reason)
 	}
