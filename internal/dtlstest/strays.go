@@ -1,15 +1,12 @@
 package dtlstest
 
 import (
-	"bytes"
 	"context"
-	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,61 +14,15 @@ import (
 	"github.com/straydtls/straydtls/strayfilter"
 )
 
-// Recorder is a relay hook that keeps a copy of what each client sends and,
-// while HoldAlerts is on, holds back the clients' alerts (their
-// close_notify) so a test can deliver them late, after the server closed.
-type Recorder struct {
-	mu         sync.Mutex
-	sent       map[netip.AddrPort][][]byte
-	holdAlerts bool
-}
-
-// NewRecorder returns a Recorder that forwards everything.
-func NewRecorder() *Recorder { return &Recorder{sent: map[netip.AddrPort][][]byte{}} }
-
-// HoldAlerts makes the hook hold client→server alerts from now on.
-func (r *Recorder) HoldAlerts(on bool) {
-	r.mu.Lock()
-	r.holdAlerts = on
-	r.mu.Unlock()
-}
-
-// Hook is the udprelay.Hook.
-func (r *Recorder) Hook(p udprelay.Packet) udprelay.Verdict {
-	if p.Dir != udprelay.ToServer {
-		return udprelay.Verdict{}
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.sent[p.Client] = append(r.sent[p.Client], bytes.Clone(p.Data))
-	if r.holdAlerts && strayfilter.Inspect(p.Data).Class == strayfilter.ClassAlert {
-		return udprelay.Verdict{Hold: true}
-	}
-	return udprelay.Verdict{}
-}
-
-// EpochOneHandshake returns the first epoch-1 handshake record (the
-// client's Finished) that client sent, cut out of its datagram: the stray
-// that stalls pion's listener.
-func (r *Recorder) EpochOneHandshake(t testing.TB, client netip.AddrPort) []byte {
+// EpochOneHandshake returns the client's late-Finished stray recorded by
+// r, failing t if there is none.
+func EpochOneHandshake(t testing.TB, r *udprelay.Recorder, client netip.AddrPort) []byte {
 	t.Helper()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, d := range r.sent[client] {
-		for off := 0; len(d)-off >= 13; {
-			n := 13 + int(binary.BigEndian.Uint16(d[off+11:]))
-			if off+n > len(d) {
-				break
-			}
-			rec := d[off : off+n]
-			if rec[0] == strayfilter.ContentTypeHandshake && binary.BigEndian.Uint16(rec[3:5]) == 1 {
-				return bytes.Clone(rec)
-			}
-			off += n
-		}
+	rec, ok := r.EpochOneHandshake(client)
+	if !ok {
+		t.Fatalf("client %v sent no epoch-1 handshake record", client)
 	}
-	t.Fatalf("client %v sent no epoch-1 handshake record", client)
-	return nil
+	return rec
 }
 
 // RequireOpenSSL skips the test when the openssl CLI is missing. CI
@@ -106,7 +57,7 @@ func RunOpenSSLLateCloseNotify(t *testing.T, ln interface {
 	Filter() *strayfilter.Conn
 }, n int) {
 	t.Helper()
-	rec := NewRecorder()
+	rec := udprelay.NewRecorder()
 	rec.HoldAlerts(true)
 	relay, err := udprelay.New(ln.Addr().(*net.UDPAddr).AddrPort(), rec.Hook)
 	if err != nil {

@@ -1,0 +1,65 @@
+package udprelay
+
+import (
+	"bytes"
+	"encoding/binary"
+	"net/netip"
+	"sync"
+
+	"github.com/straydtls/straydtls/strayfilter"
+)
+
+// Recorder is a relay hook that keeps a copy of what each client sends and,
+// while HoldAlerts is on, holds back the clients' alerts (their
+// close_notify) so a test can deliver them late, after the server closed.
+type Recorder struct {
+	mu         sync.Mutex
+	sent       map[netip.AddrPort][][]byte
+	holdAlerts bool
+}
+
+// NewRecorder returns a Recorder that forwards everything.
+func NewRecorder() *Recorder { return &Recorder{sent: map[netip.AddrPort][][]byte{}} }
+
+// HoldAlerts makes the hook hold client→server alerts from now on.
+func (r *Recorder) HoldAlerts(on bool) {
+	r.mu.Lock()
+	r.holdAlerts = on
+	r.mu.Unlock()
+}
+
+// Hook is the Hook.
+func (r *Recorder) Hook(p Packet) Verdict {
+	if p.Dir != ToServer {
+		return Verdict{}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sent[p.Client] = append(r.sent[p.Client], bytes.Clone(p.Data))
+	if r.holdAlerts && strayfilter.Inspect(p.Data).Class == strayfilter.ClassAlert {
+		return Verdict{Hold: true}
+	}
+	return Verdict{}
+}
+
+// EpochOneHandshake returns the first epoch-1 handshake record (the
+// client's Finished) that client sent, cut out of its datagram: the stray
+// that stalls pion's listener.
+func (r *Recorder) EpochOneHandshake(client netip.AddrPort) ([]byte, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, d := range r.sent[client] {
+		for off := 0; len(d)-off >= 13; {
+			n := 13 + int(binary.BigEndian.Uint16(d[off+11:]))
+			if off+n > len(d) {
+				break
+			}
+			rec := d[off : off+n]
+			if rec[0] == strayfilter.ContentTypeHandshake && binary.BigEndian.Uint16(rec[3:5]) == 1 {
+				return bytes.Clone(rec), true
+			}
+			off += n
+		}
+	}
+	return nil, false
+}
