@@ -21,6 +21,8 @@ import (
 type Conn struct {
 	pc    net.PacketConn
 	udp   *net.UDPConn // pc, when it is one: the typed fast paths use it
+	batch batchConn    // recvmmsg/sendmmsg on udp, when it is set
+	raw   syscall.RawConn
 	table *conntrack.Table
 
 	learnAlerts bool
@@ -71,7 +73,12 @@ func New(pc net.PacketConn, opts ...Option) (*Conn, error) {
 		logger:      cfg.logger,
 		onDrop:      cfg.onDrop,
 	}
-	c.udp, _ = pc.(*net.UDPConn)
+	if c.udp, _ = pc.(*net.UDPConn); c.udp != nil {
+		c.batch = newBatchConn(c.udp)
+		if c.raw, err = c.udp.SyscallConn(); err != nil {
+			return nil, fmt.Errorf("strayfilter: %w", err)
+		}
+	}
 	return c, nil
 }
 

@@ -9,8 +9,13 @@ import (
 	"github.com/straydtls/straydtls/strayfilter"
 )
 
-// receiveMTU bounds a datagram: the largest DTLS record plus headers fits.
-const receiveMTU = 1 << 16
+// Reads go in batches of readBatch datagrams (one recvmmsg on Linux) of up
+// to maxDatagram bytes: the largest DTLS record (2^14 bytes of plaintext
+// plus expansion) and its header fit.
+const (
+	readBatch   = 32
+	maxDatagram = 1<<14 + 2048 + 13
+)
 
 // mux owns a filtered socket and routes each datagram to the per-peer Conn
 // of its source, creating a Conn only for a datagram that opens an
@@ -77,7 +82,7 @@ func (m *mux) start() { go m.readLoop() }
 
 func (m *mux) readLoop() {
 	defer close(m.readDone)
-	err := m.readSingle()
+	err := m.read()
 	m.mu.Lock()
 	m.readErr = err
 	var all []*Conn
@@ -96,16 +101,18 @@ func (m *mux) readLoop() {
 	}
 }
 
-func (m *mux) readSingle() error {
-	buf := make([]byte, receiveMTU)
+func (m *mux) read() error {
+	b := strayfilter.NewBatch(readBatch, maxDatagram)
 	for {
-		n, ap, err := m.fc.ReadFromUDPAddrPort(buf)
+		n, err := m.fc.ReadBatchAddrPort(b)
 		if err != nil {
 			// Like pion's listener: a read error ends the listener. On an
 			// unconnected UDP socket that means it was closed.
 			return err
 		}
-		m.dispatch(ap, buf[:n])
+		for i := range n {
+			m.dispatch(b.Addrs[i], b.Bufs[i][:b.N[i]])
+		}
 	}
 }
 

@@ -70,7 +70,7 @@ func TestStrayDoesNotStallNextClient(t *testing.T) {
 			ln := listen(t, demux.WithHandshakeTimeout(30*time.Second))
 			closed := make(chan netip.AddrPort, 1)
 			srv := dtlstest.Serve(ln, true, func(c net.Conn) { closed <- addrPort(c.RemoteAddr()) })
-			rec := dtlstest.NewRecorder()
+			rec := udprelay.NewRecorder()
 			// The server closes after its echo; the client's close_notify is
 			// held, so that close is the server's own and complete on return.
 			rec.HoldAlerts(true)
@@ -88,7 +88,7 @@ func TestStrayDoesNotStallNextClient(t *testing.T) {
 			if !quiet {
 				ln.Filter().Table().Forget(serverSide)
 			}
-			relay.Inject(udprelay.ToServer, aLocal, rec.EpochOneHandshake(t, aLocal))
+			relay.Inject(udprelay.ToServer, aLocal, dtlstest.EpochOneHandshake(t, rec, aLocal))
 
 			start := time.Now()
 			b := dial(t, relay.Addr())
@@ -132,7 +132,7 @@ func TestPionListenerStallsOnStray(t *testing.T) {
 	defer ln.Close()
 	closed := make(chan struct{}, 1)
 	srv := dtlstest.Serve(ln, true, func(net.Conn) { closed <- struct{}{} })
-	rec := dtlstest.NewRecorder()
+	rec := udprelay.NewRecorder()
 	rec.HoldAlerts(true)
 	relay, err := udprelay.New(addrPort(ln.Addr()), rec.Hook)
 	if err != nil {
@@ -145,7 +145,7 @@ func TestPionListenerStallsOnStray(t *testing.T) {
 	aLocal := addrPort(a.LocalAddr())
 	a.Close()
 	<-closed
-	relay.Inject(udprelay.ToServer, aLocal, rec.EpochOneHandshake(t, aLocal))
+	relay.Inject(udprelay.ToServer, aLocal, dtlstest.EpochOneHandshake(t, rec, aLocal))
 	time.Sleep(50 * time.Millisecond) // let Accept pick up the stray before B's ClientHello; the stall does not depend on it
 
 	start := time.Now()

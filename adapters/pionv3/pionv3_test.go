@@ -66,7 +66,7 @@ func echoOnce(t *testing.T, c net.Conn, msg string) {
 // Finished record.
 func straySetup(t *testing.T, ln net.Listener, closed <-chan struct{}) (*udprelay.Relay, netip.AddrPort, []byte) {
 	t.Helper()
-	rec := dtlstest.NewRecorder()
+	rec := udprelay.NewRecorder()
 	relay, err := udprelay.New(addrPort(ln.Addr()), rec.Hook)
 	if err != nil {
 		t.Fatal(err)
@@ -82,7 +82,7 @@ func straySetup(t *testing.T, ln net.Listener, closed <-chan struct{}) (*udprela
 	aLocal := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), addrPort(a.LocalAddr()).Port())
 	a.Close()
 	<-closed
-	return relay, aLocal, rec.EpochOneHandshake(t, aLocal)
+	return relay, aLocal, dtlstest.EpochOneHandshake(t, rec, aLocal)
 }
 
 // TestStrayIsNotAConnection: a late epoch-1 Finished from a closed client

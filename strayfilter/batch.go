@@ -1,0 +1,122 @@
+package strayfilter
+
+import (
+	"net"
+
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+)
+
+// batchConn is what x/net's ipv4.PacketConn and ipv6.PacketConn offer:
+// recvmmsg and sendmmsg on Linux, one datagram per call elsewhere.
+type batchConn interface {
+	ReadBatch(ms []ipv4.Message, flags int) (int, error)
+	WriteBatch(ms []ipv4.Message, flags int) (int, error)
+}
+
+// newBatchConn picks the x/net wrapper for the socket's family. An IPv6
+// socket (dual-stack ones included) needs ipv6's, whose control messages
+// match its family; the message type is the same.
+func newBatchConn(uc *net.UDPConn) batchConn {
+	if a, ok := uc.LocalAddr().(*net.UDPAddr); ok && a.IP.To4() == nil {
+		return ipv6.NewPacketConn(uc)
+	}
+	return ipv4.NewPacketConn(uc)
+}
+
+// ReadBatch reads datagrams into ms, like x/net's ipv4.PacketConn.ReadBatch
+// and pion/transport's BatchReader: one recvmmsg on Linux for a
+// *net.UDPConn. Strays are removed in place: the messages that pass are
+// moved to the front of ms in their order, and the dropped ones, with their
+// buffers, to the back; no payload is copied. If a whole batch was strays
+// the read goes on, within the read deadline. For other conns it reads one
+// datagram per call, through ReadFrom.
+func (c *Conn) ReadBatch(ms []ipv4.Message, flags int) (int, error) {
+	if len(ms) == 0 {
+		return 0, nil
+	}
+	if c.batch == nil {
+		return c.readOne(ms)
+	}
+	for {
+		n, err := c.batch.ReadBatch(ms, flags)
+		if err != nil {
+			return 0, c.readErr(err) // x/net reports -1 with the error
+		}
+		if !c.table.Empty() {
+			n = c.compact(ms[:n])
+		}
+		if n > 0 {
+			c.passed.Add(uint64(n))
+			return n, nil
+		}
+	}
+}
+
+// compact keeps the messages that pass at the front of ms, in order, and
+// returns how many there are.
+func (c *Conn) compact(ms []ipv4.Message) int {
+	k := 0
+	for i := range ms {
+		if c.dropAddr(ms[i].Addr, firstBytes(&ms[i])) {
+			continue
+		}
+		if k != i {
+			ms[k], ms[i] = ms[i], ms[k]
+		}
+		k++
+	}
+	return k
+}
+
+// firstBytes is the part of a received message the inspection needs: its
+// first buffer, up to the datagram's length.
+func firstBytes(m *ipv4.Message) []byte {
+	if len(m.Buffers) == 0 {
+		return nil
+	}
+	b := m.Buffers[0]
+	return b[:min(m.N, len(b))]
+}
+
+func (c *Conn) readOne(ms []ipv4.Message) (int, error) {
+	m := &ms[0]
+	if len(m.Buffers) == 0 {
+		return 0, nil
+	}
+	n, addr, err := c.ReadFrom(m.Buffers[0])
+	if err != nil {
+		return 0, err
+	}
+	m.N, m.NN, m.Flags, m.Addr = n, 0, 0, addr
+	return 1, nil
+}
+
+// WriteBatch writes the messages in ms (one sendmmsg on Linux for a
+// *net.UDPConn), learning closes from their alerts like WriteTo. It returns
+// how many were sent. For other conns it writes one per call.
+func (c *Conn) WriteBatch(ms []ipv4.Message, flags int) (int, error) {
+	if c.learnAlerts {
+		for i := range ms {
+			if len(ms[i].Buffers) > 0 && CarriesClosingAlert(ms[i].Buffers[0]) {
+				if ap, ok := addrPort(ms[i].Addr); ok {
+					c.closeFromAlert(ap)
+				}
+			}
+		}
+	}
+	if c.batch != nil {
+		return c.batch.WriteBatch(ms, flags)
+	}
+	for i := range ms {
+		if len(ms[i].Buffers) == 0 {
+			continue
+		}
+		n, err := c.pc.WriteTo(ms[i].Buffers[0], ms[i].Addr)
+		if err != nil {
+			return i, err
+		}
+		ms[i].N = n
+	}
+	return len(ms), nil
+}

@@ -1,0 +1,96 @@
+package strayfilter
+
+import (
+	"net/netip"
+)
+
+// Batch is reusable state for ReadBatchAddrPort: buffers for up to len(Bufs)
+// datagrams, and what a read fills in. It belongs to one reading goroutine.
+type Batch struct {
+	// Bufs are the datagram buffers. A read may reorder them (strays go to
+	// the back), never replaces them.
+	Bufs [][]byte
+	// N[i] and Addrs[i] are the length and source of the datagram in Bufs[i]
+	// for the first n entries after a read returned n.
+	N     []int
+	Addrs []netip.AddrPort
+
+	sys batchSys // the kernel's view, where the platform has recvmmsg
+}
+
+// NewBatch returns a Batch of n buffers of size bytes each.
+func NewBatch(n, size int) *Batch {
+	b := &Batch{Bufs: make([][]byte, n), N: make([]int, n), Addrs: make([]netip.AddrPort, n)}
+	for i := range b.Bufs {
+		b.Bufs[i] = make([]byte, size)
+	}
+	b.sys.init(n)
+	return b
+}
+
+// ReadBatchAddrPort reads up to len(b.Bufs) datagrams with one recvmmsg on
+// Linux and reports their sources as netip.AddrPort, allocating nothing,
+// which ReadBatch (through x/net) cannot: it allocates a *net.UDPAddr per
+// datagram. Strays are dropped in place as in ReadBatch. Elsewhere, and for
+// conns that are not a *net.UDPConn, it reads one datagram per call.
+func (c *Conn) ReadBatchAddrPort(b *Batch) (int, error) {
+	if len(b.Bufs) == 0 {
+		return 0, nil
+	}
+	for {
+		var n int
+		var err error
+		if c.udp != nil && b.sys.ok {
+			n, err = c.recvmmsg(b)
+		} else {
+			n, b.Addrs[0], err = c.readOneAddrPort(b.Bufs[0])
+			b.N[0] = n
+			if err == nil {
+				n = 1
+			}
+		}
+		if err != nil {
+			return 0, c.readErr(err)
+		}
+		if !c.table.Empty() {
+			n = c.compactBatch(b, n)
+		}
+		if n > 0 {
+			c.passed.Add(uint64(n))
+			return n, nil
+		}
+	}
+}
+
+// readOneAddrPort reads one datagram without filtering; the caller filters.
+func (c *Conn) readOneAddrPort(p []byte) (int, netip.AddrPort, error) {
+	if c.udp != nil {
+		return c.udp.ReadFromUDPAddrPort(p)
+	}
+	for {
+		n, addr, err := c.pc.ReadFrom(p)
+		if err != nil {
+			return n, netip.AddrPort{}, err
+		}
+		if ap, ok := addrPort(addr); ok {
+			return n, ap, nil
+		}
+		// Without an IP address there is no peer to name; such transports
+		// should use ReadFrom.
+	}
+}
+
+func (c *Conn) compactBatch(b *Batch, n int) int {
+	k := 0
+	for i := range n {
+		if c.drop(b.Addrs[i], b.Bufs[i][:b.N[i]]) {
+			continue
+		}
+		if k != i {
+			b.Bufs[k], b.Bufs[i] = b.Bufs[i], b.Bufs[k]
+			b.N[k], b.Addrs[k] = b.N[i], b.Addrs[i]
+		}
+		k++
+	}
+	return k
+}
