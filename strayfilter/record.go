@@ -249,32 +249,65 @@ func uint24(b []byte) uint32 {
 // Alerts inside tls12_cid or DTLS 1.3 ciphertext records are invisible; the
 // walk stops at the first record whose length it cannot know.
 func CarriesClosingAlert(datagram []byte) bool {
-	for off := 0; len(datagram)-off >= recordHeaderLen; {
+	found := false
+	walk(datagram, func(typ byte, epoch uint16, body []byte) bool {
+		if typ != ContentTypeAlert {
+			return true
+		}
+		if epoch != 0 || len(body) >= 2 && (body[0] == alertLevelFatal || body[1] == alertCloseNotify) {
+			found = true
+		}
+		return !found
+	})
+	return found
+}
+
+// CarriesProtectedRecord reports whether any record in the datagram is
+// protected by keys the handshake agreed on: a record at epoch ≥ 1, a
+// tls12_cid record or a DTLS 1.3 unified-header record. A server sends one
+// only after its key exchange with a client that answered its cookie, so
+// it tells a handshake that got somewhere from a spoofed ClientHello.
+func CarriesProtectedRecord(datagram []byte) bool {
+	found := false
+	last := walk(datagram, func(_ byte, epoch uint16, _ []byte) bool {
+		found = epoch != 0
+		return !found
+	})
+	if found {
+		return true
+	}
+	if len(last) == 0 {
+		return false
+	}
+	r := Inspect(last)
+	return r.Class == ClassConnectionID || r.Class == ClassCiphertext
+}
+
+// walk calls fn for each DTLSPlaintext record of the datagram until fn
+// returns false, and returns the part of the datagram it could not walk: it
+// stops at a record whose length it cannot know (tls12_cid, a unified
+// header, a foreign byte) or that runs past the datagram.
+func walk(datagram []byte, fn func(typ byte, epoch uint16, body []byte) bool) (rest []byte) {
+	off := 0
+	for len(datagram)-off >= recordHeaderLen {
 		b := datagram[off:]
 		switch b[0] {
 		case ContentTypeChangeCipherSpec, ContentTypeAlert, ContentTypeHandshake,
 			ContentTypeApplicationData, ContentTypeHeartbeat, ContentTypeACK:
 		default:
-			// tls12_cid, a unified header or a foreign byte: no length we can find.
-			return false
+			return b
 		}
 		if b[1] != dtlsVersionMajor {
-			return false
+			return b
 		}
 		n := recordHeaderLen + int(binary.BigEndian.Uint16(b[11:13]))
 		if n > len(b) {
-			return false
+			return b
 		}
-		if b[0] == ContentTypeAlert {
-			epoch := binary.BigEndian.Uint16(b[3:5])
-			if epoch != 0 {
-				return true
-			}
-			if n >= recordHeaderLen+2 && (b[recordHeaderLen] == alertLevelFatal || b[recordHeaderLen+1] == alertCloseNotify) {
-				return true
-			}
+		if !fn(b[0], binary.BigEndian.Uint16(b[3:5]), b[recordHeaderLen:n]) {
+			return nil
 		}
 		off += n
 	}
-	return false
+	return datagram[off:]
 }

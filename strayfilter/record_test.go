@@ -125,6 +125,7 @@ func FuzzInspect(f *testing.F) {
 		orig := bytes.Clone(data)
 		checkAgainstPion(t, data)
 		strayfilter.CarriesClosingAlert(data)
+		strayfilter.CarriesProtectedRecord(data)
 		if !bytes.Equal(orig, data) {
 			t.Fatal("inspection modified its input")
 		}
@@ -170,11 +171,42 @@ func TestCarriesClosingAlert(t *testing.T) {
 	}
 }
 
+func TestCarriesProtectedRecord(t *testing.T) {
+	files := map[string][]byte{}
+	for _, rf := range loadRecords(t) {
+		files[rf.name] = rf.data
+	}
+	for _, tc := range []struct {
+		name string
+		want bool
+	}{
+		{"pion-v2-00-client-ClientHello-frag0.hex", false},
+		{"pion-v2-05-server-change-cipher-spec-epoch0.hex", true}, // CCS, then the epoch-1 Finished
+		{"pion-v2-06-client-application-data-epoch1.hex", true},
+		{"pion-v3-cid-06-client-connection-id-epoch1.hex", true},
+		{"synthetic-dtls13-unified-long.hex", true},
+	} {
+		data := files[tc.name]
+		if data == nil {
+			t.Fatalf("%s missing; re-run TestCapture", tc.name)
+		}
+		if got := strayfilter.CarriesProtectedRecord(data); got != tc.want {
+			t.Errorf("%s: CarriesProtectedRecord = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	for _, d := range [][]byte{nil, {0x16, 0xfe}, []byte("not dtls"), {0x17, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 1, 0, 9}} {
+		if strayfilter.CarriesProtectedRecord(d) {
+			t.Errorf("%x: protected, want not (too short or truncated)", d)
+		}
+	}
+}
+
 func TestInspectDoesNotAllocate(t *testing.T) {
 	data := loadRecords(t)[0].data
 	if n := testing.AllocsPerRun(100, func() {
 		strayfilter.Inspect(data)
 		strayfilter.CarriesClosingAlert(data)
+		strayfilter.CarriesProtectedRecord(data)
 	}); n != 0 {
 		t.Fatalf("Inspect allocates %v times per call", n)
 	}

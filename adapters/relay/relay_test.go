@@ -1,0 +1,333 @@
+package relay_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	dtlsv3 "github.com/pion/dtls/v3"
+
+	"github.com/straydtls/straydtls/adapters/relay"
+	"github.com/straydtls/straydtls/internal/dtlstest"
+	"github.com/straydtls/straydtls/internal/udprelay"
+	"github.com/straydtls/straydtls/strayfilter"
+)
+
+// start runs a relay in front of upstream on the loopback address of
+// network and stops it when the test ends.
+func start(t *testing.T, listen string, upstream netip.AddrPort, opts ...relay.Option) *relay.Relay {
+	t.Helper()
+	r, err := relay.Listen("udp", listen, upstream.String(), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- r.Serve() }()
+	t.Cleanup(func() {
+		r.Close()
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return r
+}
+
+func addrOf(r *relay.Relay) netip.AddrPort { return r.Addr().(*net.UDPAddr).AddrPort() }
+
+// seed runs the seed's sequence n times: `echo hello i | openssl s_client
+// -dtls1_2` through a front relay that holds each client's close_notify
+// until the naive server has echoed, closed and the strayrelay has seen its
+// close_notify, then delivers it late.
+func seed(t *testing.T, filter bool, n int) (*dtlstest.NaiveServer, *relay.Relay, int) {
+	dtlstest.RequireOpenSSL(t)
+	naive := dtlstest.NewNaiveServer(t, 2*time.Second, false)
+	r := start(t, "127.0.0.1:0", naive.Addr(), relay.WithFiltering(filter))
+	rec := udprelay.NewRecorder()
+	rec.HoldAlerts(true)
+	front, err := udprelay.New(addrOf(r), rec.Hook)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer front.Close()
+	held := 0
+	for i := range n {
+		want := fmt.Sprintf("hello %d\n", i)
+		out, err := dtlstest.OpenSSLClient(front.Addr(), want)
+		if err != nil {
+			t.Fatalf("iteration %d: openssl s_client: %v\n%s", i, err, out)
+		}
+		select {
+		case got := <-naive.Echoed:
+			if got != want {
+				t.Fatalf("iteration %d: server echoed %q, want %q", i, got, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("iteration %d: the server echoed nothing\n%s", i, out)
+		}
+		if filter {
+			// The late close_notify must arrive after the relay saw the
+			// server's: that is the seed's order, made certain.
+			dtlstest.WaitFor(t, "relay sees the server's close_notify", func() bool {
+				return r.Stats().ServerClosed == uint64(i+1)
+			})
+		}
+		if err := front.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		held += front.Release()
+	}
+	if held < n {
+		t.Fatalf("only %d of %d clients sent a close_notify to delay", held, n)
+	}
+	return naive, r, held
+}
+
+// TestOpenSSLClientsThroughRelay is the seed's bug in front of a server
+// that takes the first datagram from any new address as a new connection:
+// 200 sequential s_client runs, each with a late close_notify, all succeed
+// and the server never sees a bogus connection.
+func TestOpenSSLClientsThroughRelay(t *testing.T) {
+	n := 200
+	if testing.Short() {
+		n = 20
+	}
+	naive, r, held := seed(t, true, n)
+	dtlstest.WaitFor(t, "late close_notifies dropped", func() bool {
+		return r.Stats().DroppedQuiet[strayfilter.ReasonAlert] == uint64(held)
+	})
+	if b := naive.Bogus.Load(); b != 0 {
+		t.Errorf("server saw %d bogus connections", b)
+	}
+	if c, f := naive.Conns.Load(), naive.Failures.Load(); c != int64(n) || f != 0 {
+		t.Errorf("server: %d connections, %d failures; want %d and 0", c, f, n)
+	}
+	s := r.Stats()
+	if s.Opened != uint64(n) || s.ServerClosed != uint64(n) || s.Associations != 0 {
+		t.Errorf("relay stats %+v: want %d opened and closed by the server, none left", s, n)
+	}
+}
+
+// TestUnfilteredRelayShowsTheBug is the same sequence with the filtering
+// off: every late close_notify reaches the server as a new connection.
+// Without it the test above could pass for the wrong reason.
+func TestUnfilteredRelayShowsTheBug(t *testing.T) {
+	naive, _, held := seed(t, false, 3)
+	dtlstest.WaitFor(t, "a bogus connection per late close_notify", func() bool {
+		return naive.Bogus.Load() == int64(held)
+	})
+	dtlstest.WaitFor(t, "bogus connections fail", func() bool {
+		return naive.Failures.Load() == int64(held)
+	})
+}
+
+// dialV3 runs a pion v3 client over pc to addr and checks one echo.
+func dialV3(t *testing.T, pc net.PacketConn, addr netip.AddrPort, msg string) *dtlsv3.Conn {
+	t.Helper()
+	c, err := dtlsv3.Client(pc, net.UDPAddrFromAddrPort(addr), dtlstest.ClientV3(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), dtlstest.HandshakeTimeout)
+	defer cancel()
+	if err := c.HandshakeContext(ctx); err != nil {
+		t.Fatalf("handshake through the relay: %v", err)
+	}
+	echo(t, c, msg)
+	return c
+}
+
+func echo(t *testing.T, c net.Conn, msg string) {
+	t.Helper()
+	if _, err := c.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 2048)
+	n, err := c.Read(buf)
+	if err != nil {
+		t.Fatalf("echo of %q: %v", msg, err)
+	}
+	if string(buf[:n]) != msg {
+		t.Fatalf("echo = %q, want %q", buf[:n], msg)
+	}
+}
+
+func listenLoopback(t *testing.T, addr string) *net.UDPConn {
+	t.Helper()
+	pc, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pc
+}
+
+// TestPortReuse: a client that reconnects from the same addr:port right
+// after the server closed its association gets a fresh upstream socket and
+// a working association.
+func TestPortReuse(t *testing.T) {
+	naive := dtlstest.NewNaiveServer(t, 2*time.Second, false)
+	r := start(t, "127.0.0.1:0", naive.Addr())
+	pc := listenLoopback(t, "127.0.0.1:0")
+	local := pc.LocalAddr().String()
+	c := dialV3(t, pc, addrOf(r), "first")
+	dtlstest.WaitFor(t, "relay sees the server's close_notify", func() bool { return r.Stats().ServerClosed == 1 })
+	c.Close()
+
+	pc = listenLoopback(t, local)
+	c = dialV3(t, pc, addrOf(r), "second")
+	c.Close()
+	peers := naive.Peers()
+	if len(peers) != 2 || peers[0] == peers[1] {
+		t.Fatalf("server saw peers %v; want two different upstream addresses", peers)
+	}
+	if b := naive.Bogus.Load(); b != 0 {
+		t.Errorf("server saw %d bogus connections", b)
+	}
+}
+
+// TestIPv6 relays a client on ::1 to an IPv4 upstream.
+func TestIPv6(t *testing.T) {
+	pc, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	naive := dtlstest.NewNaiveServer(t, 2*time.Second, false)
+	r := start(t, "[::1]:0", naive.Addr())
+	dialV3(t, pc, addrOf(r), "over ipv6").Close()
+	if s := r.Stats(); s.Opened != 1 {
+		t.Fatalf("stats %+v: want one association", s)
+	}
+}
+
+// Records a hostile client might send from a live client's address.
+var (
+	epochOneAlert = []byte{0x15, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 9, 0, 26,
+		1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26}
+	plaintextFatalAlert = []byte{0x15, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 9, 0, 2, 2, 40}
+	clientHello         = []byte{0x16, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12,
+		1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+	garbage = []byte("\x00\x01\x00\x00not dtls at all")
+)
+
+// TestSpoofedInputCutsNothing: alerts, a ClientHello and garbage sent from
+// a live client's own addr:port end nothing; the association goes on.
+func TestSpoofedInputCutsNothing(t *testing.T) {
+	naive := dtlstest.NewNaiveServer(t, 2*time.Second, true)
+	r := start(t, "127.0.0.1:0", naive.Addr())
+	pc := listenLoopback(t, "127.0.0.1:0")
+	c := dialV3(t, pc, addrOf(r), "before")
+	defer c.Close()
+	for i, d := range [][]byte{epochOneAlert, plaintextFatalAlert, clientHello, garbage, {}, make([]byte, 60000)} {
+		if _, err := pc.WriteTo(d, r.Addr()); err != nil {
+			t.Fatal(err)
+		}
+		echo(t, c, fmt.Sprintf("after spoof %d", i))
+	}
+	s := r.Stats()
+	if s.Associations != 1 || s.Opened != 1 || s.ServerClosed != 0 || s.Table.Len != 0 {
+		t.Fatalf("stats %+v: the live association must be the only one, untouched", s)
+	}
+}
+
+// TestFloods: garbage from many addresses creates nothing; a ClientHello
+// flood fills the association cap and no more, a live association keeps
+// working, and the flood's associations end at the handshake timeout.
+func TestFloods(t *testing.T) {
+	const cap = 20
+	naive := dtlstest.NewNaiveServer(t, 2*time.Second, true)
+	r := start(t, "127.0.0.1:0", naive.Addr(),
+		relay.WithMaxAssociations(cap), relay.WithHandshakeTimeout(300*time.Millisecond))
+	pc := listenLoopback(t, "127.0.0.1:0")
+	c := dialV3(t, pc, addrOf(r), "live")
+	defer c.Close()
+
+	const senders, each = 100, 20
+	socks := make([]*net.UDPConn, senders)
+	for i := range socks {
+		socks[i] = listenLoopback(t, "127.0.0.1:0")
+		defer socks[i].Close()
+	}
+	// Each sender's burst is drained before the next, so the socket buffer
+	// never overflows and every datagram is accounted for.
+	for i, s := range socks {
+		for j := range each {
+			d := [][]byte{epochOneAlert, plaintextFatalAlert, garbage, {0x17, 0xfe, 0xfd, 0, 1}}[j%4]
+			s.WriteTo(d, r.Addr())
+		}
+		dtlstest.WaitFor(t, "garbage dropped", func() bool { return r.Stats().DroppedUnknown == uint64((i+1)*each) })
+	}
+	if s := r.Stats(); s.Opened != 1 || s.Associations != 1 {
+		t.Fatalf("garbage opened associations: %+v", s)
+	}
+
+	for _, s := range socks {
+		s.WriteTo(clientHello, r.Addr())
+	}
+	dtlstest.WaitFor(t, "ClientHellos opened or refused", func() bool {
+		s := r.Stats()
+		return s.Opened+s.Refused == 1+senders
+	})
+	if s := r.Stats(); s.Opened != cap || s.Refused != senders-(cap-1) {
+		t.Fatalf("stats %+v: want %d opened and %d refused", s, cap, senders-(cap-1))
+	}
+	echo(t, c, "still live")
+	dtlstest.WaitFor(t, "flood associations time out", func() bool {
+		s := r.Stats()
+		return s.Associations == 1 && s.HandshakeTimeouts == cap-1
+	})
+	echo(t, c, "still live after")
+}
+
+// TestIdleTimeout: an established association with no traffic ends after
+// the idle timeout; what its client sends later is dropped, not taken as a
+// new association.
+func TestIdleTimeout(t *testing.T) {
+	naive := dtlstest.NewNaiveServer(t, 2*time.Second, true)
+	r := start(t, "127.0.0.1:0", naive.Addr(), relay.WithIdleTimeout(200*time.Millisecond))
+	pc := listenLoopback(t, "127.0.0.1:0")
+	c := dialV3(t, pc, addrOf(r), "hello")
+	defer c.Close()
+	dtlstest.WaitFor(t, "idle timeout", func() bool { return r.Stats().IdleClosed == 1 })
+	c.Write([]byte("late"))
+	dtlstest.WaitFor(t, "late data dropped", func() bool { return r.Stats().DroppedUnknown >= 1 })
+	if s := r.Stats(); s.Associations != 0 || s.Opened != 1 || naive.Conns.Load() != 1 {
+		t.Fatalf("stats %+v, server conns %d: want the one association, ended", s, naive.Conns.Load())
+	}
+}
+
+func TestOptionsAndAddresses(t *testing.T) {
+	bad := []struct {
+		name string
+		opt  relay.Option
+	}{
+		{"quiet", relay.WithQuietPeriod(0)},
+		{"idle", relay.WithIdleTimeout(-time.Second)},
+		{"handshake", relay.WithHandshakeTimeout(0)},
+		{"max", relay.WithMaxAssociations(0)},
+		{"maxquiet", relay.WithMaxQuietClients(-1)},
+		{"table", relay.WithTable(nil)},
+		{"logger", relay.WithLogger(nil)},
+	}
+	for _, b := range bad {
+		_, err := relay.Listen("udp", "127.0.0.1:0", "127.0.0.1:5684", b.opt)
+		if !errors.Is(err, strayfilter.ErrInvalidOption) {
+			t.Errorf("%s: err = %v, want ErrInvalidOption", b.name, err)
+		}
+	}
+	for _, c := range []struct{ network, listen, upstream string }{
+		{"tcp", "127.0.0.1:0", "127.0.0.1:5684"},
+		{"udp", "127.0.0.1:0", "no-port"},
+		{"udp", "not an address", "127.0.0.1:5684"},
+		{"udp", "192.0.2.1:0", "127.0.0.1:5684"}, // TEST-NET-1: not ours to bind
+		{"udp", "127.0.0.1:0", "127.0.0.1:0"},
+	} {
+		if r, err := relay.Listen(c.network, c.listen, c.upstream); err == nil {
+			r.Close()
+			t.Errorf("Listen(%q, %q, %q) succeeded", c.network, c.listen, c.upstream)
+		}
+	}
+}

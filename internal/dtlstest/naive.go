@@ -1,0 +1,192 @@
+package dtlstest
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	dtlsv3 "github.com/pion/dtls/v3"
+	"github.com/pion/transport/v2/packetio"
+
+	"github.com/straydtls/straydtls/strayfilter"
+)
+
+// NaiveServer is a real DTLS server (pion v3) behind the demultiplexing of
+// Mbed TLS's example server: the first datagram from an address it has no
+// connection for starts a new connection, whatever the datagram is. It has
+// no filter of any kind, so it is the upstream the relay must protect.
+// Every connection reads one message, echoes it and closes (sending
+// close_notify), as the seed's server did; with echoAll it echoes until the
+// client goes away instead.
+type NaiveServer struct {
+	pc      *net.UDPConn
+	cfg     *dtlsv3.Config
+	timeout time.Duration
+	echoAll bool
+
+	mu    sync.Mutex
+	conns map[netip.AddrPort]*naiveConn
+	peers []netip.AddrPort // every address that got a connection, in order
+	wg    sync.WaitGroup
+
+	// Echoed receives each message the server echoed before closing.
+	Echoed chan string
+
+	Conns    atomic.Int64 // connections started
+	Bogus    atomic.Int64 // connections whose first datagram was no ClientHello
+	Failures atomic.Int64 // connections whose handshake or read failed
+}
+
+// NewNaiveServer starts a NaiveServer on 127.0.0.1. A connection whose
+// handshake has not finished after handshakeTimeout fails.
+func NewNaiveServer(t testing.TB, handshakeTimeout time.Duration, echoAll bool) *NaiveServer {
+	t.Helper()
+	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &NaiveServer{
+		pc:      pc,
+		cfg:     ServerV3(t),
+		timeout: handshakeTimeout,
+		echoAll: echoAll,
+		conns:   map[netip.AddrPort]*naiveConn{},
+		Echoed:  make(chan string, 1024),
+	}
+	s.wg.Add(1)
+	go s.loop()
+	t.Cleanup(s.Close)
+	return s
+}
+
+// Addr is the server's address.
+func (s *NaiveServer) Addr() netip.AddrPort { return s.pc.LocalAddr().(*net.UDPAddr).AddrPort() }
+
+// Peers returns every address that got a connection, in order.
+func (s *NaiveServer) Peers() []netip.AddrPort {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]netip.AddrPort(nil), s.peers...)
+}
+
+// Close stops the server and waits for its connections.
+func (s *NaiveServer) Close() {
+	s.pc.Close()
+	s.mu.Lock()
+	for _, c := range s.conns {
+		c.buf.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+func (s *NaiveServer) loop() {
+	defer s.wg.Done()
+	// Like pion's own listener (and a C server's fixed receive buffer), the
+	// socket truncates what does not fit, so the DTLS stack never sees a
+	// datagram larger than the buffer it reads with.
+	buf := make([]byte, 8192)
+	for {
+		n, from, err := s.pc.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		s.mu.Lock()
+		c := s.conns[from]
+		if c == nil {
+			c = &naiveConn{s: s, peer: from, buf: packetio.NewBuffer()}
+			s.conns[from] = c
+			s.peers = append(s.peers, from)
+			s.Conns.Add(1)
+			if !strayfilter.Inspect(buf[:n]).OpensAssociation() {
+				s.Bogus.Add(1)
+			}
+			s.wg.Add(1)
+			go s.serve(c)
+		}
+		s.mu.Unlock()
+		c.buf.Write(buf[:n])
+	}
+}
+
+func (s *NaiveServer) serve(c *naiveConn) {
+	defer s.wg.Done()
+	defer c.Close()
+	conn, err := dtlsv3.Server(c, net.UDPAddrFromAddrPort(c.peer), s.cfg)
+	if err != nil {
+		s.Failures.Add(1)
+		return
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	defer cancel()
+	if err := conn.HandshakeContext(ctx); err != nil {
+		s.Failures.Add(1)
+		return
+	}
+	msg := make([]byte, 2048)
+	if s.echoAll {
+		for {
+			n, err := conn.Read(msg)
+			if err != nil {
+				return
+			}
+			conn.Write(msg[:n])
+		}
+	}
+	conn.SetReadDeadline(time.Now().Add(HandshakeTimeout))
+	n, err := conn.Read(msg)
+	if err != nil {
+		s.Failures.Add(1)
+		return
+	}
+	if _, err := conn.Write(msg[:n]); err != nil {
+		s.Failures.Add(1)
+		return
+	}
+	conn.Close() // sends close_notify
+	s.Echoed <- string(msg[:n])
+}
+
+// naiveConn is the per-address net.PacketConn pion's Server runs on.
+type naiveConn struct {
+	s    *NaiveServer
+	peer netip.AddrPort
+	buf  *packetio.Buffer
+	once sync.Once
+}
+
+func (c *naiveConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	n, err := c.buf.Read(p)
+	return n, net.UDPAddrFromAddrPort(c.peer), err
+}
+
+func (c *naiveConn) WriteTo(p []byte, _ net.Addr) (int, error) {
+	return c.s.pc.WriteToUDPAddrPort(p, c.peer)
+}
+
+// Close forgets the address: its next datagram starts a new connection.
+func (c *naiveConn) Close() error {
+	c.once.Do(func() {
+		c.s.mu.Lock()
+		if c.s.conns[c.peer] == c {
+			delete(c.s.conns, c.peer)
+		}
+		c.s.mu.Unlock()
+		c.buf.Close()
+	})
+	return nil
+}
+
+func (c *naiveConn) LocalAddr() net.Addr                { return c.s.pc.LocalAddr() }
+func (c *naiveConn) SetDeadline(t time.Time) error      { return c.buf.SetReadDeadline(t) }
+func (c *naiveConn) SetReadDeadline(t time.Time) error  { return c.buf.SetReadDeadline(t) }
+func (c *naiveConn) SetWriteDeadline(_ time.Time) error { return nil }
