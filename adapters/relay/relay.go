@@ -79,7 +79,8 @@ func Listen(network, listen, upstream string, opts ...Option) (*Relay, error) {
 	if err != nil {
 		return nil, fmt.Errorf("relay: listen on %q: %w", listen, err)
 	}
-	r, err := New(pc, up.AddrPort(), opts...)
+	ap := up.AddrPort()
+	r, err := New(pc, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), opts...)
 	if err != nil {
 		pc.Close()
 		return nil, err
