@@ -1,0 +1,60 @@
+package relay_test
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	dtlsv3 "github.com/pion/dtls/v3"
+	dtlsnet "github.com/pion/dtls/v3/pkg/net"
+
+	"github.com/straydtls/straydtls/internal/dtlstest"
+	"github.com/straydtls/straydtls/internal/udprelay"
+)
+
+// TestChaos runs clients that open, exchange, close and reconnect (every
+// other association from the same addr:port) through a network that drops,
+// duplicates and reorders, then through the relay to a naive upstream. The
+// upstream must never see a bogus connection, and the relay must account
+// for every datagram the network delivered. Replay a failure with
+// go test -run TestChaos ./adapters/relay -args -chaos.seed=N.
+func TestChaos(t *testing.T) {
+	for _, seed := range dtlstest.ChaosSeeds(1, 2) {
+		t.Run("seed="+strconv.FormatUint(seed, 10), func(t *testing.T) {
+			checkGoroutines := dtlstest.CheckGoroutines(t)
+			naive := dtlstest.NewNaiveServer(t, 5*time.Second, false)
+			r := start(t, "127.0.0.1:0", naive.Addr())
+			run := &dtlstest.ChaosRun{Seed: seed, Workers: 6, Rounds: 4}
+			network, chaos := run.Network(t, addrOf(r))
+			run.Dial = func(uc *net.UDPConn) (net.Conn, error) {
+				c, err := dtlsv3.Client(dtlsnet.PacketConnFromConn(uc), uc.RemoteAddr(), dtlstest.ClientV3(t))
+				if err != nil {
+					return nil, err
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				if err := c.HandshakeContext(ctx); err != nil {
+					c.Close()
+					return nil, err
+				}
+				return c, nil
+			}
+			run.Clients(t, network.Addr())
+			dtlstest.WaitFor(t, "relay read every datagram the network sent", func() bool {
+				return r.Stats().FromClients == chaos.Sent[udprelay.ToServer].Load()
+			})
+			if b := naive.Bogus.Load(); b != 0 {
+				t.Errorf("seed %d: the upstream saw %d bogus connections", seed, b)
+			}
+			s := r.Stats()
+			t.Logf("seed %d: relay %d associations, %d strays dropped, %d unknown dropped; upstream %d conns",
+				seed, s.Opened, s.DroppedStrays(), s.DroppedUnknown, naive.Conns.Load())
+			network.Close()
+			r.Close()
+			naive.Close()
+			checkGoroutines()
+		})
+	}
+}

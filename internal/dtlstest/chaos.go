@@ -1,0 +1,192 @@
+package dtlstest
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"regexp"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/straydtls/straydtls/internal/udprelay"
+	"github.com/straydtls/straydtls/strayfilter"
+)
+
+var chaosSeed = flag.Uint64("chaos.seed", 0, "replay a chaos run with this seed (0: the test's fixed seeds)")
+
+// ChaosSeeds returns the seeds a chaos test runs with: the -chaos.seed flag
+// if set, else the given fixed ones, so CI is repeatable and a failure
+// names the seed that replays it.
+func ChaosSeeds(fixed ...uint64) []uint64 {
+	if *chaosSeed != 0 {
+		return []uint64{*chaosSeed}
+	}
+	return fixed
+}
+
+// ChaosRun drives many clients through a chaos network to a server that
+// echoes one message per association and closes it, and checks what the
+// filter and the application saw.
+type ChaosRun struct {
+	Seed    uint64
+	Workers int // concurrent clients
+	Rounds  int // associations per client, every other one from the same addr:port
+	// Dial runs a client handshake over uc, which is connected to the
+	// chaos network.
+	Dial func(uc *net.UDPConn) (net.Conn, error)
+
+	mu     sync.Mutex
+	closed map[netip.AddrPort]bool // peers whose association the server closed
+	bad    []string
+
+	attempts, handshakes, echoed atomic.Int64
+	accepted, bogus              atomic.Int64
+}
+
+var chaosMessage = regexp.MustCompile(`^w[0-9]+ r[0-9]+$`)
+
+// OnDrop is the filter's drop hook: a datagram may be dropped only from a
+// peer the server closed.
+func (c *ChaosRun) OnDrop(peer netip.AddrPort, reason strayfilter.Reason) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closed[peer] {
+		c.bad = append(c.bad, fmt.Sprintf("dropped a %v datagram from %v, which the server never closed", reason, peer))
+	}
+}
+
+// Network builds the chaos network in front of server: 10% loss, 5%
+// duplicates, 30% delayed by up to 40 ms.
+func (c *ChaosRun) Network(t *testing.T, server netip.AddrPort) (*udprelay.Relay, *udprelay.Chaos) {
+	t.Helper()
+	chaos := udprelay.NewChaos(c.Seed, 0.10, 0.05, 0.30, 40*time.Millisecond)
+	relay, err := udprelay.New(server, chaos.Hook)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return relay, chaos
+}
+
+// Serve is the application: each accepted connection must carry a real
+// client's message; it is echoed and the association closed.
+func (c *ChaosRun) Serve(ln net.Listener) *sync.WaitGroup {
+	c.mu.Lock()
+	if c.closed == nil {
+		c.closed = map[netip.AddrPort]bool{}
+	}
+	c.mu.Unlock()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			conn, err := ln.Accept()
+			if listenerClosed(err) {
+				return
+			}
+			if err != nil {
+				continue
+			}
+			c.accepted.Add(1)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				buf := make([]byte, 2048)
+				conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+				n, err := conn.Read(buf)
+				if err == nil {
+					if !chaosMessage.Match(buf[:n]) {
+						c.bogus.Add(1)
+					}
+					conn.Write(buf[:n])
+				}
+				// Recorded before Close, which starts the quiet period.
+				c.mu.Lock()
+				c.closed[conn.RemoteAddr().(*net.UDPAddr).AddrPort()] = true
+				c.mu.Unlock()
+				conn.Close()
+			}()
+		}
+	}()
+	return &wg
+}
+
+// Clients runs the workers to the chaos network's address.
+func (c *ChaosRun) Clients(t *testing.T, addr netip.AddrPort) {
+	var wg sync.WaitGroup
+	for w := range c.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var local *net.UDPAddr
+			for r := range c.Rounds {
+				if r%2 == 0 {
+					local = nil // a fresh port; the next round reuses it
+				}
+				uc, err := net.DialUDP("udp", local, net.UDPAddrFromAddrPort(addr))
+				if err != nil {
+					t.Errorf("worker %d round %d: %v", w, r, err)
+					return
+				}
+				local = uc.LocalAddr().(*net.UDPAddr)
+				c.attempts.Add(1)
+				conn, err := c.Dial(uc)
+				if err != nil {
+					uc.Close()
+					continue // a handshake may fail under 10% loss
+				}
+				c.handshakes.Add(1)
+				msg := fmt.Sprintf("w%d r%d", w, r)
+				buf := make([]byte, 2048)
+				for range 10 {
+					conn.Write([]byte(msg))
+					conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+					n, err := conn.Read(buf)
+					if err == nil && string(buf[:n]) == msg {
+						c.echoed.Add(1)
+						break
+					}
+					if errors.Is(err, io.EOF) || err != nil && !isTimeout(err) {
+						break // the server closed first (its echo was lost)
+					}
+				}
+				conn.Close()
+				uc.Close()
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// Check reports what went wrong: a drop from a live peer, a bogus
+// connection, or too little getting through for the run to mean anything.
+func (c *ChaosRun) Check(t *testing.T) {
+	t.Helper()
+	c.mu.Lock()
+	bad := c.bad
+	c.mu.Unlock()
+	for _, b := range bad {
+		t.Errorf("seed %d: %s", c.Seed, b)
+	}
+	if n := c.bogus.Load(); n != 0 {
+		t.Errorf("seed %d: %d bogus connections reached the application", c.Seed, n)
+	}
+	if a, h := c.accepted.Load(), c.attempts.Load(); a > h {
+		t.Errorf("seed %d: %d connections accepted for %d client handshakes", c.Seed, a, h)
+	}
+	if e, a := c.echoed.Load(), c.attempts.Load(); e < a/3 {
+		t.Errorf("seed %d: only %d of %d associations echoed: the run proves little", c.Seed, e, a)
+	}
+	t.Logf("seed %d: %d associations attempted, %d handshakes, %d echoed, %d accepted by the server",
+		c.Seed, c.attempts.Load(), c.handshakes.Load(), c.echoed.Load(), c.accepted.Load())
+}
