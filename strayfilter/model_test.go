@@ -1,0 +1,238 @@
+package strayfilter_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/straydtls/straydtls/strayfilter"
+)
+
+// The model: what must pass and what must drop, written from the rules and
+// nothing else. A peer is quiet from a local close until its quiet period
+// ends, it is forgotten, it opens a new association, or it is one of more
+// than cap peers closed since and was closed before them all.
+type model struct {
+	quiet time.Duration
+	cap   int
+	now   time.Duration
+	order []netip.AddrPort // oldest first
+	until map[netip.AddrPort]time.Duration
+}
+
+func newModel(quiet time.Duration, cap int) *model {
+	return &model{quiet: quiet, cap: cap, until: map[netip.AddrPort]time.Duration{}}
+}
+
+func (m *model) remove(p netip.AddrPort) {
+	if _, ok := m.until[p]; !ok {
+		return
+	}
+	delete(m.until, p)
+	for i, q := range m.order {
+		if q == p {
+			m.order = append(m.order[:i], m.order[i+1:]...)
+			return
+		}
+	}
+}
+
+func (m *model) close(p netip.AddrPort) {
+	m.remove(p)
+	m.order = append(m.order, p)
+	m.until[p] = m.now + m.quiet
+	// Expired entries never count against the cap; evicting them or
+	// sweeping them is the same to a reader.
+	for len(m.order) > 0 && m.until[m.order[0]] <= m.now {
+		m.remove(m.order[0])
+	}
+	if len(m.order) > m.cap {
+		m.remove(m.order[0])
+	}
+}
+
+func (m *model) isQuiet(p netip.AddrPort) bool {
+	u, ok := m.until[p]
+	return ok && m.now < u
+}
+
+// receive says whether a datagram passes.
+func (m *model) receive(p netip.AddrPort, k kind) bool {
+	if !m.isQuiet(p) {
+		return true
+	}
+	if k.opens {
+		m.remove(p)
+		return true
+	}
+	return !k.dtls // non-DTLS passes by default
+}
+
+// kind is a datagram the property test sends, with what the rules say of it.
+type kind struct {
+	name  string
+	data  []byte
+	opens bool // an epoch-0 ClientHello (fragment)
+	dtls  bool // first byte in 20..63
+}
+
+func kinds(t *testing.T) []kind {
+	return []kind{
+		{"ClientHello", loadRecord(t, "pion-v2-00-client-ClientHello-frag0.hex"), true, true},
+		{"ClientHello fragment", loadRecord(t, "pion-v2-mtu60-01-client-ClientHello-frag60.hex"), true, true},
+		{"ClientKeyExchange", loadRecord(t, "pion-v2-04-client-ClientKeyExchange-frag0.hex"), false, true},
+		{"application data", loadRecord(t, "pion-v2-06-client-application-data-epoch1.hex"), false, true},
+		{"alert", loadRecord(t, "pion-v2-08-client-alert-epoch1.hex"), false, true},
+		{"Finished", loadRecord(t, "pion-v2-mtu60-11-client-handshake-epoch1.hex"), false, true},
+		{"CCS", loadRecord(t, "pion-v2-mtu60-10-client-change-cipher-spec-epoch0.hex"), false, true},
+		{"CID", loadRecord(t, "pion-v3-cid-06-client-connection-id-epoch1.hex"), false, true},
+		{"DTLS 1.3", loadRecord(t, "synthetic-dtls13-unified-long.hex"), false, true},
+		{"STUN", loadRecord(t, "synthetic-stun-binding-request.hex"), false, false},
+		{"truncated", []byte{0x17, 0xfe, 0xfd, 0, 1}, false, true},
+		{"empty", nil, false, true},
+	}
+}
+
+// harness drives a real Conn and the model with the same events.
+type harness struct {
+	t      *testing.T
+	m      *model
+	c      *strayfilter.Conn
+	fc     *fakeConn
+	clock  *testClock
+	kinds  []kind
+	peers  []netip.AddrPort
+	buf    []byte
+	alert  []byte
+	events []string
+}
+
+const sentinelPort = 1
+
+func newHarness(t *testing.T, quiet time.Duration, cap int, peers int) *harness {
+	fc := newFakeConn()
+	clock := newTestClock()
+	c, err := strayfilter.New(fc, strayfilter.WithQuietPeriod(quiet), strayfilter.WithMaxPeers(cap), strayfilter.WithClock(clock.now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, m: newModel(quiet, cap), c: c, fc: fc, clock: clock, kinds: kinds(t),
+		buf: make([]byte, 65536), alert: loadRecord(t, "pion-v2-08-client-alert-epoch1.hex")}
+	for i := range peers {
+		// Closes name a peer in plain or IPv4-mapped form at random (see
+		// step): the same peer, however the socket spells it.
+		a := netip.AddrFrom4([4]byte{192, 0, 2, byte(i)})
+		h.peers = append(h.peers, netip.AddrPortFrom(a, uint16(5000+i)))
+	}
+	return h
+}
+
+func (h *harness) fail(format string, args ...any) {
+	h.t.Helper()
+	h.t.Fatalf("%s\nevents:\n%v", fmt.Sprintf(format, args...), h.events)
+}
+
+// step applies one event chosen by op and arg.
+func (h *harness) step(op, arg, arg2 uint8) {
+	h.t.Helper()
+	p := h.peers[int(arg)%len(h.peers)]
+	switch op % 6 {
+	case 0: // the stack closes (explicit)
+		h.events = append(h.events, "close "+p.String())
+		mapped := netip.AddrPortFrom(netip.AddrFrom16(p.Addr().As16()), p.Port())
+		if arg2%2 == 0 {
+			mapped = p
+		}
+		if err := h.c.MarkClosedAddrPort(mapped); err != nil {
+			h.fail("MarkClosed(%v): %v", mapped, err)
+		}
+		h.m.close(p)
+	case 1: // our side sends a closing alert
+		h.events = append(h.events, "alert to "+p.String())
+		h.c.WriteTo(h.alert, net.UDPAddrFromAddrPort(p))
+		h.m.close(p)
+	case 2:
+		h.events = append(h.events, "forget "+p.String())
+		h.c.Table().Forget(p)
+		h.m.remove(p)
+	case 3:
+		d := time.Duration(arg2) * 100 * time.Millisecond
+		h.events = append(h.events, "advance "+d.String())
+		h.clock.advance(d)
+		h.m.now += d
+	default: // a datagram arrives
+		k := h.kinds[int(arg2)%len(h.kinds)]
+		h.events = append(h.events, k.name+" from "+p.String())
+		want := h.m.receive(p, k)
+		got := h.receive(p, k.data)
+		if got != want {
+			h.fail("%s from %v: passed = %v, model says %v", k.name, p, got, want)
+		}
+	}
+	if got, want := h.c.Table().Quiet(p), h.m.isQuiet(p); got != want {
+		h.fail("after the last event %v quiet = %v, model says %v", p, got, want)
+	}
+}
+
+// receive queues the datagram and a sentinel from a peer never closed, and
+// reports whether the datagram came out before the sentinel.
+func (h *harness) receive(p netip.AddrPort, data []byte) bool {
+	sentinel := netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 51, 100, 1}), sentinelPort)
+	h.fc.push(data, net.UDPAddrFromAddrPort(p))
+	h.fc.push([]byte("sentinel"), net.UDPAddrFromAddrPort(sentinel))
+	passed := false
+	for {
+		n, addr, err := h.c.ReadFrom(h.buf)
+		if err != nil {
+			h.fail("ReadFrom: %v", err)
+		}
+		if addr.(*net.UDPAddr).AddrPort() == sentinel {
+			return passed
+		}
+		if passed || string(h.buf[:n]) != string(data) {
+			h.fail("ReadFrom returned %d bytes from %v that were never sent", n, addr)
+		}
+		passed = true
+	}
+}
+
+// TestModel runs random interleavings of closes, alerts, forgets, time and
+// datagrams of every class from a few peers against the model, with a cap
+// small enough that eviction happens.
+func TestModel(t *testing.T) {
+	seeds := 200
+	if testing.Short() {
+		seeds = 40
+	}
+	for seed := range uint64(seeds) {
+		rng := rand.New(rand.NewPCG(seed, 1))
+		h := newHarness(t, 3*time.Second, 4, 7)
+		for range 300 {
+			h.step(uint8(rng.UintN(256)), uint8(rng.UintN(256)), uint8(rng.UintN(256)))
+		}
+		s := h.c.Stats()
+		if s.Peers > 4 {
+			t.Fatalf("seed %d: %d peers in a table capped at 4", seed, s.Peers)
+		}
+	}
+}
+
+// FuzzConnEvents drives the whole Conn with a fuzzed sequence of events on
+// a fake net.PacketConn and checks every outcome against the model.
+func FuzzConnEvents(f *testing.F) {
+	f.Add([]byte{0, 1, 0, 4, 1, 3, 4, 1, 0, 3, 0, 40, 4, 1, 0})
+	f.Add([]byte{1, 2, 0, 5, 2, 4, 2, 2, 0, 5, 2, 0})
+	f.Add([]byte{0, 0, 0, 0, 1, 0, 0, 2, 0, 0, 3, 0, 0, 4, 0, 5, 0, 3, 0, 40, 4, 0, 3})
+	f.Fuzz(func(t *testing.T, events []byte) {
+		if len(events) > 3*500 {
+			return
+		}
+		h := newHarness(t, 2*time.Second, 3, 5)
+		for i := 0; i+2 < len(events); i += 3 {
+			h.step(events[i], events[i+1], events[i+2])
+		}
+	})
+}
