@@ -45,9 +45,11 @@ func (f *fakeUpstream) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-func (f *fakeUpstream) Close() error                     { f.once.Do(func() { close(f.closed) }); return nil }
-func (f *fakeUpstream) LocalAddr() net.Addr              { return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1} }
-func (f *fakeUpstream) RemoteAddr() net.Addr             { return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 2} }
+func (f *fakeUpstream) Close() error        { f.once.Do(func() { close(f.closed) }); return nil }
+func (f *fakeUpstream) LocalAddr() net.Addr { return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1} }
+func (f *fakeUpstream) RemoteAddr() net.Addr {
+	return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 2}
+}
 func (f *fakeUpstream) SetDeadline(time.Time) error      { return nil }
 func (f *fakeUpstream) SetReadDeadline(time.Time) error  { return nil }
 func (f *fakeUpstream) SetWriteDeadline(time.Time) error { return nil }
