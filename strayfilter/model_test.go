@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -235,4 +237,157 @@ func FuzzConnEvents(f *testing.F) {
 			h.step(events[i], events[i+1], events[i+2])
 		}
 	})
+}
+
+// TestModelConcurrentReaders is the model under concurrency: four goroutines
+// read the Conn while another churns the table (closes, alerts, forgets of
+// other peers, so entries come and go and the index is rebuilt) and a third
+// checks the table. Peers whose state never changes must get the model's
+// answer every time, whatever the interleaving: live peers lose nothing, and
+// quiet peers' strays never come out.
+func TestModelConcurrentReaders(t *testing.T) {
+	const (
+		readers  = 4
+		perPeer  = 300
+		livePeer = 6
+		quietN   = 6
+		churnN   = 40 // quietN + churnN stays under the cap: nothing stable is evicted
+	)
+	var dropped atomic.Int64
+	fc := newFakeConn()
+	clock := newTestClock()
+	c, err := strayfilter.New(fc, strayfilter.WithQuietPeriod(time.Hour), strayfilter.WithMaxPeers(64),
+		strayfilter.WithClock(clock.now), strayfilter.WithDropHook(func(netip.AddrPort, strayfilter.Reason) { dropped.Add(1) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := func(net byte, i int) netip.AddrPort {
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, net, byte(i)}), uint16(5000+i))
+	}
+	var live, quiet, churn []netip.AddrPort
+	for i := range livePeer {
+		live = append(live, peer(1, i))
+	}
+	for i := range quietN {
+		quiet = append(quiet, peer(2, i))
+		c.MarkClosedAddrPort(quiet[i])
+	}
+	for i := range churnN {
+		churn = append(churn, peer(3, i))
+	}
+	ks := kinds(t)
+
+	// Readers tally what came out, by peer group.
+	var fromLive, fromQuiet, fromChurn atomic.Int64
+	var wg sync.WaitGroup
+	for range readers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 65536)
+			for {
+				_, addr, err := c.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				switch addr.(*net.UDPAddr).AddrPort().Addr().As4()[2] {
+				case 1:
+					fromLive.Add(1)
+				case 2:
+					fromQuiet.Add(1)
+				default:
+					fromChurn.Add(1)
+				}
+			}
+		}()
+	}
+
+	stop := make(chan struct{})
+	var side sync.WaitGroup
+	side.Add(2)
+	go func() { // the stack closing and forgetting other peers
+		defer side.Done()
+		rng := rand.New(rand.NewPCG(1, 2))
+		alert := loadRecord(t, "pion-v2-08-client-alert-epoch1.hex")
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			p := churn[rng.IntN(len(churn))]
+			switch rng.IntN(3) {
+			case 0:
+				c.MarkClosedAddrPort(p)
+			case 1:
+				c.WriteTo(alert, net.UDPAddrFromAddrPort(p))
+			default:
+				c.Table().Forget(p)
+			}
+		}
+	}()
+	var wrong atomic.Int64
+	go func() { // a checker asking the table while it changes
+		defer side.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			for i := range quietN {
+				if !c.Table().Quiet(quiet[i]) || c.Table().Quiet(live[i%livePeer]) {
+					wrong.Add(1)
+				}
+			}
+		}
+	}()
+
+	// Quiet peers never send a ClientHello here: that would end their
+	// quiet period, and their state must not change.
+	rng := rand.New(rand.NewPCG(3, 4))
+	var sent, wantLive, wantQuiet int64
+	for range perPeer {
+		for _, group := range [][]netip.AddrPort{live, quiet, churn} {
+			for _, p := range group {
+				k := ks[rng.IntN(len(ks))]
+				if group[0] == quiet[0] && k.opens {
+					continue
+				}
+				fc.push(k.data, net.UDPAddrFromAddrPort(p))
+				sent++
+				switch {
+				case group[0] == live[0]:
+					wantLive++
+				case group[0] == quiet[0] && !k.dtls:
+					wantQuiet++
+				}
+			}
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for fromLive.Load()+fromQuiet.Load()+fromChurn.Load()+dropped.Load() < sent {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d datagrams accounted for", fromLive.Load()+fromQuiet.Load()+fromChurn.Load()+dropped.Load(), sent)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(stop)
+	side.Wait()
+	c.Close()
+	wg.Wait()
+
+	if got := fromLive.Load(); got != wantLive {
+		t.Errorf("live peers: %d datagrams delivered, %d sent", got, wantLive)
+	}
+	if got := fromQuiet.Load(); got != wantQuiet {
+		t.Errorf("quiet peers: %d datagrams delivered, want only their %d non-DTLS ones", got, wantQuiet)
+	}
+	if n := wrong.Load(); n != 0 {
+		t.Errorf("the table gave %d wrong answers for peers whose state never changed", n)
+	}
+	if s := c.Stats(); s.Passed+s.DroppedTotal() != uint64(sent) {
+		t.Errorf("counters: %d passed + %d dropped, %d sent", s.Passed, s.DroppedTotal(), sent)
+	}
+	t.Logf("%d datagrams: %d live, %d quiet, %d churn delivered, %d dropped", sent, fromLive.Load(), fromQuiet.Load(), fromChurn.Load(), dropped.Load())
 }
