@@ -41,6 +41,11 @@ func connectContext() (context.Context, func()) {
 	return context.WithTimeout(context.Background(), HandshakeTimeout)
 }
 
+// Timeout is a pion ConnectContextMaker that gives up after d.
+func Timeout(d time.Duration) func() (context.Context, func()) {
+	return func() (context.Context, func()) { return context.WithTimeout(context.Background(), d) }
+}
+
 // ServerV2 is a pion/dtls v2 server config with a cookie exchange, as
 // pion ships it.
 func ServerV2(t testing.TB) *dtlsv2.Config {

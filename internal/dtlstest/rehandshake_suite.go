@@ -1,0 +1,271 @@
+package dtlstest
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/straydtls/straydtls/adapters/demux"
+)
+
+// Rehandshake is the RFC 6347 §4.2.8 suite (a client that loses its state
+// and comes back from the same addr:port), run against the v2 and v3
+// adapters alike. What differs between pion versions is behind its funcs.
+type Rehandshake struct {
+	// Listen starts the adapter's listener on loopback; it is closed at
+	// the end of the test.
+	Listen func(t *testing.T, opts ...demux.Option) *demux.Listener
+	// PionListen starts pion's own listener on loopback.
+	PionListen func(t *testing.T) net.Listener
+	// Client opens a UDP socket on local (port 0: any) and runs a pion
+	// client handshake on it to server, giving up after timeout. It
+	// returns the socket even when the handshake fails.
+	Client func(t *testing.T, local, server netip.AddrPort, timeout time.Duration) (*net.UDPConn, net.Conn, error)
+}
+
+// Run runs every test of the suite as a subtest.
+func (s Rehandshake) Run(t *testing.T) {
+	t.Run("RebootedClientIsServed", s.rebootedClientIsServed)
+	t.Run("PionListenerLocksOutRebootedClient", s.pionListenerLocksOut)
+	t.Run("SpoofedClientHelloLeavesLiveAssociation", s.spoofedClientHello)
+	t.Run("OpenSSLRebootFromBoundPort", s.openSSLReboot)
+	t.Run("ManyPeersRehandshakeAtOnce", s.manyPeers)
+}
+
+// device is a client with a fixed addr:port that can lose its state
+// without a word, as a device that reboots does.
+type device struct {
+	s     *Rehandshake
+	local netip.AddrPort
+	uc    *net.UDPConn
+	conn  net.Conn
+}
+
+// boot starts a fresh client from d.local (any port the first time),
+// checks one echo, and returns how long the handshake took.
+func (d *device) boot(t *testing.T, server netip.AddrPort, msg string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	uc, c, err := d.s.Client(t, d.local, server, HandshakeTimeout)
+	took := time.Since(start)
+	d.uc, d.local = uc, uc.LocalAddr().(*net.UDPAddr).AddrPort()
+	if err != nil {
+		uc.Close()
+		t.Fatalf("handshake from %v after %v: %v", d.local, took, err)
+	}
+	d.conn = c
+	EchoOnce(t, c, msg)
+	return took
+}
+
+// crash drops the client's state: its socket closes under it, so pion
+// cannot send a close_notify, and the server is not told.
+func (d *device) crash() {
+	d.uc.Close()
+	d.conn.Close()
+}
+
+// send writes a raw datagram from the device's own addr:port.
+func (d *device) send(b []byte, server netip.AddrPort) error {
+	if d.uc.RemoteAddr() != nil {
+		_, err := d.uc.Write(b)
+		return err
+	}
+	_, err := d.uc.WriteToUDPAddrPort(b, server)
+	return err
+}
+
+// EchoOnce writes msg on c and checks that it comes back.
+func EchoOnce(t testing.TB, c net.Conn, msg string) {
+	t.Helper()
+	if _, err := c.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 2048)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, err := c.Read(buf)
+	if err != nil || string(buf[:n]) != msg {
+		t.Fatalf("echo of %q: got %q, %v", msg, buf[:n], err)
+	}
+}
+
+// serveTracking echoes on every accepted conn and reports each conn the
+// server application sees end. Closing the listener and stopping the
+// server are left to t.Cleanup.
+func serveTracking(t *testing.T, ln net.Listener) <-chan net.Conn {
+	ended := make(chan net.Conn, 64)
+	srv := Serve(ln, false, func(c net.Conn) { ended <- c })
+	t.Cleanup(func() {
+		ln.Close()
+		srv.Stop()
+	})
+	return ended
+}
+
+func addrPort(a net.Addr) netip.AddrPort { return a.(*net.UDPAddr).AddrPort() }
+
+// rebootedClientIsServed: a client that loses its state and comes back
+// from the same addr:port, without a close_notify, is served at once, and
+// the server application sees the old connection end.
+func (s Rehandshake) rebootedClientIsServed(t *testing.T) {
+	ln := s.Listen(t)
+	ended := serveTracking(t, ln)
+	server := addrPort(ln.Addr())
+
+	d := device{s: &s}
+	d.boot(t, server, "before reboot")
+	d.crash()
+	took := d.boot(t, server, "after reboot")
+	defer d.conn.Close()
+	t.Logf("handshake after reboot took %v", took)
+	if took > 5*time.Second {
+		t.Fatalf("rebooted client served after %v", took)
+	}
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the server application never saw the old connection end")
+	}
+	st := ln.Stats()
+	if st.RehandshakeStarted != 1 || st.RehandshakeCompleted != 1 || st.Peers != 1 || st.Conns != 1 {
+		t.Fatalf("stats %+v: want one completed re-handshake and one conn left", st)
+	}
+}
+
+// pionListenerLocksOut is the same sequence against pion's own listener:
+// the new ClientHello reaches the old conn, which drops it, so the device
+// cannot connect while the old association lives.
+func (s Rehandshake) pionListenerLocksOut(t *testing.T) {
+	ln := s.PionListen(t)
+	serveTracking(t, ln)
+	server := addrPort(ln.Addr())
+
+	d := device{s: &s}
+	d.boot(t, server, "before reboot")
+	d.crash()
+	const wait = 3 * time.Second
+	start := time.Now()
+	uc, c, err := s.Client(t, d.local, server, wait)
+	defer uc.Close()
+	if err == nil {
+		c.Close()
+		t.Fatalf("pion's listener served the rebooted client after %v; the lockout this project fixes is gone", time.Since(start))
+	}
+	t.Logf("pion's own listener: rebooted client locked out, gave up after %v: %v", time.Since(start), err)
+}
+
+// spoofedClientHello: a ClientHello from a live peer's address (an
+// off-path attacker's spoof) starts a pending handshake that cannot pass
+// the cookie exchange; the live association keeps working, the pending one
+// is abandoned at its timeout, and conns and goroutines return to where
+// they were.
+func (s Rehandshake) spoofedClientHello(t *testing.T) {
+	hello := ClientHello(t)
+	ln := s.Listen(t, demux.WithHandshakeTimeout(300*time.Millisecond))
+	ended := serveTracking(t, ln)
+	server := addrPort(ln.Addr())
+	d := device{s: &s}
+	d.boot(t, server, "live")
+	defer d.conn.Close()
+	baseline := ln.Stats()
+	checkGoroutines := CheckGoroutines(t)
+
+	for i := range 3 {
+		if err := d.send(hello, server); err != nil { // from the live peer's own addr:port
+			t.Fatal(err)
+		}
+		EchoOnce(t, d.conn, fmt.Sprint("still live ", i))
+	}
+	WaitFor(t, "pending handshake abandoned", func() bool {
+		return ln.Stats().RehandshakeAbandoned >= 1 && ln.Stats().PendingHandshakes == 0
+	})
+	EchoOnce(t, d.conn, "still live at the end")
+	st := ln.Stats()
+	if st.RehandshakeCompleted != 0 || st.Conns != baseline.Conns || st.Peers != baseline.Peers {
+		t.Fatalf("stats %+v, baseline %+v", st, baseline)
+	}
+	select {
+	case c := <-ended:
+		t.Fatalf("the live connection %v ended", c.RemoteAddr())
+	default:
+	}
+	checkGoroutines()
+}
+
+// openSSLReboot: `openssl s_client -dtls1_2 -bind` killed mid-association
+// (no close_notify) and started again on the same addr:port is served.
+func (s Rehandshake) openSSLReboot(t *testing.T) {
+	RequireOpenSSL(t)
+	ln := s.Listen(t)
+	ended := serveTracking(t, ln)
+	// A free port for s_client to bind.
+	probe, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := probe.LocalAddr().(*net.UDPAddr).AddrPort()
+	probe.Close()
+
+	first := StartOpenSSL(t, local, addrPort(ln.Addr()))
+	first.Echo(t, "first boot")
+	first.Kill()
+	second := StartOpenSSL(t, local, addrPort(ln.Addr()))
+	second.Echo(t, "second boot")
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first association never ended")
+	}
+	if st := ln.Stats(); st.RehandshakeCompleted != 1 {
+		t.Fatalf("stats %+v: want one completed re-handshake", st)
+	}
+}
+
+// manyPeers reboots many devices concurrently; run under -race.
+func (s Rehandshake) manyPeers(t *testing.T) {
+	const n = 12
+	checkGoroutines := CheckGoroutines(t)
+	ln := s.Listen(t)
+	ended := make(chan net.Conn, 2*n)
+	srv := Serve(ln, false, func(c net.Conn) { ended <- c })
+	server := addrPort(ln.Addr())
+	devices := make([]device, n)
+	var wg sync.WaitGroup
+	for i := range devices {
+		devices[i].s = &s
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			devices[i].boot(t, server, fmt.Sprint("device ", i, " first"))
+		}()
+	}
+	wg.Wait()
+	for i := range devices {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			devices[i].crash()
+			devices[i].boot(t, server, fmt.Sprint("device ", i, " again"))
+		}()
+	}
+	wg.Wait()
+	for range n {
+		select {
+		case <-ended:
+		case <-time.After(10 * time.Second):
+			t.Fatal("not every old connection ended")
+		}
+	}
+	if st := ln.Stats(); st.RehandshakeCompleted != n || st.Conns != n || st.Peers != n {
+		t.Fatalf("stats %+v: want %d completed re-handshakes and %d conns", st, n, n)
+	}
+	ln.Close()
+	srv.Stop()
+	for i := range devices {
+		devices[i].conn.Close()
+	}
+	checkGoroutines()
+}
