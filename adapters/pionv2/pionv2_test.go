@@ -43,19 +43,6 @@ func dial(t *testing.T, addr netip.AddrPort) *dtls.Conn {
 	return c
 }
 
-func echoOnce(t *testing.T, c net.Conn, msg string) {
-	t.Helper()
-	if _, err := c.Write([]byte(msg)); err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 2048)
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	n, err := c.Read(buf)
-	if err != nil || string(buf[:n]) != msg {
-		t.Fatalf("echo of %q: got %q, %v", msg, buf[:n], err)
-	}
-}
-
 // TestStrayDoesNotStallNextClient is the stall probe: after a client
 // closes, one epoch-1 handshake record (its Finished) from its addr:port
 // reaches the server. Through pion's listener the next client waits out
@@ -81,7 +68,7 @@ func TestStrayDoesNotStallNextClient(t *testing.T) {
 			defer relay.Close()
 
 			a := dial(t, relay.Addr())
-			echoOnce(t, a, "first client")
+			dtlstest.EchoOnce(t, a, "first client")
 			aLocal := addrPort(a.LocalAddr())
 			a.Close()
 			serverSide := <-closed
@@ -93,7 +80,7 @@ func TestStrayDoesNotStallNextClient(t *testing.T) {
 			start := time.Now()
 			b := dial(t, relay.Addr())
 			took := time.Since(start)
-			echoOnce(t, b, "next client")
+			dtlstest.EchoOnce(t, b, "next client")
 			b.Close()
 			t.Logf("next client's handshake took %v", took)
 			if took > 5*time.Second {
@@ -141,7 +128,7 @@ func TestPionListenerStallsOnStray(t *testing.T) {
 	defer relay.Close()
 
 	a := dial(t, relay.Addr())
-	echoOnce(t, a, "first client")
+	dtlstest.EchoOnce(t, a, "first client")
 	aLocal := addrPort(a.LocalAddr())
 	a.Close()
 	<-closed
@@ -243,7 +230,7 @@ func TestPortReuse(t *testing.T) {
 		if took := time.Since(start); took > 5*time.Second {
 			t.Fatalf("association %d took %v", i, took)
 		}
-		echoOnce(t, c, fmt.Sprint("round ", i))
+		dtlstest.EchoOnce(t, c, fmt.Sprint("round ", i))
 		c.Close()
 		<-closed
 		uc.Close()
@@ -298,7 +285,7 @@ func TestListenerCloseKeepsAcceptedConns(t *testing.T) {
 			sc.Write(buf[:n])
 		}
 	}()
-	echoOnce(t, c, "after listener close")
+	dtlstest.EchoOnce(t, c, "after listener close")
 	// New clients are not served.
 	cfg := dtlstest.ClientV2(t)
 	cfg.ConnectContextMaker = func() (context.Context, func()) {

@@ -48,19 +48,6 @@ func dial(t *testing.T, addr netip.AddrPort) *dtls.Conn {
 	return c
 }
 
-func echoOnce(t *testing.T, c net.Conn, msg string) {
-	t.Helper()
-	if _, err := c.Write([]byte(msg)); err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 2048)
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	n, err := c.Read(buf)
-	if err != nil || string(buf[:n]) != msg {
-		t.Fatalf("echo of %q: got %q, %v", msg, buf[:n], err)
-	}
-}
-
 // straySetup runs one association through a recording relay, lets the
 // server close it, and returns the relay, the client's address and its late
 // Finished record.
@@ -77,7 +64,7 @@ func straySetup(t *testing.T, ln net.Listener, closed <-chan struct{}) (*udprela
 	// close pion starts on receiving close_notify finishes asynchronously).
 	rec.HoldAlerts(true)
 	a := dial(t, relay.Addr())
-	echoOnce(t, a, "first client")
+	dtlstest.EchoOnce(t, a, "first client")
 	// pion v3's Dial binds the unspecified address; the relay sees loopback.
 	aLocal := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), addrPort(a.LocalAddr()).Port())
 	a.Close()
@@ -99,7 +86,7 @@ func TestStrayIsNotAConnection(t *testing.T) {
 	start := time.Now()
 	b := dial(t, relay.Addr())
 	took := time.Since(start)
-	echoOnce(t, b, "next client")
+	dtlstest.EchoOnce(t, b, "next client")
 	b.Close()
 	t.Logf("next client's handshake took %v", took)
 	if took > 5*time.Second {
@@ -238,7 +225,7 @@ func TestPortReuse(t *testing.T) {
 			t.Fatalf("association %d from %v: %v", i, pc.LocalAddr(), err)
 		}
 		cancel()
-		echoOnce(t, c, fmt.Sprint("round ", i))
+		dtlstest.EchoOnce(t, c, fmt.Sprint("round ", i))
 		c.Close()
 		<-closed
 	}
@@ -303,7 +290,7 @@ func TestPacketListenerUnderPionListener(t *testing.T) {
 	relay, aLocal, finished := straySetup(t, ln, closed)
 	relay.Inject(udprelay.ToServer, aLocal, finished)
 	b := dial(t, relay.Addr())
-	echoOnce(t, b, "next client")
+	dtlstest.EchoOnce(t, b, "next client")
 	b.Close()
 	if n := len(accepted); n != 2 {
 		t.Fatalf("application saw %d connections, want 2", n)

@@ -1,14 +1,9 @@
 package relay_test
 
 import (
-	"context"
-	"net"
 	"strconv"
 	"testing"
 	"time"
-
-	dtlsv3 "github.com/pion/dtls/v3"
-	dtlsnet "github.com/pion/dtls/v3/pkg/net"
 
 	"github.com/straydtls/straydtls/internal/dtlstest"
 	"github.com/straydtls/straydtls/internal/udprelay"
@@ -28,19 +23,7 @@ func TestChaos(t *testing.T) {
 			r := start(t, "127.0.0.1:0", naive.Addr())
 			run := &dtlstest.ChaosRun{Seed: seed, Workers: 6, Rounds: 4}
 			network, chaos := run.Network(t, addrOf(r))
-			run.Dial = func(uc *net.UDPConn) (net.Conn, error) {
-				c, err := dtlsv3.Client(dtlsnet.PacketConnFromConn(uc), uc.RemoteAddr(), dtlstest.ClientV3(t))
-				if err != nil {
-					return nil, err
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer cancel()
-				if err := c.HandshakeContext(ctx); err != nil {
-					c.Close()
-					return nil, err
-				}
-				return c, nil
-			}
+			run.Dial = dtlstest.DialV3(t, 5*time.Second)
 			run.Clients(t, network.Addr())
 			dtlstest.WaitFor(t, "relay read every datagram the network sent", func() bool {
 				return r.Stats().FromClients == chaos.Sent[udprelay.ToServer].Load()

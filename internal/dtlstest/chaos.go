@@ -8,11 +8,13 @@ import (
 	"net"
 	"net/netip"
 	"regexp"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/straydtls/straydtls/adapters/demux"
 	"github.com/straydtls/straydtls/internal/udprelay"
 	"github.com/straydtls/straydtls/strayfilter"
 )
@@ -189,4 +191,36 @@ func (c *ChaosRun) Check(t *testing.T) {
 	}
 	t.Logf("seed %d: %d associations attempted, %d handshakes, %d echoed, %d accepted by the server",
 		c.Seed, c.attempts.Load(), c.handshakes.Load(), c.echoed.Load(), c.accepted.Load())
+}
+
+// RunChaosAdapter is the chaos test of an adapter: listen starts it on
+// loopback with the options given (the filter's drop hook among them), and
+// dial runs a client handshake.
+func RunChaosAdapter(t *testing.T, listen func(opts ...demux.Option) (*demux.Listener, error), dial func(uc *net.UDPConn) (net.Conn, error)) {
+	for _, seed := range ChaosSeeds(1, 2) {
+		t.Run("seed="+strconv.FormatUint(seed, 10), func(t *testing.T) {
+			checkGoroutines := CheckGoroutines(t)
+			run := &ChaosRun{Seed: seed, Workers: 6, Rounds: 4, Dial: dial}
+			ln, err := listen(demux.WithHandshakeTimeout(5*time.Second), demux.WithFilter(strayfilter.WithDropHook(run.OnDrop)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			served := run.Serve(ln)
+			network, chaos := run.Network(t, ln.Addr().(*net.UDPAddr).AddrPort())
+			run.Clients(t, network.Addr())
+
+			// The filter's counters against the chaos network's log: every
+			// datagram it sent to the server was read and passed or dropped.
+			WaitFor(t, "filter saw every datagram the network sent", func() bool {
+				s := ln.Filter().Stats()
+				return s.Passed+s.DroppedTotal() == chaos.Sent[udprelay.ToServer].Load()
+			})
+			run.Check(t)
+			t.Logf("filter: %d passed, %d strays dropped", ln.Filter().Stats().Passed, ln.Filter().Stats().DroppedTotal())
+			network.Close()
+			ln.Close()
+			served.Wait()
+			checkGoroutines()
+		})
+	}
 }

@@ -6,6 +6,7 @@ package dtlstest
 import (
 	"context"
 	"crypto/tls"
+	"net"
 	"runtime"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	dtlsv2 "github.com/pion/dtls/v2"
 	"github.com/pion/dtls/v2/pkg/crypto/selfsign"
 	dtlsv3 "github.com/pion/dtls/v3"
+	dtlsnet "github.com/pion/dtls/v3/pkg/net"
 )
 
 var (
@@ -117,4 +119,32 @@ func trimStacks(s string) string {
 		keep = append(keep, g)
 	}
 	return strings.Join(keep, "\n\n")
+}
+
+// DialV2 runs a pion/dtls v2 client handshake over uc, a socket connected
+// to the server, giving up after timeout.
+func DialV2(t testing.TB, timeout time.Duration) func(uc *net.UDPConn) (net.Conn, error) {
+	return func(uc *net.UDPConn) (net.Conn, error) {
+		cfg := ClientV2(t)
+		cfg.ConnectContextMaker = Timeout(timeout)
+		return dtlsv2.Client(uc, cfg)
+	}
+}
+
+// DialV3 runs a pion/dtls v3 client handshake over uc, a socket connected
+// to the server, giving up after timeout.
+func DialV3(t testing.TB, timeout time.Duration) func(uc *net.UDPConn) (net.Conn, error) {
+	return func(uc *net.UDPConn) (net.Conn, error) {
+		c, err := dtlsv3.Client(dtlsnet.PacketConnFromConn(uc), uc.RemoteAddr(), ClientV3(t))
+		if err != nil {
+			return nil, err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		if err := c.HandshakeContext(ctx); err != nil {
+			c.Close()
+			return nil, err
+		}
+		return c, nil
+	}
 }
