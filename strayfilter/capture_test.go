@@ -317,8 +317,33 @@ type recordFile struct {
 	expect map[string]string
 }
 
-// loadRecords reads every file in testdata/records.
+// recordsMemo keeps the parsed records: the model harness and its fuzz
+// target load them for every execution, and reading 75 files each time
+// held FuzzConnEvents to a few dozen executions per second.
+var recordsMemo struct {
+	sync.Mutex
+	files []recordFile
+}
+
+// loadRecords returns every record in testdata/records, each with its own
+// copy of the bytes.
 func loadRecords(t testing.TB) []recordFile {
+	t.Helper()
+	recordsMemo.Lock()
+	defer recordsMemo.Unlock()
+	if recordsMemo.files == nil || *capture {
+		recordsMemo.files = readRecords(t)
+	}
+	out := make([]recordFile, len(recordsMemo.files))
+	for i, rf := range recordsMemo.files {
+		out[i] = rf
+		out[i].data = bytes.Clone(rf.data)
+	}
+	return out
+}
+
+// readRecords reads and parses every file in testdata/records.
+func readRecords(t testing.TB) []recordFile {
 	t.Helper()
 	files, err := filepath.Glob(filepath.Join(recordsDir, "*.hex"))
 	if err != nil || len(files) == 0 {
