@@ -39,6 +39,7 @@ func main() {
 	clients := flag.Int("clients", 32, "concurrent clients per target")
 	flag.Parse()
 
+	baseline := runtime.NumGoroutine()
 	cert, err := selfsign.GenerateSelfSigned()
 	if err != nil {
 		log.Fatal(err)
@@ -102,13 +103,18 @@ func main() {
 			v2ln.Close()
 			rl.Close()
 			v3ln.Close()
-			// Every client has stopped and every listener closed: what
-			// is left should be the runtime's own goroutines.
-			time.Sleep(time.Second)
+			// Every client has stopped and every listener closed: wait
+			// (up to 30 s) for the goroutines to fall back to what ran
+			// before the servers started, and say how long that took.
+			shut := time.Now()
+			for runtime.NumGoroutine() > baseline && time.Since(shut) < 30*time.Second {
+				time.Sleep(100 * time.Millisecond)
+			}
 			runtime.GC()
 			var m runtime.MemStats
 			runtime.ReadMemStats(&m)
-			fmt.Printf("after shutdown: live heap=%.1fMiB goroutines=%d\n", float64(m.HeapAlloc)/(1<<20), runtime.NumGoroutine())
+			fmt.Printf("after shutdown: live heap=%.1fMiB goroutines=%d (%d before start) after %v\n",
+				float64(m.HeapAlloc)/(1<<20), runtime.NumGoroutine(), baseline, time.Since(shut).Truncate(time.Millisecond))
 			os.Exit(0)
 		}
 	}
