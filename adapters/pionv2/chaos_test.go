@@ -1,3 +1,14 @@
+// pion/dtls v2.2.12, the last v2 release, races on its own read buffer
+// when a handshake is reordered: a record of the next epoch that arrives
+// early is queued as a slice of the sync.Pool buffer it was read into
+// (conn.go, enqueueEncryptedPackets), and readAndBuffer returns that buffer
+// to the pool while the record is still queued, so another connection's read
+// overwrites it. The race detector reports that inside pion, not in this
+// module (v3 copies the record). The chaos run reorders handshakes, so
+// it runs without -race; .ci/run runs it on its own.
+
+//go:build !race
+
 package pionv2_test
 
 import (
