@@ -1,6 +1,7 @@
 package strayfilter_test
 
 import (
+	"bytes"
 	"fmt"
 	"log"
 	"net"
@@ -90,6 +91,22 @@ func ExampleInspect() {
 	// handshake 0 true
 	// alert 1 false
 	// not-dtls 0 false
+}
+
+// ClientRandom tells a late copy of a handshake's ClientHello (same random)
+// from a client starting a new handshake on the same addr:port.
+func ExampleClientRandom() {
+	hello := func(fill byte) []byte {
+		d := []byte{0x16, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 46, // record header
+			0x01, 0, 0, 34, 0, 0, 0, 0, 0, 0, 0, 34, // handshake header
+			0xfe, 0xfd} // client_version, then the 32-byte random
+		return append(d, bytes.Repeat([]byte{fill}, 32)...)
+	}
+	first, _ := strayfilter.ClientRandom(hello(1))
+	copyOfFirst, _ := strayfilter.ClientRandom(hello(1))
+	newHandshake, _ := strayfilter.ClientRandom(hello(2))
+	fmt.Println(first == copyOfFirst, first == newHandshake)
+	// Output: true false
 }
 
 // CarriesClosingAlert is how the filter learns a close from what our side

@@ -262,6 +262,25 @@ func CarriesClosingAlert(datagram []byte) bool {
 	return found
 }
 
+// ClientRandom returns the client random of the ClientHello a datagram
+// starts with, if the datagram holds that ClientHello's first fragment.
+// Every copy of one handshake's ClientHello carries the same random (a
+// retransmission, a duplicate, the one that answers a HelloVerifyRequest:
+// RFC 6347 §4.2.1), and a new handshake draws a new one, so it tells a late
+// copy of an old handshake's ClientHello from a client starting over on the
+// same addr:port.
+func ClientRandom(datagram []byte) (random [32]byte, ok bool) {
+	// client_version (2 bytes) precedes the random in every ClientHello,
+	// DTLS 1.3's legacy_version included.
+	const at = recordHeaderLen + handshakeHeaderLen + 2
+	r := Inspect(datagram)
+	if !r.OpensAssociation() || r.FragmentOffset != 0 || r.FragmentLength < 2+32 || len(datagram) < at+32 {
+		return random, false
+	}
+	copy(random[:], datagram[at:at+32])
+	return random, true
+}
+
 // CarriesProtectedRecord reports whether any record in the datagram is
 // protected by keys the handshake agreed on: a record at epoch ≥ 1, a
 // tls12_cid record or a DTLS 1.3 unified-header record. A server sends one

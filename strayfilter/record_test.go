@@ -115,6 +115,53 @@ func checkAgainstPion(t *testing.T, data []byte) {
 	if r.OpensAssociation() && (data[0] != 22 || r.Epoch != 0 || data[13] != 1) {
 		t.Fatalf("% x: opens an association without being an epoch-0 ClientHello", data)
 	}
+	random, ok := strayfilter.ClientRandom(data)
+	if ok != (r.OpensAssociation() && r.FragmentOffset == 0 && r.FragmentLength >= 34) {
+		t.Fatalf("% x: ClientRandom ok=%v for %+v", data, ok, r)
+	}
+	if ok && r.FragmentLength == r.MessageLength {
+		// A whole ClientHello: its random is the one pion reads.
+		var ch handshake.MessageClientHello
+		if err := ch.Unmarshal(data[13+12 : 13+12+int(r.FragmentLength)]); err == nil && ch.Random.MarshalFixed() != random {
+			t.Fatalf("% x: pion reads random %x, ClientRandom %x", data, ch.Random.MarshalFixed(), random)
+		}
+	}
+}
+
+// TestClientRandom: the ClientHello that answers a HelloVerifyRequest has
+// the random of the first, as RFC 6347 §4.2.1 requires, in every captured
+// handshake; a fragment without the random, or anything else, has none.
+func TestClientRandom(t *testing.T) {
+	files := map[string][]byte{}
+	for _, rf := range loadRecords(t) {
+		files[rf.name] = rf.data
+	}
+	for _, pair := range [][2]string{
+		{"openssl-s_client-00-client-ClientHello-frag0.hex", "openssl-s_client-02-client-ClientHello-frag0.hex"},
+		{"pion-v2-00-client-ClientHello-frag0.hex", "pion-v2-02-client-ClientHello-frag0.hex"},
+		{"pion-v2-mtu60-00-client-ClientHello-frag0.hex", "pion-v2-mtu60-03-client-ClientHello-frag0.hex"},
+		{"pion-v3-cid-00-client-ClientHello-frag0.hex", "pion-v3-cid-02-client-ClientHello-frag0.hex"},
+	} {
+		first, ok1 := strayfilter.ClientRandom(files[pair[0]])
+		second, ok2 := strayfilter.ClientRandom(files[pair[1]])
+		if !ok1 || !ok2 || first != second {
+			t.Errorf("%s and %s: randoms %x (%v) and %x (%v); want the same", pair[0], pair[1], first, ok1, second, ok2)
+		}
+	}
+	a, _ := strayfilter.ClientRandom(files["pion-v2-00-client-ClientHello-frag0.hex"])
+	b, _ := strayfilter.ClientRandom(files["pion-v3-cid-00-client-ClientHello-frag0.hex"])
+	if a == b {
+		t.Error("two handshakes drew the same random")
+	}
+	for _, name := range []string{
+		"pion-v2-mtu60-01-client-ClientHello-frag60.hex",
+		"pion-v2-01-server-HelloVerifyRequest-frag0.hex",
+		"pion-v2-06-client-application-data-epoch1.hex",
+	} {
+		if r, ok := strayfilter.ClientRandom(files[name]); ok {
+			t.Errorf("%s: ClientRandom = %x, true; want none", name, r)
+		}
+	}
 }
 
 func FuzzInspect(f *testing.F) {
@@ -126,6 +173,7 @@ func FuzzInspect(f *testing.F) {
 		checkAgainstPion(t, data)
 		strayfilter.CarriesClosingAlert(data)
 		strayfilter.CarriesProtectedRecord(data)
+		strayfilter.ClientRandom(data)
 		if !bytes.Equal(orig, data) {
 			t.Fatal("inspection modified its input")
 		}
