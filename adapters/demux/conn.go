@@ -29,6 +29,12 @@ type Conn struct {
 	buf           *packetio.Buffer
 	writeDeadline *deadline.Deadline
 
+	// random is the client random of the ClientHello that created the
+	// Conn, if it carried one (hasRandom): a later copy of that ClientHello
+	// belongs to this handshake, not a new one.
+	random    [32]byte
+	hasRandom bool
+
 	pending     bool        // guarded by m.mu: a re-handshake not yet promoted
 	established bool        // guarded by m.mu: its handshake completed
 	retired     atomic.Bool // replaced by a newer association: no quiet period

@@ -127,10 +127,14 @@ func (m *mux) dispatch(ap netip.AddrPort, p []byte) {
 	}
 	live, pending := pe.live, pe.pending
 	if pending == nil {
-		if m.cfg.rehandshake && m.accepting && live != nil && live.established && len(p) > 0 && p[0] == strayfilter.ContentTypeHandshake &&
-			strayfilter.Inspect(p).OpensAssociation() {
-			m.startPending(ap, pe, p) // unlocks
-			return
+		if m.cfg.rehandshake && m.accepting && live != nil && live.established && len(p) > 0 && p[0] == strayfilter.ContentTypeHandshake {
+			// A ClientHello with a new random after the handshake is a
+			// client starting over from the same address; one with the live
+			// handshake's random is a late copy of its own and goes to it.
+			if rnd, ok := strayfilter.ClientRandom(p); ok && (!live.hasRandom || rnd != live.random) {
+				m.startPending(ap, pe, p) // unlocks
+				return
+			}
 		}
 		m.mu.Unlock()
 		live.deliver(p)
@@ -165,7 +169,7 @@ func (m *mux) dispatchNew(ap netip.AddrPort, p []byte) {
 		m.stats.unknownPeer.Add(1)
 		return
 	}
-	c := m.makeConn(ap)
+	c := m.makeConn(ap, p)
 	if !m.newConn(c) {
 		m.mu.Unlock()
 		m.stats.refused.Add(1)
@@ -181,7 +185,7 @@ func (m *mux) dispatchNew(ap netip.AddrPort, p []byte) {
 // startPending begins a re-handshake for a peer that has a live
 // association; called with m.mu held, it releases it.
 func (m *mux) startPending(ap netip.AddrPort, pe *peer, p []byte) {
-	c := m.makeConn(ap)
+	c := m.makeConn(ap, p)
 	c.pending = true
 	if !m.newConn(c) {
 		m.mu.Unlock()
@@ -275,6 +279,9 @@ func (m *mux) stopAccepting() {
 	}
 }
 
-func (m *mux) makeConn(ap netip.AddrPort) *Conn {
-	return newConn(m, ap)
+// makeConn makes the Conn for the association that first opens.
+func (m *mux) makeConn(ap netip.AddrPort, first []byte) *Conn {
+	c := newConn(m, ap)
+	c.random, c.hasRandom = strayfilter.ClientRandom(first)
+	return c
 }

@@ -29,8 +29,11 @@
 // completes; pion has no such code (its old connection drops the new
 // ClientHello as a replay, locking the client out until it times out).
 //
-// Listener does it: an epoch-0 ClientHello from a peer with a live
-// association starts a pending association beside it. While it is pending,
+// Listener does it: an epoch-0 ClientHello with a new client random from a
+// peer with an established association starts a pending association beside
+// it. (A late copy of the live handshake's own ClientHello, duplicated or
+// delayed by the network, carries that handshake's random and goes to the
+// live connection; see strayfilter.ClientRandom.) While it is pending,
 // epoch-0 records go to it and records of later epochs to both, each stack
 // discarding what it cannot authenticate (RFC 6347 §4.1.2.7). When its
 // handshake completes it becomes the peer's association and the old

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/straydtls/straydtls/adapters/demux"
+	"github.com/straydtls/straydtls/internal/udprelay"
 )
 
 // Rehandshake is the RFC 6347 §4.2.8 suite (a client that loses its state
@@ -31,6 +32,7 @@ func (s Rehandshake) Run(t *testing.T) {
 	t.Run("RebootedClientIsServed", s.rebootedClientIsServed)
 	t.Run("PionListenerLocksOutRebootedClient", s.pionListenerLocksOut)
 	t.Run("SpoofedClientHelloLeavesLiveAssociation", s.spoofedClientHello)
+	t.Run("LateCopyOfOwnClientHelloStartsNothing", s.lateClientHelloCopy)
 	t.Run("OpenSSLRebootFromBoundPort", s.openSSLReboot)
 	t.Run("ManyPeersRehandshakeAtOnce", s.manyPeers)
 }
@@ -193,6 +195,43 @@ func (s Rehandshake) spoofedClientHello(t *testing.T) {
 	default:
 	}
 	checkGoroutines()
+}
+
+// lateClientHelloCopy: a late copy of the live handshake's own ClientHello
+// (the network duplicated or delayed it) starts no re-handshake, because it
+// carries the live handshake's client random; it goes to the live
+// connection, which ignores it. Before the random was checked, every such
+// copy ran a doomed handshake for the handshake timeout.
+func (s Rehandshake) lateClientHelloCopy(t *testing.T) {
+	ln := s.Listen(t)
+	serveTracking(t, ln)
+	rec := udprelay.NewRecorder()
+	front, err := udprelay.New(addrPort(ln.Addr()), rec.Hook)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer front.Close()
+	d := device{s: &s}
+	d.boot(t, front.Addr(), "live")
+	defer d.conn.Close()
+
+	// The client's address as the relay sees it: its socket may be bound
+	// to the unspecified address.
+	client := netip.AddrPortFrom(front.Addr().Addr(), d.local.Port())
+	hellos := rec.ClientHellos(client)
+	if len(hellos) == 0 {
+		t.Fatalf("no ClientHello recorded from %v", client)
+	}
+	for i, h := range hellos {
+		// From the relay's upstream socket for this client, ahead of the
+		// echo on the same path: the server has dispatched the copy by the
+		// time the echo comes back.
+		front.Inject(udprelay.ToServer, client, h)
+		EchoOnce(t, d.conn, fmt.Sprint("after copy ", i))
+	}
+	if st := ln.Stats(); st.RehandshakeStarted != 0 || st.Conns != 1 || st.Peers != 1 {
+		t.Fatalf("stats %+v: a copy of the live handshake's ClientHello started a re-handshake", st)
+	}
 }
 
 // openSSLReboot: `openssl s_client -dtls1_2 -bind` killed mid-association

@@ -42,6 +42,20 @@ func (r *Recorder) Hook(p Packet) Verdict {
 	return Verdict{}
 }
 
+// ClientHellos returns the datagrams that client sent that open an
+// association (its ClientHellos), in the order it sent them.
+func (r *Recorder) ClientHellos(client netip.AddrPort) [][]byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var hellos [][]byte
+	for _, d := range r.sent[client] {
+		if strayfilter.Inspect(d).OpensAssociation() {
+			hellos = append(hellos, bytes.Clone(d))
+		}
+	}
+	return hellos
+}
+
 // EpochOneHandshake returns the first epoch-1 handshake record (the
 // client's Finished) that client sent, cut out of its datagram: the stray
 // that stalls pion's listener.
