@@ -1,10 +1,15 @@
 package relay_test
 
 import (
+	"bytes"
+	"log/slog"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/straydtls/straydtls/adapters/relay"
 	"github.com/straydtls/straydtls/internal/dtlstest"
 	"github.com/straydtls/straydtls/internal/udprelay"
 )
@@ -20,7 +25,8 @@ func TestChaos(t *testing.T) {
 		t.Run("seed="+strconv.FormatUint(seed, 10), func(t *testing.T) {
 			checkGoroutines := dtlstest.CheckGoroutines(t)
 			naive := dtlstest.NewNaiveServer(t, 5*time.Second, false)
-			r := start(t, "127.0.0.1:0", naive.Addr())
+			var debug syncBuffer
+			r := start(t, "127.0.0.1:0", naive.Addr(), relay.WithLogger(slog.New(slog.NewTextHandler(&debug, &slog.HandlerOptions{Level: slog.LevelDebug}))))
 			run := &dtlstest.ChaosRun{Seed: seed, Workers: 6, Rounds: 4}
 			network, chaos := run.Network(t, addrOf(r))
 			run.Dial = dtlstest.DialV3(t, 5*time.Second)
@@ -29,7 +35,8 @@ func TestChaos(t *testing.T) {
 				return r.Stats().FromClients == chaos.Sent[udprelay.ToServer].Load()
 			})
 			if b := naive.Bogus.Load(); b != 0 {
-				t.Errorf("seed %d: the upstream saw %d bogus connections", seed, b)
+				t.Errorf("seed %d: the upstream saw %d bogus connections:\n%s\nrelay %+v\nrelay log:\n%s",
+					seed, b, strings.Join(naive.BogusLog(), "\n"), r.Stats(), debug.String())
 			}
 			s := r.Stats()
 			t.Logf("seed %d: relay %d associations, %d strays dropped, %d unknown dropped; upstream %d conns",
@@ -40,4 +47,22 @@ func TestChaos(t *testing.T) {
 			checkGoroutines()
 		})
 	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the relay's goroutines to log to.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

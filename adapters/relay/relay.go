@@ -32,9 +32,13 @@ type Relay struct {
 	start    time.Time
 	// dial opens the upstream socket of a new association. Tests replace it.
 	dial func() (net.Conn, error)
+	// ended, if set, is called after an association has ended. Tests use it
+	// to wait for pumps.
+	ended func()
 
 	mu     sync.Mutex
-	assocs map[netip.AddrPort]*association
+	peers  map[netip.AddrPort]*peer
+	count  int // associations, live and pending
 	closed bool
 	wg     sync.WaitGroup
 
@@ -44,18 +48,35 @@ type Relay struct {
 	dropQuiet [strayfilter.NumReasons]atomic.Uint64
 }
 
+// peer is what one client addr:port has: its live association and, while
+// the client runs a new handshake from the same addr:port, a pending one on
+// its own upstream socket. A pending association is never without a live
+// one: when the live one ends, the pending one takes its place.
+type peer struct {
+	live, pending *association
+}
+
 // association is one client association and its upstream socket.
 type association struct {
 	client netip.AddrPort
 	up     net.Conn
 	opened int64 // ns since Relay.start
+	// random is the client random of the ClientHello that opened the
+	// association, if it carried one (hasRandom).
+	random    [32]byte
+	hasRandom bool
 	// last is when a datagram last crossed, either way (ns since start).
 	last atomic.Int64
 	// established is set once the server sent an encrypted record: the
 	// handshake got past its clear-text part.
 	established atomic.Bool
-	toServer    atomic.Uint64
-	toClient    atomic.Uint64
+	// answered is set once the server sent anything on the association.
+	answered atomic.Bool
+	// replaced is set when a newer association from the same client
+	// completed its handshake and took this one's place.
+	replaced atomic.Bool
+	toServer atomic.Uint64
+	toClient atomic.Uint64
 }
 
 // Listen resolves upstream (a host name is resolved once, now), binds
@@ -123,7 +144,7 @@ func New(pc *net.UDPConn, upstream netip.AddrPort, opts ...Option) (*Relay, erro
 		table:    table,
 		log:      log,
 		start:    time.Now(),
-		assocs:   make(map[netip.AddrPort]*association),
+		peers:    make(map[netip.AddrPort]*peer),
 	}
 	r.dial = func() (net.Conn, error) { return net.DialUDP("udp", nil, up) }
 	return r, nil
@@ -176,48 +197,127 @@ func transient(err error) bool {
 // Serve goroutine only, so associations are opened by one goroutine.
 func (r *Relay) handleClient(d []byte, from netip.AddrPort) {
 	r.counters.fromClients.Add(1)
+	var live, pending *association
 	r.mu.Lock()
-	a := r.assocs[from]
+	if p := r.peers[from]; p != nil {
+		live, pending = p.live, p.pending
+	}
 	r.mu.Unlock()
-	if a == nil {
-		if r.cfg.filter {
-			rec := strayfilter.Inspect(d)
-			if !rec.OpensAssociation() {
-				// Only a ClientHello starts an association: anything else
-				// from a client without one belongs to an association that
-				// has ended, and a server would take it as a new one.
-				if r.table.Quiet(from) {
-					r.dropQuiet[strayfilter.ReasonOf(rec)].Add(1)
-				} else {
-					r.counters.droppedUnknown.Add(1)
+	if !r.cfg.filter {
+		if live == nil {
+			if live = r.open(from, d); live == nil {
+				return
+			}
+		}
+		r.forward(live, d)
+		return
+	}
+	rec := strayfilter.Inspect(d)
+	switch {
+	case live == nil:
+		if !rec.OpensAssociation() {
+			// Only a ClientHello starts an association: anything else
+			// from a client without one belongs to an association that
+			// has ended, and a server would take it as a new one.
+			r.drop(from, rec)
+			return
+		}
+		if live = r.open(from, d); live != nil {
+			r.forward(live, d)
+		}
+	case pending == nil:
+		if live.established.Load() && rec.OpensAssociation() {
+			// A ClientHello with a new random after the handshake: the
+			// client starts a new association from the same addr:port (it
+			// rebooted, RFC 6347 §4.2.8, or reconnected before the server's
+			// close_notify for the old one got here). It gets its own
+			// upstream socket, so nothing of the old association (that
+			// close_notify above all, which ends it) can reach or end the
+			// new one. The old one stays live until the new handshake gets
+			// past its clear-text part, so a spoofed ClientHello cuts
+			// nothing. A ClientHello with the old random is a late copy of
+			// the old handshake's own and goes where it belongs.
+			if rnd, ok := strayfilter.ClientRandom(d); ok && (!live.hasRandom || rnd != live.random) {
+				if pending = r.open(from, d); pending != nil {
+					r.forward(pending, d)
 				}
 				return
 			}
 		}
-		if a = r.open(from); a == nil {
+		if protected(rec) && !live.answered.Load() {
+			// Nothing protected can belong to a handshake whose server has
+			// not answered yet: it is what the client's previous
+			// association left in flight, and if the ClientHello was lost
+			// the server would take it as a new connection.
+			r.drop(from, rec)
 			return
 		}
+		r.forward(live, d)
+	default:
+		// While a new handshake is pending, its clear-text records go to it
+		// alone; protected ones go to the live association and, once the
+		// new one's server has answered, to it too (its client's Finished),
+		// and each server discards what it cannot authenticate (RFC 6347
+		// §4.1.2.7). Nothing in a datagram switches this routing: only the
+		// new handshake progressing does.
+		if rec.Epoch == 0 && rec.Class != strayfilter.ClassCiphertext && rec.Class != strayfilter.ClassNotDTLS {
+			r.forward(pending, d)
+			return
+		}
+		if pending.answered.Load() {
+			r.forward(pending, d)
+		}
+		r.forward(live, d)
 	}
+}
+
+// protected reports whether a record is sent under keys a handshake agreed
+// on: epoch ≥ 1, tls12_cid or a DTLS 1.3 unified header.
+func protected(rec strayfilter.Record) bool {
+	switch rec.Class {
+	case strayfilter.ClassNotDTLS, strayfilter.ClassMalformed:
+		return false
+	case strayfilter.ClassCiphertext, strayfilter.ClassConnectionID:
+		return true
+	}
+	return rec.Epoch != 0
+}
+
+// drop counts a client datagram that no association can take: a stray if
+// the client is quiet, unknown otherwise.
+func (r *Relay) drop(from netip.AddrPort, rec strayfilter.Record) {
+	if r.table.Quiet(from) {
+		r.dropQuiet[strayfilter.ReasonOf(rec)].Add(1)
+	} else {
+		r.counters.droppedUnknown.Add(1)
+	}
+}
+
+// forward sends a client datagram to the server on a's upstream socket.
+func (r *Relay) forward(a *association, d []byte) {
 	a.last.Store(r.now())
 	if _, err := a.up.Write(d); err != nil {
 		// The association ended under us, or the server's host refused.
 		r.counters.writeErrors.Add(1)
-		r.warn(warnUpstreamWrite, "writing to upstream failed", "client", from, "err", err)
+		r.warn(warnUpstreamWrite, "writing to upstream failed", "client", a.client, "err", err)
 		return
 	}
 	a.toServer.Add(1)
 	r.counters.toServer.Add(1)
 }
 
-// open starts an association for client on a fresh upstream socket, or
-// returns nil when the relay is closed, at its cap or cannot dial.
-func (r *Relay) open(client netip.AddrPort) *association {
+// open starts an association for client on a fresh upstream socket: the
+// client's live one, or its pending one if it has a live one. first is the
+// datagram that opens it. It returns nil when the relay is closed, at its
+// cap or cannot dial.
+func (r *Relay) open(client netip.AddrPort, first []byte) *association {
+	random, hasRandom := strayfilter.ClientRandom(first)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
 		return nil
 	}
-	if len(r.assocs) >= r.cfg.maxAssoc {
+	if r.count >= r.cfg.maxAssoc {
 		r.counters.refused.Add(1)
 		r.warn(warnRefused, "association refused: at the cap", "client", client, "max_associations", r.cfg.maxAssoc)
 		return nil
@@ -229,13 +329,24 @@ func (r *Relay) open(client netip.AddrPort) *association {
 		return nil
 	}
 	now := r.now()
-	a := &association{client: client, up: up, opened: now}
+	a := &association{client: client, up: up, opened: now, random: random, hasRandom: hasRandom}
 	a.last.Store(now)
-	r.assocs[client] = a
+	p := r.peers[client]
+	if p == nil {
+		p = &peer{}
+		r.peers[client] = p
+	}
+	if p.live == nil {
+		p.live = a
+	} else {
+		p.pending = a
+		r.counters.rehandshakes.Add(1)
+	}
+	r.count++
 	r.counters.opened.Add(1)
 	r.wg.Add(1)
 	go r.pump(a)
-	r.log.Debug("association opened", "client", client, "via", up.LocalAddr())
+	r.log.Debug("association opened", "client", client, "via", up.LocalAddr(), "pending", p.pending == a)
 	return a
 }
 
@@ -247,6 +358,12 @@ func (r *Relay) pump(a *association) {
 	for {
 		a.up.SetReadDeadline(r.start.Add(time.Duration(r.deadline(a))))
 		n, err := a.up.Read(buf)
+		if a.replaced.Load() {
+			// What the old association's server still sends (its
+			// close_notify) must not reach the client's new association.
+			r.end(a, endReplaced)
+			return
+		}
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				if r.now() >= r.deadline(a) {
@@ -269,8 +386,12 @@ func (r *Relay) pump(a *association) {
 		}
 		d := buf[:n]
 		a.last.Store(r.now())
+		a.answered.Store(true)
 		if !a.established.Load() && strayfilter.CarriesProtectedRecord(d) {
 			a.established.Store(true)
+			// Before the client sees the server's Finished, so that by the
+			// time its handshake completes the old association is gone.
+			r.promote(a)
 		}
 		if _, err := r.pc.WriteToUDPAddrPort(d, a.client); err != nil {
 			r.counters.writeErrors.Add(1)
@@ -293,6 +414,24 @@ func (r *Relay) deadline(a *association) int64 {
 	return min(a.opened+int64(r.cfg.handshakeTimeout), a.last.Load()+int64(r.cfg.idle))
 }
 
+// promote makes a's handshake, pending until now, the client's live
+// association and retires the one it replaces.
+func (r *Relay) promote(a *association) {
+	r.mu.Lock()
+	p := r.peers[a.client]
+	if p == nil || p.pending != a {
+		r.mu.Unlock()
+		return
+	}
+	old := p.live
+	p.live, p.pending = a, nil
+	old.replaced.Store(true)
+	r.mu.Unlock()
+	r.counters.replaced.Add(1)
+	// Its pump sees the socket close and ends it.
+	old.up.Close()
+}
+
 type endReason uint8
 
 const (
@@ -300,21 +439,39 @@ const (
 	endIdle
 	endHandshakeTimeout
 	endShutdown
+	endReplaced
 )
 
-var endNames = [...]string{"server-alert", "idle", "handshake-timeout", "shutdown"}
+var endNames = [...]string{"server-alert", "idle", "handshake-timeout", "shutdown", "replaced"}
 
 // end removes the association and releases its socket. Only the server's
-// alert makes the client quiet: after an idle timeout nothing of the
-// association is in flight, and at shutdown nothing is listening.
+// alert makes the client quiet, and only if no other association of the
+// client carries on: after an idle timeout nothing of the association is in
+// flight, and at shutdown nothing is listening.
 func (r *Relay) end(a *association, why endReason) {
-	if why == endServerAlert {
-		r.table.Close(a.client)
-	}
 	r.mu.Lock()
-	if r.assocs[a.client] == a {
-		delete(r.assocs, a.client)
+	if p := r.peers[a.client]; p != nil {
+		switch a {
+		case p.live:
+			p.live = nil
+		case p.pending:
+			p.pending = nil
+		}
+		if p.live == nil && p.pending != nil {
+			// The old association ended while the new one's handshake runs:
+			// the new one carries on alone.
+			p.live, p.pending = p.pending, nil
+		}
+		if p.live == nil {
+			if why == endServerAlert {
+				// Quiet before unrouted, so no datagram finds the client
+				// neither routed nor quiet.
+				r.table.Close(a.client)
+			}
+			delete(r.peers, a.client)
+		}
 	}
+	r.count--
 	r.mu.Unlock()
 	a.up.Close()
 	switch why {
@@ -327,6 +484,9 @@ func (r *Relay) end(a *association, why endReason) {
 	}
 	r.log.Debug("association ended", "client", a.client, "reason", endNames[why],
 		"duration", time.Duration(r.now()-a.opened), "to_server", a.toServer.Load(), "to_client", a.toClient.Load())
+	if r.ended != nil {
+		r.ended()
+	}
 }
 
 // Close stops the relay: the listening socket and every upstream socket
@@ -340,8 +500,11 @@ func (r *Relay) Close() error {
 	}
 	r.closed = true
 	err := r.pc.Close()
-	for _, a := range r.assocs {
-		a.up.Close()
+	for _, p := range r.peers {
+		p.live.up.Close()
+		if p.pending != nil {
+			p.pending.up.Close()
+		}
 	}
 	r.mu.Unlock()
 	r.wg.Wait()

@@ -189,6 +189,95 @@ func TestPortReuse(t *testing.T) {
 	}
 }
 
+// TestReconnectBeforeServerCloseArrives is what the soak found: a client
+// reconnects from the same addr:port after the server closed its
+// association, but before the server's close_notify reached the relay. Its
+// new ClientHello must not ride the old association's upstream socket:
+// when the late close_notify ends that association it takes the new
+// handshake with it, the client's next flight lands on a fresh upstream
+// socket where the server ignores a ClientHello with message_seq 1, and the
+// client stalls until its handshake times out.
+func TestReconnectBeforeServerCloseArrives(t *testing.T) {
+	naive := dtlstest.NewNaiveServer(t, 2*time.Second, false)
+	// Between the relay and the server: the server's alerts are held until
+	// the test releases them; the client's are dropped, so the server never
+	// takes one for a new connection.
+	mid, err := udprelay.New(naive.Addr(), func(p udprelay.Packet) udprelay.Verdict {
+		alert := len(p.Data) > 0 && p.Data[0] == strayfilter.ContentTypeAlert
+		return udprelay.Verdict{Hold: alert && p.Dir == udprelay.ToClient, Drop: alert && p.Dir == udprelay.ToServer}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mid.Close()
+	r := start(t, "127.0.0.1:0", mid.Addr())
+
+	pc := listenLoopback(t, "127.0.0.1:0")
+	local := pc.LocalAddr().String()
+	c := dialV3(t, pc, addrOf(r), "first")
+	dtlstest.WaitFor(t, "the server's close_notify held", func() bool { return mid.Held() == 1 })
+	c.Close()
+
+	pc = listenLoopback(t, local)
+	c, err = dtlsv3.Client(pc, r.Addr(), dtlstest.ClientV3(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), dtlstest.HandshakeTimeout)
+	defer cancel()
+	if err := c.HandshakeContext(ctx); err != nil {
+		t.Fatalf("second handshake: %v", err)
+	}
+	if peers := naive.Peers(); len(peers) != 2 || peers[0] == peers[1] {
+		t.Fatalf("server saw peers %v; want the second association on its own upstream address", peers)
+	}
+	// The old association's close_notify arrives at last; it must end
+	// nothing of the new one.
+	if n := mid.Release(); n != 1 {
+		t.Fatalf("released %d datagrams, want the one close_notify", n)
+	}
+	echo(t, c, "second")
+	s := r.Stats()
+	if s.Rehandshakes != 1 || s.Replaced != 1 || s.Table.Len != 0 || naive.Bogus.Load() != 0 {
+		t.Fatalf("stats %+v, %d bogus: want one re-handshake that replaced the old association, no client quiet, nothing bogus",
+			s, naive.Bogus.Load())
+	}
+}
+
+// TestLateCopyOfClientHelloStartsNothing: a late copy of the live
+// handshake's own ClientHello (duplicated or delayed by the network) carries
+// that handshake's random and goes to the live association; it starts no
+// new one, which would hold an upstream socket and a server handshake that
+// nobody answers.
+func TestLateCopyOfClientHelloStartsNothing(t *testing.T) {
+	naive := dtlstest.NewNaiveServer(t, 2*time.Second, true)
+	r := start(t, "127.0.0.1:0", naive.Addr())
+	rec := udprelay.NewRecorder()
+	front, err := udprelay.New(addrOf(r), rec.Hook)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer front.Close()
+	pc := listenLoopback(t, "127.0.0.1:0")
+	c := dialV3(t, pc, front.Addr(), "live")
+	defer c.Close()
+	client := pc.LocalAddr().(*net.UDPAddr).AddrPort()
+	hellos := rec.ClientHellos(client)
+	if len(hellos) == 0 {
+		t.Fatalf("no ClientHello recorded from %v", client)
+	}
+	for i, h := range hellos {
+		// Ahead of the echo on the same path, so the relay has handled it
+		// by the time the echo comes back.
+		front.Inject(udprelay.ToServer, client, h)
+		echo(t, c, fmt.Sprint("after copy ", i))
+	}
+	if s := r.Stats(); s.Rehandshakes != 0 || s.Opened != 1 || s.Associations != 1 {
+		t.Fatalf("stats %+v: a copy of the live handshake's ClientHello started an association", s)
+	}
+}
+
 // TestIPv6 relays a client on ::1 to an IPv4 upstream.
 func TestIPv6(t *testing.T) {
 	pc, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
@@ -213,23 +302,29 @@ var (
 	garbage = []byte("\x00\x01\x00\x00not dtls at all")
 )
 
-// TestSpoofedInputCutsNothing: alerts, a ClientHello and garbage sent from
-// a live client's own addr:port end nothing; the association goes on.
+// TestSpoofedInputCutsNothing: alerts, ClientHellos and garbage sent from
+// a live client's own addr:port end nothing; the association goes on. A
+// real ClientHello (a new random) starts a pending association on its own
+// upstream socket, which cannot get past the server's cookie and ends at
+// the handshake timeout without touching the live one.
 func TestSpoofedInputCutsNothing(t *testing.T) {
 	naive := dtlstest.NewNaiveServer(t, 2*time.Second, true)
-	r := start(t, "127.0.0.1:0", naive.Addr())
+	r := start(t, "127.0.0.1:0", naive.Addr(), relay.WithHandshakeTimeout(300*time.Millisecond))
 	pc := listenLoopback(t, "127.0.0.1:0")
 	c := dialV3(t, pc, addrOf(r), "before")
 	defer c.Close()
-	for i, d := range [][]byte{epochOneAlert, plaintextFatalAlert, clientHello, garbage, {}, make([]byte, 60000)} {
+	realHello := dtlstest.ClientHello(t)
+	for i, d := range [][]byte{epochOneAlert, plaintextFatalAlert, clientHello, realHello, garbage, {}, make([]byte, 60000)} {
 		if _, err := pc.WriteTo(d, r.Addr()); err != nil {
 			t.Fatal(err)
 		}
 		echo(t, c, fmt.Sprintf("after spoof %d", i))
 	}
+	dtlstest.WaitFor(t, "the spoofed handshake timed out", func() bool { return r.Stats().HandshakeTimeouts == 1 })
+	echo(t, c, "at the end")
 	s := r.Stats()
-	if s.Associations != 1 || s.Opened != 1 || s.ServerClosed != 0 || s.Table.Len != 0 {
-		t.Fatalf("stats %+v: the live association must be the only one, untouched", s)
+	if s.Associations != 1 || s.Opened != 2 || s.Rehandshakes != 1 || s.Replaced != 0 || s.ServerClosed != 0 || s.Table.Len != 0 {
+		t.Fatalf("stats %+v: want the live association untouched and one spoofed handshake, ended", s)
 	}
 }
 

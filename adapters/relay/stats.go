@@ -19,6 +19,8 @@ type counters struct {
 	dialErrors        atomic.Uint64
 	writeErrors       atomic.Uint64
 	droppedUnknown    atomic.Uint64
+	rehandshakes      atomic.Uint64
+	replaced          atomic.Uint64
 }
 
 // Stats is a snapshot of a Relay's counters since it was made.
@@ -32,6 +34,12 @@ type Stats struct {
 	// crossed for the idle timeout, or because the server never sent an
 	// encrypted record within the handshake timeout.
 	ServerClosed, IdleClosed, HandshakeTimeouts uint64
+	// Rehandshakes counts associations a client started from the same
+	// addr:port while its previous one was still live (a ClientHello after
+	// the handshake: a reboot, or a reconnect that overtook the server's
+	// close_notify); Replaced counts those whose handshake got past its
+	// clear-text part and so ended the previous one.
+	Rehandshakes, Replaced uint64
 	// Refused counts ClientHellos dropped because the relay was at its cap
 	// on associations; DialErrors those for which no upstream socket could
 	// be opened.
@@ -64,7 +72,7 @@ func (s Stats) DroppedStrays() uint64 {
 // Stats returns the relay's counters.
 func (r *Relay) Stats() Stats {
 	r.mu.Lock()
-	n := len(r.assocs)
+	n := r.count
 	r.mu.Unlock()
 	c := &r.counters
 	s := Stats{
@@ -73,6 +81,8 @@ func (r *Relay) Stats() Stats {
 		ServerClosed:      c.serverClosed.Load(),
 		IdleClosed:        c.idleClosed.Load(),
 		HandshakeTimeouts: c.handshakeTimeouts.Load(),
+		Rehandshakes:      c.rehandshakes.Load(),
+		Replaced:          c.replaced.Load(),
 		Refused:           c.refused.Load(),
 		DialErrors:        c.dialErrors.Load(),
 		FromClients:       c.fromClients.Load(),
@@ -97,6 +107,8 @@ func (s Stats) Map() map[string]uint64 {
 		"server_closed":      s.ServerClosed,
 		"idle_closed":        s.IdleClosed,
 		"handshake_timeouts": s.HandshakeTimeouts,
+		"rehandshakes":       s.Rehandshakes,
+		"replaced":           s.Replaced,
 		"refused":            s.Refused,
 		"dial_errors":        s.DialErrors,
 		"from_clients":       s.FromClients,

@@ -3,6 +3,7 @@ package dtlstest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"sync"
@@ -32,6 +33,7 @@ type NaiveServer struct {
 	mu    sync.Mutex
 	conns map[netip.AddrPort]*naiveConn
 	peers []netip.AddrPort // every address that got a connection, in order
+	bogus []string         // what each bogus connection started with
 	wg    sync.WaitGroup
 
 	// Echoed receives each message the server echoed before closing.
@@ -74,6 +76,14 @@ func (s *NaiveServer) Peers() []netip.AddrPort {
 	return append([]netip.AddrPort(nil), s.peers...)
 }
 
+// BogusLog says when, from where and with what bytes each bogus connection
+// started, for a failing test to print.
+func (s *NaiveServer) BogusLog() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.bogus...)
+}
+
 // Close stops the server and waits for its connections.
 func (s *NaiveServer) Close() {
 	s.pc.Close()
@@ -108,6 +118,7 @@ func (s *NaiveServer) loop() {
 			s.Conns.Add(1)
 			if !strayfilter.Inspect(buf[:n]).OpensAssociation() {
 				s.Bogus.Add(1)
+				s.bogus = append(s.bogus, fmt.Sprintf("%s from %v: % x", time.Now().Format("15:04:05.000000"), from, buf[:min(n, 16)]))
 			}
 			s.wg.Add(1)
 			go s.serve(c)
