@@ -14,6 +14,7 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"log/slog"
 	"net"
 	"os"
 	"runtime"
@@ -37,7 +38,20 @@ func main() {
 	duration := flag.Duration("duration", 10*time.Minute, "how long to run")
 	every := flag.Duration("every", time.Minute, "report interval")
 	clients := flag.Int("clients", 32, "concurrent clients per target")
+	targets := flag.String("targets", "v2,relay", "comma-separated targets to load: v2, relay")
+	debugLog := flag.String("debuglog", "", "write the listeners' and the relay's debug log (JSON) to this file")
 	flag.Parse()
+	log.SetFlags(log.Ltime | log.Lmicroseconds)
+	loadV2, loadRelay := strings.Contains(*targets, "v2"), strings.Contains(*targets, "relay")
+	var dlog *slog.Logger
+	if *debugLog != "" {
+		f, err := os.Create(*debugLog)
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer f.Close()
+		dlog = slog.New(slog.NewJSONHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 
 	baseline := runtime.NumGoroutine()
 	cert, err := selfsign.GenerateSelfSigned()
@@ -46,16 +60,21 @@ func main() {
 	}
 	loop := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}
 	v2ln, err := pionv2.Listen("udp", loop, &dtlsv2.Config{Certificates: []tls.Certificate{cert},
-		ExtendedMasterSecret: dtlsv2.RequireExtendedMasterSecret}, demux.WithHandshakeTimeout(10*time.Second))
+		ExtendedMasterSecret: dtlsv2.RequireExtendedMasterSecret}, demux.WithHandshakeTimeout(10*time.Second),
+		demux.WithLogger(dlog))
 	if err != nil {
 		log.Fatal(err)
 	}
 	v3ln, err := pionv3.Listen("udp", loop, &dtlsv3.Config{Certificates: []tls.Certificate{cert},
-		ExtendedMasterSecret: dtlsv3.RequireExtendedMasterSecret})
+		ExtendedMasterSecret: dtlsv3.RequireExtendedMasterSecret}, demux.WithLogger(dlog))
 	if err != nil {
 		log.Fatal(err)
 	}
-	rl, err := relay.Listen("udp", "127.0.0.1:0", v3ln.Addr().String())
+	var ropts []relay.Option
+	if dlog != nil {
+		ropts = append(ropts, relay.WithLogger(dlog))
+	}
+	rl, err := relay.Listen("udp", "127.0.0.1:0", v3ln.Addr().String(), ropts...)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -68,9 +87,14 @@ func main() {
 	var okV2, okRelay, failed atomic.Int64
 	var wg sync.WaitGroup
 	for w := range *clients {
-		wg.Add(2)
-		go func() { defer wg.Done(); clientLoop(ctx, "v2", w, v2ln.Addr(), cert, &okV2, &failed) }()
-		go func() { defer wg.Done(); clientLoop(ctx, "relay", w, rl.Addr(), cert, &okRelay, &failed) }()
+		if loadV2 {
+			wg.Add(1)
+			go func() { defer wg.Done(); clientLoop(ctx, "v2", w, v2ln.Addr(), cert, &okV2, &failed) }()
+		}
+		if loadRelay {
+			wg.Add(1)
+			go func() { defer wg.Done(); clientLoop(ctx, "relay", w, rl.Addr(), cert, &okRelay, &failed) }()
+		}
 	}
 
 	start := time.Now()
@@ -100,6 +124,7 @@ func main() {
 		case <-ctx.Done():
 			wg.Wait()
 			report()
+			fmt.Printf("v2 adapter: %+v\nv3 adapter (behind the relay): %+v\nrelay: %+v\n", v2ln.Stats(), v3ln.Stats(), rl.Stats())
 			v2ln.Close()
 			rl.Close()
 			v3ln.Close()
