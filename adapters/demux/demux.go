@@ -199,31 +199,23 @@ func (m *mux) startPending(ap netip.AddrPort, pe *peer, p []byte) {
 	c.deliver(p)
 }
 
-// promote makes a pending association the peer's live one once its
-// handshake completed, and retires the old one. It reports false if c is
-// no longer pending (closed meanwhile).
-func (m *mux) promote(c *Conn) bool {
-	m.mu.Lock()
+// promoteLocked makes a pending association whose handshake completed the
+// peer's live one. It returns the association it retires, which the caller
+// closes once m.mu is released, and false if c was closed meanwhile. It is
+// called with m.mu held.
+func (m *mux) promoteLocked(c *Conn) (retired *Conn, ok bool) {
 	pe := m.peers[c.addr]
 	if pe == nil || pe.pending != c {
-		m.mu.Unlock()
-		return false
+		return nil, false
 	}
-	old := pe.live
+	retired = pe.live
 	pe.live, pe.pending = c, nil
 	c.pending = false
 	c.established = true
-	if old != nil {
-		old.retired.Store(true)
+	if retired != nil {
+		retired.retired.Store(true)
 	}
-	m.mu.Unlock()
-	m.stats.rehandshakeCompleted.Add(1)
-	if old != nil {
-		// Closing the transport ends the old association through the
-		// stack's normal error path: its reader sees EOF.
-		old.Close()
-	}
-	return true
+	return retired, true
 }
 
 // connClosed removes c from routing. The peer enters its quiet period only

@@ -81,14 +81,24 @@ func (l *Listener) handshake(c *Conn) {
 	ctx, cancel := context.WithTimeout(l.ctx, l.m.cfg.handshakeTimeout)
 	dc, err := l.hs(ctx, c)
 	cancel()
+	// Whether c is still pending and its promotion are decided under one
+	// lock: the live association may close at any moment, and in between
+	// it would have made c the live one, so a separate promote found c no
+	// longer pending and closed an established connection.
+	var retired *Conn
+	ok := err == nil
 	l.m.mu.Lock()
 	l.m.pending--
-	pending := c.pending
-	if err == nil && !pending {
-		// Only now may a ClientHello from this peer start a re-handshake:
-		// before, it is the handshake's own (a retransmission, or the
-		// ClientHello that answers a HelloVerifyRequest).
-		c.established = true
+	if ok {
+		if c.pending {
+			retired, ok = l.m.promoteLocked(c)
+		} else {
+			// Only now may a ClientHello from this peer start a
+			// re-handshake: before, it is the handshake's own (a
+			// retransmission, or the ClientHello that answers a
+			// HelloVerifyRequest).
+			c.established = true
+		}
 	}
 	l.m.mu.Unlock()
 	if err != nil {
@@ -97,9 +107,16 @@ func (l *Listener) handshake(c *Conn) {
 		l.log("handshake failed", c, slog.Any("err", err))
 		return
 	}
-	if pending && !l.m.promote(c) {
+	if !ok {
+		// Closed while its handshake ran.
 		dc.Close()
 		return
+	}
+	if retired != nil {
+		l.m.stats.rehandshakeCompleted.Add(1)
+		// Closing the transport ends the old association through the
+		// stack's normal error path: its reader sees EOF.
+		retired.Close()
 	}
 	select {
 	case <-l.done:

@@ -5,11 +5,13 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/straydtls/straydtls/adapters/demux"
 	"github.com/straydtls/straydtls/internal/udprelay"
+	"github.com/straydtls/straydtls/strayfilter"
 )
 
 // Rehandshake is the RFC 6347 §4.2.8 suite (a client that loses its state
@@ -33,6 +35,7 @@ func (s Rehandshake) Run(t *testing.T) {
 	t.Run("PionListenerLocksOutRebootedClient", s.pionListenerLocksOut)
 	t.Run("SpoofedClientHelloLeavesLiveAssociation", s.spoofedClientHello)
 	t.Run("LateCopyOfOwnClientHelloStartsNothing", s.lateClientHelloCopy)
+	t.Run("LiveEndsDuringRehandshake", s.liveEndsDuringRehandshake)
 	t.Run("OpenSSLRebootFromBoundPort", s.openSSLReboot)
 	t.Run("ManyPeersRehandshakeAtOnce", s.manyPeers)
 }
@@ -231,6 +234,68 @@ func (s Rehandshake) lateClientHelloCopy(t *testing.T) {
 	}
 	if st := ln.Stats(); st.RehandshakeStarted != 0 || st.Conns != 1 || st.Peers != 1 {
 		t.Fatalf("stats %+v: a copy of the live handshake's ClientHello started a re-handshake", st)
+	}
+}
+
+// liveEndsDuringRehandshake: the server application ends the live
+// association while the rebooted client's new handshake is pending (the
+// soak's pattern: the server closes after its echo while the client is
+// already reconnecting). The new association carries on alone, completes
+// and is accepted. A relay holds the client's second flight until the live
+// connection has been closed, so the order is certain.
+func (s Rehandshake) liveEndsDuringRehandshake(t *testing.T) {
+	ln := s.Listen(t)
+	srv := Serve(ln, false, nil)
+	t.Cleanup(func() {
+		ln.Close()
+		srv.Stop()
+	})
+	var hold atomic.Bool
+	front, err := udprelay.New(addrPort(ln.Addr()), func(p udprelay.Packet) udprelay.Verdict {
+		// The client's flight after the cookie exchange: its key exchange,
+		// in the clear, not a ClientHello.
+		r := strayfilter.Inspect(p.Data)
+		second := r.Class == strayfilter.ClassHandshake && r.Epoch == 0 && r.HasHandshakeHeader &&
+			r.MsgType != strayfilter.HandshakeTypeClientHello
+		return udprelay.Verdict{Hold: hold.Load() && p.Dir == udprelay.ToServer && second}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer front.Close()
+	d := device{s: &s}
+	d.boot(t, front.Addr(), "live")
+	d.crash()
+
+	hold.Store(true)
+	type result struct {
+		uc   *net.UDPConn
+		conn net.Conn
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		uc, c, err := s.Client(t, d.local, front.Addr(), HandshakeTimeout)
+		done <- result{uc, c, err}
+	}()
+	WaitFor(t, "the new handshake pending, its second flight held", func() bool {
+		return front.Held() > 0 && ln.Stats().RehandshakeStarted == 1
+	})
+	if n := srv.CloseOpen(); n != 1 {
+		t.Fatalf("closed %d server connections, want the live one", n)
+	}
+	WaitFor(t, "the new association carries on alone", func() bool { return ln.Stats().Conns == 1 })
+	hold.Store(false)
+	front.Release()
+	res := <-done
+	defer res.uc.Close()
+	if res.err != nil {
+		t.Fatalf("the new handshake failed after the live association ended: %v", res.err)
+	}
+	defer res.conn.Close()
+	EchoOnce(t, res.conn, "carried on")
+	if st := ln.Stats(); st.Accepted != 2 || st.Peers != 1 || st.Conns != 1 {
+		t.Fatalf("stats %+v: want the new association accepted and alone", st)
 	}
 }
 

@@ -18,6 +18,17 @@ type EchoServer struct {
 // Wait returns when the accept loop and every connection handler ended.
 func (s *EchoServer) Wait() { s.wg.Wait() }
 
+// CloseOpen closes the connections open now, as a server application that
+// ends them would; the server goes on accepting.
+func (s *EchoServer) CloseOpen() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		c.Close()
+	}
+	return len(s.conns)
+}
+
 // Stop closes the connections still open and waits like Wait; call it
 // after closing the listener. Tests need it because a peer's close_notify
 // is not a reliable end: pion v2's client Close can close its socket
