@@ -84,16 +84,20 @@ func main() {
 
 	ctx, cancel := context.WithTimeout(context.Background(), *duration)
 	defer cancel()
-	var okV2, okRelay, failed atomic.Int64
+	// failed counts handshakes and echoes that failed; portTaken counts
+	// rounds that could not rebind the previous round's port because
+	// another client's fresh socket had taken it meanwhile (not a DTLS
+	// failure: the round starts from a new port instead).
+	var okV2, okRelay, failed, portTaken atomic.Int64
 	var wg sync.WaitGroup
 	for w := range *clients {
 		if loadV2 {
 			wg.Add(1)
-			go func() { defer wg.Done(); clientLoop(ctx, "v2", w, v2ln.Addr(), cert, &okV2, &failed) }()
+			go func() { defer wg.Done(); clientLoop(ctx, "v2", w, v2ln.Addr(), cert, &okV2, &failed, &portTaken) }()
 		}
 		if loadRelay {
 			wg.Add(1)
-			go func() { defer wg.Done(); clientLoop(ctx, "relay", w, rl.Addr(), cert, &okRelay, &failed) }()
+			go func() { defer wg.Done(); clientLoop(ctx, "relay", w, rl.Addr(), cert, &okRelay, &failed, &portTaken) }()
 		}
 	}
 
@@ -111,8 +115,8 @@ func main() {
 		v2, r := okV2.Load(), okRelay.Load()
 		fs := v2ln.Stats().Filter
 		rs := rl.Stats()
-		fmt.Printf("t=%v v2=%d (%.0f/s) relay=%d (%.0f/s) failed=%d | v2 drops %s | relay strays %s unknown=%d assoc=%d | live heap=%.1fMiB goroutines=%d\n",
-			el, v2, float64(v2-lastV2)/every.Seconds(), r, float64(r-lastRelay)/every.Seconds(), failed.Load(),
+		fmt.Printf("t=%v v2=%d (%.0f/s) relay=%d (%.0f/s) failed=%d port-taken=%d | v2 drops %s | relay strays %s unknown=%d assoc=%d | live heap=%.1fMiB goroutines=%d\n",
+			el, v2, float64(v2-lastV2)/every.Seconds(), r, float64(r-lastRelay)/every.Seconds(), failed.Load(), portTaken.Load(),
 			reasons(fs.Dropped), reasons(rs.DroppedQuiet), rs.DroppedUnknown, rs.Associations,
 			float64(m.HeapAlloc)/(1<<20), runtime.NumGoroutine())
 		lastV2, lastRelay = v2, r
@@ -181,7 +185,7 @@ func echoAndClose(ln net.Listener) {
 	}
 }
 
-func clientLoop(ctx context.Context, target string, w int, addr net.Addr, cert tls.Certificate, ok, failed *atomic.Int64) {
+func clientLoop(ctx context.Context, target string, w int, addr net.Addr, cert tls.Certificate, ok, failed, portTaken *atomic.Int64) {
 	var local *net.UDPAddr
 	for i := 0; ctx.Err() == nil; i++ {
 		if i%2 == 0 {
@@ -189,7 +193,10 @@ func clientLoop(ctx context.Context, target string, w int, addr net.Addr, cert t
 		}
 		uc, err := net.ListenUDP("udp", local)
 		if err != nil {
-			failed.Add(1)
+			if local == nil {
+				log.Fatalf("%s: client %d: %v", target, w, err)
+			}
+			portTaken.Add(1)
 			local = nil
 			continue
 		}
