@@ -210,7 +210,7 @@ func FuzzRelayPackets(f *testing.F) {
 			t.Fatal(err)
 		}
 		ended := make(chan struct{}, 64)
-		r.ended = func() {
+		r.ended = func(net.Addr) {
 			select {
 			case ended <- struct{}{}:
 			default:

@@ -32,9 +32,9 @@ type Relay struct {
 	start    time.Time
 	// dial opens the upstream socket of a new association. Tests replace it.
 	dial func() (net.Conn, error)
-	// ended, if set, is called after an association has ended. Tests use it
-	// to wait for pumps.
-	ended func()
+	// ended, if set, is called with the upstream socket's address after an
+	// association has ended. Tests use it to wait for pumps.
+	ended func(upstream net.Addr)
 
 	mu     sync.Mutex
 	peers  map[netip.AddrPort]*peer
@@ -485,7 +485,7 @@ func (r *Relay) end(a *association, why endReason) {
 	r.log.Debug("association ended", "client", a.client, "reason", endNames[why],
 		"duration", time.Duration(r.now()-a.opened), "to_server", a.toServer.Load(), "to_client", a.toClient.Load())
 	if r.ended != nil {
-		r.ended()
+		r.ended(a.up.LocalAddr())
 	}
 }
 

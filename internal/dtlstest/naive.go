@@ -39,6 +39,12 @@ type NaiveServer struct {
 	// Echoed receives each message the server echoed before closing.
 	Echoed chan string
 
+	// BeforeForget, if set, is called when a connection that echoed has
+	// sent its close_notify, before the server forgets the address (until
+	// then the address's datagrams go to the closed connection and are
+	// lost). It must be set before the first datagram arrives.
+	BeforeForget func(peer netip.AddrPort, since time.Time)
+
 	Conns    atomic.Int64 // connections started
 	Bogus    atomic.Int64 // connections whose first datagram was no ClientHello
 	Failures atomic.Int64 // connections whose handshake or read failed
@@ -112,7 +118,7 @@ func (s *NaiveServer) loop() {
 		s.mu.Lock()
 		c := s.conns[from]
 		if c == nil {
-			c = &naiveConn{s: s, peer: from, buf: packetio.NewBuffer()}
+			c = &naiveConn{s: s, peer: from, buf: packetio.NewBuffer(), created: time.Now()}
 			s.conns[from] = c
 			s.peers = append(s.peers, from)
 			s.Conns.Add(1)
@@ -163,16 +169,19 @@ func (s *NaiveServer) serve(c *naiveConn) {
 		s.Failures.Add(1)
 		return
 	}
+	c.echoed.Store(true)
 	conn.Close() // sends close_notify
 	s.Echoed <- string(msg[:n])
 }
 
 // naiveConn is the per-address net.PacketConn pion's Server runs on.
 type naiveConn struct {
-	s    *NaiveServer
-	peer netip.AddrPort
-	buf  *packetio.Buffer
-	once sync.Once
+	s       *NaiveServer
+	peer    netip.AddrPort
+	buf     *packetio.Buffer
+	once    sync.Once
+	created time.Time
+	echoed  atomic.Bool
 }
 
 func (c *naiveConn) ReadFrom(p []byte) (int, net.Addr, error) {
@@ -187,6 +196,9 @@ func (c *naiveConn) WriteTo(p []byte, _ net.Addr) (int, error) {
 // Close forgets the address: its next datagram starts a new connection.
 func (c *naiveConn) Close() error {
 	c.once.Do(func() {
+		if c.echoed.Load() && c.s.BeforeForget != nil {
+			c.s.BeforeForget(c.peer, c.created)
+		}
 		c.s.mu.Lock()
 		if c.s.conns[c.peer] == c {
 			delete(c.s.conns, c.peer)
