@@ -52,7 +52,10 @@ type Stats struct {
 	DroppedQuiet [strayfilter.NumReasons]uint64
 	// DroppedUnknown counts datagrams from clients with no association and
 	// no quiet period that did not open one (an association that timed out,
-	// a relay restart, a quiet period that ended or was evicted, garbage).
+	// a relay restart, a quiet period that ended or was evicted, garbage),
+	// and protected records for an association whose server has not
+	// answered yet (what a previous association left in flight). From a
+	// quiet client, both count in DroppedQuiet instead.
 	DroppedUnknown uint64
 	// WriteErrors counts datagrams a socket refused to send.
 	WriteErrors uint64
