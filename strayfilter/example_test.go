@@ -85,12 +85,12 @@ func ExampleInspect() {
 	stun := []byte{0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42}
 	for _, d := range [][]byte{clientHello, closeNotify, stun} {
 		r := strayfilter.Inspect(d)
-		fmt.Println(r.Class, r.Epoch, r.OpensAssociation())
+		fmt.Println(r.Class, r.Epoch, r.OpensAssociation(), r.Protected())
 	}
 	// Output:
-	// handshake 0 true
-	// alert 1 false
-	// not-dtls 0 false
+	// handshake 0 true false
+	// alert 1 false true
+	// not-dtls 0 false false
 }
 
 // ClientRandom tells a late copy of a handshake's ClientHello (same random)

@@ -128,6 +128,21 @@ func (r Record) OpensAssociation() bool {
 		r.MsgType == HandshakeTypeClientHello
 }
 
+// Protected reports whether the record claims to be sent under keys a
+// handshake agreed on: a tls12_cid record, a DTLS 1.3 unified header, or
+// any other record whose header names an epoch other than 0. Its opposite,
+// for a DTLS datagram, is a clear-text record: what a handshake sends
+// before it has keys, and what a stack can take as a new handshake's.
+func (r Record) Protected() bool {
+	switch r.Class {
+	case ClassNotDTLS:
+		return false
+	case ClassConnectionID, ClassCiphertext:
+		return true
+	}
+	return r.Epoch != 0
+}
+
 // Inspect classifies the first record of a datagram. It never panics, never
 // allocates and looks at no byte past the first record's header (plus the
 // handshake header of an epoch-0 handshake record); later records in the

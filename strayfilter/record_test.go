@@ -115,6 +115,14 @@ func checkAgainstPion(t *testing.T, data []byte) {
 	if r.OpensAssociation() && (data[0] != 22 || r.Epoch != 0 || data[13] != 1) {
 		t.Fatalf("% x: opens an association without being an epoch-0 ClientHello", data)
 	}
+	// CarriesProtectedRecord stops at content types it does not know
+	// (ClassOther); for the rest the first record decides alike.
+	if r.Protected() && r.Class != strayfilter.ClassMalformed && r.Class != strayfilter.ClassOther && !strayfilter.CarriesProtectedRecord(data) {
+		t.Fatalf("% x: the first record is protected (%v, epoch %d) but CarriesProtectedRecord says no", data, r.Class, r.Epoch)
+	}
+	if r.OpensAssociation() && r.Protected() {
+		t.Fatalf("% x: a protected record opens an association", data)
+	}
 	random, ok := strayfilter.ClientRandom(data)
 	if ok != (r.OpensAssociation() && r.FragmentOffset == 0 && r.FragmentLength >= 34) {
 		t.Fatalf("% x: ClientRandom ok=%v for %+v", data, ok, r)

@@ -101,7 +101,7 @@ func (f *fakeUpstream) Write(b []byte) (int, error) {
 	}
 	f.mu.Lock()
 	f.written++
-	if !f.spoke && protected(strayfilter.Inspect(b)) {
+	if !f.spoke && strayfilter.Inspect(b).Protected() {
 		f.early = true
 	}
 	f.mu.Unlock()
@@ -340,11 +340,11 @@ func FuzzRelayPackets(f *testing.F) {
 				toPending = 1 // the ClientHello that opened it, and only there
 			case startsNew:
 				// Refused at the cap: dropped.
-			case pending == nil && protected(rec) && !live.answered.Load():
+			case pending == nil && rec.Protected() && !live.answered.Load():
 				// Nothing protected before the server answered: dropped.
 			case pending == nil:
 				toLive = 1
-			case rec.Epoch == 0 && rec.Class != strayfilter.ClassCiphertext && rec.Class != strayfilter.ClassNotDTLS:
+			case !rec.Protected() && rec.Class != strayfilter.ClassNotDTLS:
 				toPending = 1 // the new handshake's clear text
 			default:
 				toLive = 1

@@ -244,7 +244,7 @@ func (r *Relay) handleClient(d []byte, from netip.AddrPort) {
 				return
 			}
 		}
-		if protected(rec) && !live.answered.Load() {
+		if rec.Protected() && !live.answered.Load() {
 			// Nothing protected can belong to a handshake whose server has
 			// not answered yet: it is what the client's previous
 			// association left in flight, and if the ClientHello was lost
@@ -260,7 +260,7 @@ func (r *Relay) handleClient(d []byte, from netip.AddrPort) {
 		// and each server discards what it cannot authenticate (RFC 6347
 		// §4.1.2.7). Nothing in a datagram switches this routing: only the
 		// new handshake progressing does.
-		if rec.Epoch == 0 && rec.Class != strayfilter.ClassCiphertext && rec.Class != strayfilter.ClassNotDTLS {
+		if !rec.Protected() && rec.Class != strayfilter.ClassNotDTLS {
 			r.forward(pending, d)
 			return
 		}
@@ -269,18 +269,6 @@ func (r *Relay) handleClient(d []byte, from netip.AddrPort) {
 		}
 		r.forward(live, d)
 	}
-}
-
-// protected reports whether a record is sent under keys a handshake agreed
-// on: epoch ≥ 1, tls12_cid or a DTLS 1.3 unified header.
-func protected(rec strayfilter.Record) bool {
-	switch rec.Class {
-	case strayfilter.ClassNotDTLS, strayfilter.ClassMalformed:
-		return false
-	case strayfilter.ClassCiphertext, strayfilter.ClassConnectionID:
-		return true
-	}
-	return rec.Epoch != 0
 }
 
 // drop counts a client datagram that no association can take: a stray if
