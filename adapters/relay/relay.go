@@ -212,10 +212,9 @@ func (r *Relay) handleClient(d []byte, from netip.AddrPort) {
 		r.forward(live, d)
 		return
 	}
-	rec := strayfilter.Inspect(d)
 	switch {
 	case live == nil:
-		if !rec.OpensAssociation() {
+		if rec := strayfilter.Inspect(d); !rec.OpensAssociation() {
 			// Only a ClientHello starts an association: anything else
 			// from a client without one belongs to an association that
 			// has ended, and a server would take it as a new one.
@@ -226,7 +225,9 @@ func (r *Relay) handleClient(d []byte, from netip.AddrPort) {
 			r.forward(live, d)
 		}
 	case pending == nil:
-		if live.established.Load() && rec.OpensAssociation() {
+		// The common case, a live association past its handshake, looks at
+		// nothing but the first byte.
+		if live.established.Load() && len(d) > 0 && d[0] == strayfilter.ContentTypeHandshake {
 			// A ClientHello with a new random after the handshake: the
 			// client starts a new association from the same addr:port (it
 			// rebooted, RFC 6347 §4.2.8, or reconnected before the server's
@@ -244,13 +245,15 @@ func (r *Relay) handleClient(d []byte, from netip.AddrPort) {
 				return
 			}
 		}
-		if rec.Protected() && !live.answered.Load() {
-			// Nothing protected can belong to a handshake whose server has
-			// not answered yet: it is what the client's previous
-			// association left in flight, and if the ClientHello was lost
-			// the server would take it as a new connection.
-			r.drop(from, rec)
-			return
+		if !live.answered.Load() {
+			if rec := strayfilter.Inspect(d); rec.Protected() {
+				// Nothing protected can belong to a handshake whose server
+				// has not answered yet: it is what the client's previous
+				// association left in flight, and if the ClientHello was
+				// lost the server would take it as a new connection.
+				r.drop(from, rec)
+				return
+			}
 		}
 		r.forward(live, d)
 	default:
@@ -260,7 +263,7 @@ func (r *Relay) handleClient(d []byte, from netip.AddrPort) {
 		// and each server discards what it cannot authenticate (RFC 6347
 		// §4.1.2.7). Nothing in a datagram switches this routing: only the
 		// new handshake progressing does.
-		if !rec.Protected() && rec.Class != strayfilter.ClassNotDTLS {
+		if rec := strayfilter.Inspect(d); !rec.Protected() && rec.Class != strayfilter.ClassNotDTLS {
 			r.forward(pending, d)
 			return
 		}
@@ -374,7 +377,9 @@ func (r *Relay) pump(a *association) {
 		}
 		d := buf[:n]
 		a.last.Store(r.now())
-		a.answered.Store(true)
+		if !a.answered.Load() {
+			a.answered.Store(true)
+		}
 		if !a.established.Load() && strayfilter.CarriesProtectedRecord(d) {
 			a.established.Store(true)
 			// Before the client sees the server's Finished, so that by the
