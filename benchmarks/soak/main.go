@@ -10,7 +10,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"flag"
 	"fmt"
 	"log"
@@ -31,6 +30,7 @@ import (
 	"github.com/straydtls/straydtls/adapters/pionv2"
 	"github.com/straydtls/straydtls/adapters/pionv3"
 	"github.com/straydtls/straydtls/adapters/relay"
+	"github.com/straydtls/straydtls/internal/dtlstest"
 	"github.com/straydtls/straydtls/strayfilter"
 )
 
@@ -79,8 +79,10 @@ func main() {
 		log.Fatal(err)
 	}
 	go rl.Serve()
-	go echoAndClose(v2ln)
-	go echoAndClose(v3ln)
+	// Each connection echoes one message and closes, so every association
+	// ends on the server's side and leaves strays behind.
+	srvV2 := dtlstest.Serve(v2ln, true, nil)
+	srvV3 := dtlstest.Serve(v3ln, true, nil)
 
 	ctx, cancel := context.WithTimeout(context.Background(), *duration)
 	defer cancel()
@@ -132,6 +134,8 @@ func main() {
 			v2ln.Close()
 			rl.Close()
 			v3ln.Close()
+			srvV2.Stop()
+			srvV3.Stop()
 			// Every client has stopped and every listener closed: wait
 			// (up to 30 s) for the goroutines to fall back to what ran
 			// before the servers started, and say how long that took.
@@ -160,29 +164,6 @@ func reasons(d [strayfilter.NumReasons]uint64) string {
 		return "none "
 	}
 	return s
-}
-
-// echoAndClose echoes one message per connection and closes it, so every
-// association ends on the server's side and leaves strays behind.
-func echoAndClose(ln net.Listener) {
-	for {
-		c, err := ln.Accept()
-		if errors.Is(err, net.ErrClosed) || err != nil && strings.Contains(err.Error(), "closed") {
-			return
-		}
-		if err != nil {
-			continue
-		}
-		go func() {
-			defer c.Close()
-			buf := make([]byte, 2048)
-			c.SetReadDeadline(time.Now().Add(10 * time.Second))
-			n, err := c.Read(buf)
-			if err == nil {
-				c.Write(buf[:n])
-			}
-		}()
-	}
 }
 
 func clientLoop(ctx context.Context, target string, w int, addr net.Addr, cert tls.Certificate, ok, failed, portTaken *atomic.Int64) {
