@@ -48,7 +48,7 @@
 // after 1 s, then 2 s, then 4 s (RFC 6347 §4.2.4.1), so its third
 // retransmission leaves 7 s after the first; 10 s covers it with margin.
 // A longer period costs nothing in correctness, because a ClientHello ends
-// it at once, only memory (about 48 bytes per quiet peer, capped). Choose a
+// it at once, only memory (about 56 bytes per quiet peer, capped). Choose a
 // shorter one only if peers legitimately resume non-handshake traffic from
 // the same address soon after a close (they cannot in DTLS: a new
 // association always starts with a ClientHello). Choose a longer one for
