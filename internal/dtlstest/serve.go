@@ -10,9 +10,10 @@ import (
 // EchoServer accepts connections from a net.Listener and echoes every
 // message until the peer stops; see Serve.
 type EchoServer struct {
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	conns   map[net.Conn]struct{}
+	stopped bool // Stop ran: a connection Accept returns now is closed at once
 }
 
 // Wait returns when the accept loop and every connection handler ended.
@@ -35,6 +36,7 @@ func (s *EchoServer) CloseOpen() int {
 // before its close_notify is written.
 func (s *EchoServer) Stop() {
 	s.mu.Lock()
+	s.stopped = true
 	for c := range s.conns {
 		c.Close()
 	}
@@ -59,6 +61,14 @@ func Serve(ln net.Listener, closeAfterOne bool, onClose func(net.Conn)) *EchoSer
 				continue // pion's Accept reports a failed handshake and goes on
 			}
 			s.mu.Lock()
+			if s.stopped {
+				// Accept returned while Stop ran (a handshake that completed
+				// as the listener closed): Stop did not see this conn, so
+				// nothing else would close it.
+				s.mu.Unlock()
+				c.Close()
+				continue
+			}
 			s.conns[c] = struct{}{}
 			s.mu.Unlock()
 			s.wg.Add(1)
