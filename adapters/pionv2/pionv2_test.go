@@ -3,6 +3,7 @@ package pionv2_test
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"net/netip"
@@ -102,16 +103,20 @@ func TestStrayDoesNotStallNextClient(t *testing.T) {
 	}
 }
 
+// pionStallTimeout is the handshake timeout TestPionListenerStallsOnStray
+// gives pion's listener: short so the test is quick. Pass
+// -args -pion.handshake-timeout=30s to measure the stall at pion's default.
+var pionStallTimeout = flag.Duration("pion.handshake-timeout", 2*time.Second, "handshake timeout for pion's own listener in TestPionListenerStallsOnStray")
+
 // TestPionListenerStallsOnStray documents the bug with pion's own v2
-// listener. Its handshake timeout is cut to 2 s so the test is quick; the
-// default is 30 s and the stall is as long.
+// listener: the next client waits out the handshake timeout.
 func TestPionListenerStallsOnStray(t *testing.T) {
 	if testing.Short() {
-		t.Skip("takes the 2 s handshake timeout")
+		t.Skip("takes pion's handshake timeout")
 	}
-	const timeout = 2 * time.Second
+	timeout := *pionStallTimeout
 	cfg := dtlstest.ServerV2(t)
-	cfg.ConnectContextMaker = func() (context.Context, func()) { return context.WithTimeout(context.Background(), timeout) }
+	cfg.ConnectContextMaker = dtlstest.Timeout(timeout)
 	ln, err := dtls.Listen("udp", loopback, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -132,12 +137,20 @@ func TestPionListenerStallsOnStray(t *testing.T) {
 	aLocal := addrPort(a.LocalAddr())
 	a.Close()
 	<-closed
+	// Inject writes to the server's socket before it returns, so the stray
+	// is queued ahead of B's ClientHello and pion's Accept takes it first.
 	relay.Inject(udprelay.ToServer, aLocal, dtlstest.EpochOneHandshake(t, rec, aLocal))
-	time.Sleep(50 * time.Millisecond) // let Accept pick up the stray before B's ClientHello; the stall does not depend on it
 
+	// B waits longer than the server's timeout, so the stall is measured
+	// whole instead of B giving up first.
+	clientCfg := dtlstest.ClientV2(t)
+	clientCfg.ConnectContextMaker = dtlstest.Timeout(timeout + dtlstest.HandshakeTimeout)
 	start := time.Now()
-	b := dial(t, relay.Addr())
+	b, err := dtls.Dial("udp", net.UDPAddrFromAddrPort(relay.Addr()), clientCfg)
 	took := time.Since(start)
+	if err != nil {
+		t.Fatalf("next client after %v: %v", took, err)
+	}
 	b.Close()
 	t.Logf("pion's own listener: next client's handshake took %v behind one stray (handshake timeout %v)", took, timeout)
 	if took < timeout*3/4 {
