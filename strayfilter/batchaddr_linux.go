@@ -2,8 +2,11 @@ package strayfilter
 
 import (
 	"encoding/binary"
+	"net"
 	"net/netip"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -76,9 +79,53 @@ func sockaddrToAddrPort(sa *unix.RawSockaddrInet6) netip.AddrPort {
 	case unix.AF_INET6:
 		a := netip.AddrFrom16(sa.Addr)
 		if sa.Scope_id != 0 {
-			a = a.WithZone(strconv.FormatUint(uint64(sa.Scope_id), 10))
+			a = a.WithZone(zoneName(sa.Scope_id))
 		}
 		return netip.AddrPortFrom(a, port)
 	}
 	return netip.AddrPort{}
+}
+
+// zones maps interface indexes to names, so that a link-local peer read by
+// recvmmsg carries the zone the standard library gives it ("eth0", not
+// "2"): the quiet-peer table and the demultiplexer key on the whole
+// address, and the same peer must look the same whichever read path saw
+// it. Reads are one atomic load and a map lookup; a miss (an interface not
+// seen before) asks the kernel once and copies the map.
+var zones struct {
+	m  atomic.Pointer[map[uint32]string]
+	mu sync.Mutex
+}
+
+func zoneName(index uint32) string {
+	if m := zones.m.Load(); m != nil {
+		if name, ok := (*m)[index]; ok {
+			return name
+		}
+	}
+	zones.mu.Lock()
+	defer zones.mu.Unlock()
+	old := zones.m.Load()
+	if old != nil {
+		if name, ok := (*old)[index]; ok {
+			return name
+		}
+	}
+	// As the standard library: the interface's name, or the number when
+	// there is no such interface (it went away). The kernel sets the index
+	// to the receiving interface, so a failure is rare and not cached.
+	ifi, err := net.InterfaceByIndex(int(index))
+	if err != nil {
+		return strconv.FormatUint(uint64(index), 10)
+	}
+	name := ifi.Name
+	m := make(map[uint32]string, 1)
+	if old != nil {
+		for k, v := range *old {
+			m[k] = v
+		}
+	}
+	m[index] = name
+	zones.m.Store(&m)
+	return name
 }
