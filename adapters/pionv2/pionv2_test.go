@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -160,66 +159,10 @@ func TestPionListenerStallsOnStray(t *testing.T) {
 	srv.Stop()
 }
 
+// TestManyClientsConcurrently: under -race, many clients at once; no
+// connection gets another's data and nothing leaks.
 func TestManyClientsConcurrently(t *testing.T) {
-	defer dtlstest.CheckGoroutines(t)()
-	ln := listen(t)
-	srv := dtlstest.Serve(ln, false, nil)
-	const clients, messages = 20, 5
-	var wg sync.WaitGroup
-	errs := make(chan error, clients)
-	for i := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c, err := dtls.Dial("udp", ln.Addr().(*net.UDPAddr), dtlstest.ClientV2(t))
-			if err != nil {
-				errs <- err
-				return
-			}
-			defer c.Close()
-			buf := make([]byte, 100)
-			for m := range messages {
-				msg := fmt.Sprintf("client %d message %d", i, m)
-				if _, err := c.Write([]byte(msg)); err != nil {
-					errs <- err
-					return
-				}
-				c.SetReadDeadline(time.Now().Add(10 * time.Second))
-				n, err := c.Read(buf)
-				if err != nil {
-					errs <- err
-					return
-				}
-				if string(buf[:n]) != msg {
-					errs <- fmt.Errorf("client %d got %q: connections mixed up", i, buf[:n])
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	s := ln.Stats()
-	if s.Created != clients || s.Accepted != clients {
-		t.Errorf("stats %+v, want %d associations", s, clients)
-	}
-	ln.Close()
-	srv.Stop()
-	waitConns(t, ln, 0)
-}
-
-func waitConns(t *testing.T, ln *demux.Listener, want int) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for ln.Stats().Conns != want {
-		if time.Now().After(deadline) {
-			t.Fatalf("conns = %d, want %d", ln.Stats().Conns, want)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	dtlstest.RunManyClients(t, func(t *testing.T) *demux.Listener { return listen(t) }, dtlstest.DialV2(t, 10*time.Second))
 }
 
 // TestPortReuse: a client that closes and reconnects from the same
@@ -310,7 +253,7 @@ func TestListenerCloseKeepsAcceptedConns(t *testing.T) {
 	}
 	c.Close()
 	sc.Close()
-	waitConns(t, ln, 0)
+	dtlstest.WaitFor(t, "all per-peer conns closed", func() bool { return ln.Stats().Conns == 0 })
 }
 
 func TestConfigIsRequired(t *testing.T) {

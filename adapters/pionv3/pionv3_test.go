@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"sync"
 	"testing"
 	"time"
 
@@ -159,51 +158,10 @@ func TestPionListenerHandsOutStray(t *testing.T) {
 	t.Logf("pion's own v3 listener accepted a bogus connection from %v for one stray Finished", c.RemoteAddr())
 }
 
+// TestManyClientsConcurrently: under -race, many clients at once; no
+// connection gets another's data and nothing leaks.
 func TestManyClientsConcurrently(t *testing.T) {
-	defer dtlstest.CheckGoroutines(t)()
-	ln := listen(t)
-	srv := dtlstest.Serve(ln, false, nil)
-	const clients, messages = 20, 5
-	var wg sync.WaitGroup
-	errs := make(chan error, clients)
-	for i := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c, err := dtls.Dial("udp", ln.Addr().(*net.UDPAddr), dtlstest.ClientV3(t))
-			if err != nil {
-				errs <- err
-				return
-			}
-			defer c.Close()
-			buf := make([]byte, 100)
-			for m := range messages {
-				msg := fmt.Sprintf("client %d message %d", i, m)
-				if _, err := c.Write([]byte(msg)); err != nil {
-					errs <- err
-					return
-				}
-				c.SetReadDeadline(time.Now().Add(10 * time.Second))
-				n, err := c.Read(buf)
-				if err != nil {
-					errs <- err
-					return
-				}
-				if string(buf[:n]) != msg {
-					errs <- fmt.Errorf("client %d got %q: connections mixed up", i, buf[:n])
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	ln.Close()
-	srv.Stop()
-	dtlstest.WaitFor(t, "all per-peer conns closed", func() bool { return ln.Stats().Conns == 0 })
+	dtlstest.RunManyClients(t, func(t *testing.T) *demux.Listener { return listen(t) }, dtlstest.DialV3(t, 10*time.Second))
 }
 
 func TestPortReuse(t *testing.T) {
