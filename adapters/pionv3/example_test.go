@@ -21,15 +21,8 @@ func pskConfig() *dtls.Config {
 	}
 }
 
-// Switching from pion's listener is one line: pionv3.Listen in place of
-// dtls.Listen. Accept returns *dtls.Conn values whose handshake completed.
-func ExampleListen() {
-	// ln, err := dtls.Listen("udp", laddr, config) // before
-	ln, err := pionv3.Listen("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, pskConfig())
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer ln.Close()
+// echo serves one echo on ln and sends it msg from a pion client.
+func echo(ln net.Listener, msg string) string {
 	go func() {
 		conn, err := ln.Accept()
 		if err != nil {
@@ -40,19 +33,30 @@ func ExampleListen() {
 		n, _ := conn.Read(buf)
 		conn.Write(buf[:n])
 	}()
-
 	client, err := dtls.Dial("udp", ln.Addr().(*net.UDPAddr), pskConfig())
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer client.Close()
-	client.Write([]byte("hello"))
+	client.Write([]byte(msg))
 	buf := make([]byte, 1500)
 	n, err := client.Read(buf)
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Printf("echo: %s; associations: %d\n", buf[:n], ln.Stats().Created)
+	return string(buf[:n])
+}
+
+// Switching from pion's listener is one line: pionv3.Listen in place of
+// dtls.Listen. Accept returns *dtls.Conn values whose handshake completed.
+func ExampleListen() {
+	// ln, err := dtls.Listen("udp", laddr, config) // before
+	ln, err := pionv3.Listen("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, pskConfig())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer ln.Close()
+	fmt.Printf("echo: %s; associations: %d\n", echo(ln, "hello"), ln.Stats().Created)
 	// Output: echo: hello; associations: 1
 }
 
@@ -88,28 +92,6 @@ func ExampleNewPacketListener() {
 		log.Fatal(err)
 	}
 	defer ln.Close()
-	go func() {
-		conn, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		buf := make([]byte, 1500)
-		n, _ := conn.Read(buf)
-		conn.Write(buf[:n])
-	}()
-
-	client, err := dtls.Dial("udp", ln.Addr().(*net.UDPAddr), pskConfig())
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer client.Close()
-	client.Write([]byte("hello"))
-	buf := make([]byte, 1500)
-	n, err := client.Read(buf)
-	if err != nil {
-		log.Fatal(err)
-	}
-	fmt.Printf("echo: %s\n", buf[:n])
+	fmt.Printf("echo: %s\n", echo(ln, "hello"))
 	// Output: echo: hello
 }
