@@ -11,7 +11,7 @@ cd "$(dirname "$0")"
 count=${COUNT:-10}
 bench=${BENCH:-.}
 out=${OUT:-results.txt}
-benchstat=${BENCHSTAT:-go run golang.org/x/perf/cmd/benchstat@latest}
+benchstat=${BENCHSTAT:-go run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da}
 
 # Benchmarks whose sub-benchmarks have an impl key are compared column-wise,
 # each against its own baseline: the raw socket, or pion's listener.
