@@ -130,9 +130,8 @@ func (r Record) OpensAssociation() bool {
 
 // Protected reports whether the record claims to be sent under keys a
 // handshake agreed on: a tls12_cid record, a DTLS 1.3 unified header, or
-// any other record whose header names an epoch other than 0. Its opposite,
-// for a DTLS datagram, is a clear-text record: what a handshake sends
-// before it has keys, and what a stack can take as a new handshake's.
+// any other record whose header names an epoch other than 0. A datagram of
+// another protocol is neither protected nor clear text (see ClearText).
 func (r Record) Protected() bool {
 	switch r.Class {
 	case ClassNotDTLS:
@@ -141,6 +140,14 @@ func (r Record) Protected() bool {
 		return true
 	}
 	return r.Epoch != 0
+}
+
+// ClearText reports whether the record is DTLS sent before keys were agreed
+// (epoch 0, malformed ones included): what a handshake sends first, and
+// what a stack can take as a new handshake's. While a client re-handshakes
+// from a live address, such records belong to the new handshake alone.
+func (r Record) ClearText() bool {
+	return r.Class != ClassNotDTLS && !r.Protected()
 }
 
 // Inspect classifies the first record of a datagram. It never panics, never

@@ -120,9 +120,10 @@ func checkAgainstPion(t *testing.T, data []byte) {
 	if r.Protected() && r.Class != strayfilter.ClassMalformed && r.Class != strayfilter.ClassOther && !strayfilter.CarriesProtectedRecord(data) {
 		t.Fatalf("% x: the first record is protected (%v, epoch %d) but CarriesProtectedRecord says no", data, r.Class, r.Epoch)
 	}
-	if r.OpensAssociation() && r.Protected() {
-		t.Fatalf("% x: a protected record opens an association", data)
+	if r.OpensAssociation() && !r.ClearText() {
+		t.Fatalf("% x: a record that is not clear text opens an association", data)
 	}
+
 	random, ok := strayfilter.ClientRandom(data)
 	if ok != (r.OpensAssociation() && r.FragmentOffset == 0 && r.FragmentLength >= 34) {
 		t.Fatalf("% x: ClientRandom ok=%v for %+v", data, ok, r)
@@ -179,6 +180,7 @@ func FuzzInspect(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		orig := bytes.Clone(data)
 		checkAgainstPion(t, data)
+		checkClearText(t, data)
 		strayfilter.CarriesClosingAlert(data)
 		strayfilter.CarriesProtectedRecord(data)
 		strayfilter.ClientRandom(data)
@@ -186,6 +188,27 @@ func FuzzInspect(f *testing.F) {
 			t.Fatal("inspection modified its input")
 		}
 	})
+}
+
+// checkClearText reads the bytes Record.ClearText depends on by hand:
+// another protocol's datagram, a unified header or tls12_cid record, and a
+// DTLSPlaintext header naming an epoch other than 0 are never clear text.
+func checkClearText(t *testing.T, data []byte) {
+	t.Helper()
+	r := strayfilter.Inspect(data)
+	if !r.ClearText() || len(data) == 0 {
+		return
+	}
+	b0 := data[0]
+	if b0 < 20 || b0 > 63 {
+		t.Fatalf("% x: another protocol's datagram taken as clear text", data)
+	}
+	if r.Class == strayfilter.ClassCiphertext || r.Class == strayfilter.ClassConnectionID {
+		t.Fatalf("% x: a %v record taken as clear text", data, r.Class)
+	}
+	if len(data) >= 13 && b0&0xe0 != 0x20 && binary.BigEndian.Uint16(data[3:5]) != 0 {
+		t.Fatalf("% x: a record at epoch %d taken as clear text", data, binary.BigEndian.Uint16(data[3:5]))
+	}
 }
 
 func TestCarriesClosingAlert(t *testing.T) {

@@ -146,7 +146,7 @@ func (m *mux) dispatch(ap netip.AddrPort, p []byte) {
 	// authenticate (RFC 6347 §4.1.2.7). Nothing in a datagram can switch
 	// this routing: only a completed handshake does.
 	r := strayfilter.Inspect(p)
-	if !r.Protected() && r.Class != strayfilter.ClassNotDTLS {
+	if r.ClearText() {
 		pending.deliver(p)
 		return
 	}

@@ -344,7 +344,7 @@ func FuzzRelayPackets(f *testing.F) {
 				// Nothing protected before the server answered: dropped.
 			case pending == nil:
 				toLive = 1
-			case !rec.Protected() && rec.Class != strayfilter.ClassNotDTLS:
+			case rec.ClearText():
 				toPending = 1 // the new handshake's clear text
 			default:
 				toLive = 1

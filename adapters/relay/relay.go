@@ -263,7 +263,7 @@ func (r *Relay) handleClient(d []byte, from netip.AddrPort) {
 		// and each server discards what it cannot authenticate (RFC 6347
 		// §4.1.2.7). Nothing in a datagram switches this routing: only the
 		// new handshake progressing does.
-		if rec := strayfilter.Inspect(d); !rec.Protected() && rec.Class != strayfilter.ClassNotDTLS {
+		if rec := strayfilter.Inspect(d); rec.ClearText() {
 			r.forward(pending, d)
 			return
 		}
