@@ -292,15 +292,8 @@ func CarriesClosingAlert(datagram []byte) bool {
 // copy of an old handshake's ClientHello from a client starting over on the
 // same addr:port.
 func ClientRandom(datagram []byte) (random [32]byte, ok bool) {
-	// client_version (2 bytes) precedes the random in every ClientHello,
-	// DTLS 1.3's legacy_version included.
-	const at = recordHeaderLen + handshakeHeaderLen + 2
-	r := Inspect(datagram)
-	if !r.OpensAssociation() || r.FragmentOffset != 0 || r.FragmentLength < 2+32 || len(datagram) < at+32 {
-		return random, false
-	}
-	copy(random[:], datagram[at:at+32])
-	return random, true
+	ch, ok := ParseClientHello(datagram)
+	return ch.Random, ok
 }
 
 // CarriesProtectedRecord reports whether any record in the datagram is

@@ -181,6 +181,7 @@ func FuzzInspect(f *testing.F) {
 		orig := bytes.Clone(data)
 		checkAgainstPion(t, data)
 		checkClearText(t, data)
+		checkHellosAgainstPion(t, data)
 		strayfilter.CarriesClosingAlert(data)
 		strayfilter.CarriesProtectedRecord(data)
 		strayfilter.ClientRandom(data)
