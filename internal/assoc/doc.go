@@ -1,0 +1,73 @@
+// Package assoc is the association state machine that the demultiplexer
+// (adapters/demux) and the front relay (adapters/relay) share. It decides,
+// for every datagram a client sends, which of that client's associations
+// it belongs to; when a source address counts as proved; when an
+// association opens, is verified, completes, replaces another or ends; and
+// when a client becomes quiet. It does no I/O, starts no goroutine and
+// reads no clock: the shell around it reads sockets, passes each event in
+// with the time, and carries out what comes back. So it is fuzzed and
+// model-tested with no network (machine_test.go, model_test.go).
+//
+// A Machine is not safe for concurrent use; its shell serialises events.
+//
+// # The rules
+//
+// Every datagram may be forged. A source address is proved only when the
+// client answers what was sent to it. The rules below keep what an
+// unproved datagram can cost small, bounded and evictable, and never let it
+// end or capture what a proved client has.
+//
+//  1. Staged admission. Only an epoch-0 ClientHello opens an association,
+//     and it opens it Unverified. It becomes Handshaking (verified) when
+//     the client proves it receives what is sent to its address: a
+//     ClientHello with the association's client random that echoes the
+//     cookie of the server's HelloVerifyRequest, or, for a server that
+//     sends no cookie, a datagram that answers the server's first flight.
+//     Unverified associations have their own timeout and cap; at the cap
+//     the oldest unverified association is evicted to admit the new one
+//     (a SYN cache): a ClientHello is never refused for room. Verified
+//     handshakes have the handshake timeout and their own caps; a cookie
+//     echo that finds them full is dropped (the client sends it again).
+//  2. ClientHellos are routed by client random. One whose random matches
+//     an association of its peer (live or handshaking) goes to it: a
+//     retransmission, a network duplicate, or the cookie echo. A new random
+//     opens a new Unverified association beside whatever the peer has, up
+//     to MaxPerPeer handshakes per peer (the oldest unverified one is
+//     evicted first). A forged ClientHello can therefore never take a real
+//     client's handshake or re-handshake (RFC 6347 §4.2.8) from it.
+//  3. Only completed associations leave state. A handshake that ends
+//     before completing never quiets its peer; an association that
+//     completed quiets its peer when a local event ends it (the stack
+//     closed it, the server sent a closing alert), unless another verified
+//     association of the peer carries on or a newer one replaced it.
+//  4. "Answered" means past the cookie: a ServerHello or any later record,
+//     not a HelloVerifyRequest or HelloRetryRequest. Clear-text records
+//     other than ClientHellos go to the peer's newest verified handshake;
+//     failing that, to its newest answered one (which they then verify);
+//     failing that, to its established association. Protected records go
+//     to the established association and to every verified or answered
+//     handshake, each stack discarding what it cannot authenticate
+//     (RFC 6347 §4.1.2.7). A record no association can take is dropped.
+//  5. An established association drops what can never be valid on it: a
+//     plaintext (epoch-0) alert or epoch-0 application data. Everything
+//     else passes untouched.
+//  6. Closing (relay): a client's alert at epoch ≥ 1 on an established
+//     association makes it Closing. It ends after CloseLinger if nothing
+//     crosses in either direction meanwhile; any datagram makes it
+//     established again, so a forged alert on a busy association changes
+//     nothing. At the association cap, Closing associations are reclaimed
+//     before a cookie echo is refused. Because a client's alert is remote
+//     input, an association that ends this way quiets nobody.
+//  7. Completion is reported by the shell (Completed: the stack said so)
+//     or, with Config.InferCompletion, inferred when the server sends a
+//     protected record on a verified handshake: in DTLS 1.2 its Finished,
+//     sent once it checked the client's. A protected record the server sent
+//     before the client proved its address counts for nothing (a server
+//     without cookies sends one to a forged ClientHello in DTLS 1.3 and
+//     in session resumption). A completed handshake becomes the peer's
+//     established association and retires the one it replaces.
+//
+// A datagram never ends or demotes a verified association: it can evict
+// only Unverified ones (rule 1), reclaim only Closing ones (rule 6), and
+// change routing only through a handshake that a proved client completes.
+package assoc

@@ -1,0 +1,667 @@
+package assoc
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/straydtls/straydtls/strayfilter"
+)
+
+// The model test drives a Machine with random events (client datagrams of
+// every kind from a few peers, forged ones among them, server datagrams,
+// completions, closes, clock steps) and checks after every event that the
+// decision is what the rules in doc.go say, from a snapshot of the state
+// before the event, and that the Machine's bookkeeping is consistent.
+
+type snap struct {
+	a             *Assoc[int]
+	state         State
+	random        [32]byte
+	hasRandom     bool
+	answered      bool
+	opened, since int64
+	last          int64
+}
+
+type model struct {
+	t     testing.TB
+	h     *harness
+	cfg   Config
+	peers []netip.AddrPort
+	all   []*Assoc[int] // every association ever opened, for picking
+	// answered is the model's own record of rule 4: the server sent the
+	// association something other than a request for a cookie.
+	answered map[*Assoc[int]]bool
+	log      []string
+}
+
+func newModel(t testing.TB, cfg Config, npeers int) *model {
+	tt, ok := t.(*testing.T)
+	if !ok {
+		tt = &testing.T{}
+	}
+	mo := &model{t: t, cfg: cfg, answered: map[*Assoc[int]]bool{}}
+	mo.h = &harness{t: tt}
+	m, err := New(cfg, func(a *Assoc[int], why EndReason, quiet bool) {
+		mo.h.ends = append(mo.h.ends, ended{a, why, quiet})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mo.h.m = m
+	for i := range npeers {
+		mo.peers = append(mo.peers, addr(i))
+	}
+	return mo
+}
+
+func (mo *model) fail(format string, args ...any) {
+	mo.t.Helper()
+	n := len(mo.log)
+	from := max(0, n-30)
+	mo.t.Fatalf("%s\nlast events:\n  %s", fmt.Sprintf(format, args...), joinLines(mo.log[from:]))
+}
+
+func joinLines(l []string) string {
+	var b bytes.Buffer
+	for _, s := range l {
+		b.WriteString(s)
+		b.WriteString("\n  ")
+	}
+	return b.String()
+}
+
+func (mo *model) snapshot(peer netip.AddrPort) (live *snap, hs []snap) {
+	p := mo.h.m.peers[peer]
+	if p == nil {
+		return nil, nil
+	}
+	take := func(a *Assoc[int]) snap {
+		return snap{a, a.state, a.random, a.hasRandom, mo.answered[a], a.opened, a.since, a.last}
+	}
+	if p.live != nil {
+		s := take(p.live)
+		live = &s
+	}
+	for i := 0; i < p.n; i++ {
+		hs = append(hs, take(p.hs[i]))
+	}
+	return live, hs
+}
+
+// cookieOf is the cookie the model's server sends on an association.
+func cookieOf(a *Assoc[int]) []byte { return []byte{byte(a.Handle), byte(a.Handle >> 8), 0xc0} }
+
+// clientDatagram picks what a client (or someone forging its address)
+// sends.
+func (mo *model) clientDatagram(peer netip.AddrPort, kind, arg byte) []byte {
+	_, hs := mo.snapshot(peer)
+	switch kind % 15 {
+	case 0, 1:
+		return clientHello(1+arg%6, nil) // a small set of randoms, so copies happen
+	case 2:
+		if len(hs) > 0 { // the right cookie echo for one of its handshakes
+			s := hs[int(arg)%len(hs)]
+			if s.hasRandom {
+				return clientHello(s.random[0], cookieOf(s.a))
+			}
+		}
+		return clientHello(1+arg%6, []byte{arg})
+	case 3:
+		return clientHello(1+arg%6, []byte{0xba, 0xd0, arg}) // a guessed cookie
+	case 4:
+		return laterFragment()
+	case 5:
+		return clientKeyExchange
+	case 6:
+		return changeCipherSpec
+	case 7:
+		return finished
+	case 8:
+		return appData
+	case 9:
+		return encryptedAlert
+	case 10:
+		return plainCloseNotify
+	case 11:
+		return plainAppData
+	case 12:
+		return stun
+	case 13:
+		return nil
+	default:
+		return []byte{22, 0xfe, 0xfd, 0, 0} // malformed
+	}
+}
+
+// serverDatagram picks what a server sends, and whether it answers the
+// ClientHello (rule 4) rather than ask for a cookie.
+func serverDatagram(a *Assoc[int], kind byte) ([]byte, bool) {
+	switch kind % 8 {
+	case 0:
+		return helloVerify(cookieOf(a)), false
+	case 7:
+		return helloRetry(), false
+	}
+	return serverAnswer(kind), true
+}
+
+func serverAnswer(kind byte) []byte {
+	switch kind % 8 {
+	case 1:
+		return serverHello()
+	case 2:
+		return finished
+	case 3:
+		return appData
+	case 4:
+		return encryptedAlert
+	case 5:
+		return record(21, 0, []byte{2, 40}) // plaintext fatal alert
+	default:
+		return changeCipherSpec
+	}
+}
+
+func (mo *model) pick(arg byte) *Assoc[int] {
+	var alive []*Assoc[int]
+	for _, a := range mo.all {
+		if a.state != Ended {
+			alive = append(alive, a)
+		}
+	}
+	if len(alive) == 0 {
+		return nil
+	}
+	return alive[int(arg)%len(alive)]
+}
+
+// step runs one event chosen by three bytes.
+func (mo *model) step(op, x, y byte) {
+	h := mo.h
+	h.ends = h.ends[:0]
+	switch op % 8 {
+	case 0, 1, 2:
+		mo.clientEvent(mo.peers[int(x)%len(mo.peers)], y, x/8)
+	case 3, 4:
+		a := mo.pick(x)
+		if a == nil {
+			return
+		}
+		mo.serverEvent(a, y)
+	case 5:
+		a := mo.pick(x)
+		if a == nil {
+			return
+		}
+		if y%3 == 0 {
+			mo.closedEvent(a)
+		} else {
+			mo.completedEvent(a)
+		}
+	default:
+		d := time.Duration(y) * 100 * time.Millisecond
+		if op%8 == 7 {
+			d = time.Duration(y%40) * time.Second
+		}
+		mo.expireEvent(h.now + int64(d))
+	}
+	mo.checkBookkeeping()
+}
+
+func (mo *model) clientEvent(peer netip.AddrPort, kind, arg byte) {
+	h := mo.h
+	d := mo.clientDatagram(peer, kind, arg)
+	live, hs := mo.snapshot(peer)
+	accepting := h.m.accepting
+	gBefore := h.m.Gauges()
+	states := map[*Assoc[int]]State{}
+	for _, a := range mo.all {
+		states[a] = a.state
+	}
+	r := h.client(peer, d)
+	mo.log = append(mo.log, fmt.Sprintf("client %v %x -> %d targets, open %v, drop %v, ends %v", peer, head(d), r.N, r.Open != nil, r.Drop, h.ends))
+	if r.Open != nil {
+		mo.all = append(mo.all, r.Open)
+	}
+	rec := strayfilter.Inspect(d)
+
+	// No client datagram ends or quiets a proved association: it can
+	// evict an unverified one (rule 1, 2) or reclaim a closing one (rule 6).
+	for _, e := range h.ends {
+		if e.quiet || !(e.why == EndEvicted && states[e.a] == Unverified || e.why == EndReclaimed && states[e.a] == Closing) {
+			mo.fail("a client datagram ended %v (%v) as %v, quiet %v", e.a.Handle, states[e.a], e.why, e.quiet)
+		}
+	}
+	if r.Open != nil && (!rec.OpensAssociation() || r.Open.Peer() != peer || r.Open.State() != Unverified) {
+		mo.fail("%x opened an association (%v, %v)", d, r.Open.Peer(), r.Open.State())
+	}
+	if r.N == 0 && r.Drop == DropNone || r.N > 0 && r.Drop != DropNone {
+		mo.fail("route %+v: delivered and dropped", r)
+	}
+	known := map[*Assoc[int]]snap{}
+	if live != nil {
+		known[live.a] = *live
+	}
+	for _, s := range hs {
+		known[s.a] = s
+	}
+	for i := 0; i < r.N; i++ {
+		if _, ok := known[r.To[i]]; !ok && r.To[i] != r.Open {
+			mo.fail("delivered to %d, not an association of %v", r.To[i].Handle, peer)
+		}
+		for j := range i {
+			if r.To[j] == r.To[i] {
+				mo.fail("delivered twice to %d", r.To[i].Handle)
+			}
+		}
+	}
+	newest := func(ok func(snap) bool) *Assoc[int] {
+		for i := len(hs) - 1; i >= 0; i-- {
+			if ok(hs[i]) {
+				return hs[i].a
+			}
+		}
+		return nil
+	}
+
+	switch {
+	case live == nil && len(hs) == 0 && !rec.OpensAssociation():
+		mo.wantDrop(r, DropNoAssociation)
+	case rec.OpensAssociation():
+		ch, hasRandom := strayfilter.ParseClientHello(d)
+		var match *Assoc[int]
+		for _, s := range known {
+			if hasRandom && s.hasRandom && s.random == ch.Random {
+				match = s.a
+			}
+		}
+		switch {
+		case match != nil: // rule 2
+			if r.Drop == DropRefused && known[match].state == Unverified {
+				if !mo.full(gBefore) {
+					mo.fail("a cookie echo refused below the caps: %+v", gBefore)
+				}
+				break
+			}
+			mo.wantOnly(r, match)
+			if known[match].state == Unverified && match.state == Handshaking && (len(ch.Cookie) == 0 || !bytes.Equal(ch.Cookie, cookieOf(match))) {
+				mo.fail("%d verified by a ClientHello without its cookie %x", match.Handle, ch.Cookie)
+			}
+		case hasRandom && newest(func(s snap) bool { return !s.hasRandom }) != nil:
+			mo.wantOnly(r, newest(func(s snap) bool { return !s.hasRandom }))
+		case !hasRandom && len(hs) > 0:
+			mo.wantOnly(r, hs[len(hs)-1].a)
+		case live != nil && !mo.cfg.Rehandshake:
+			mo.wantOnly(r, live.a)
+		case !accepting:
+			mo.wantDrop(r, DropNotAccepting)
+		case r.Drop == DropRefused:
+			if len(hs) != MaxPerPeer || newest(func(s snap) bool { return s.state == Unverified }) != nil {
+				mo.fail("a new ClientHello refused with room: %d handshakes", len(hs))
+			}
+		default:
+			if r.Open == nil || r.N != 1 || r.To[0] != r.Open {
+				mo.fail("a new ClientHello did not open an association: %+v", r)
+			}
+			if live != nil != r.Open.Rehandshake() {
+				mo.fail("re-handshake mark %v with a live association %v", r.Open.Rehandshake(), live != nil)
+			}
+		}
+	case rec.Class == strayfilter.ClassNotDTLS:
+		if live != nil {
+			mo.wantOnly(r, live.a)
+		} else if a := newest(func(s snap) bool { return s.state == Handshaking }); a != nil {
+			mo.wantOnly(r, a)
+		} else {
+			mo.wantDrop(r, DropUnproved)
+		}
+	case rec.ClearText(): // rule 4
+		verified := newest(func(s snap) bool { return s.state == Handshaking })
+		answered := newest(func(s snap) bool { return s.state == Unverified && s.answered })
+		switch {
+		case verified != nil:
+			mo.wantOnly(r, verified)
+		case answered != nil:
+			if r.Drop != DropRefused {
+				mo.wantOnly(r, answered)
+			}
+		case live != nil:
+			mo.checkLive(r, live, d)
+		default:
+			mo.wantDrop(r, DropUnproved)
+		}
+	default: // protected: rule 4
+		var want []*Assoc[int]
+		// Verifying a handshake at the cap may reclaim the peer's own
+		// closing association (checked above: only a closing one).
+		if live != nil && live.a.state != Ended {
+			want = append(want, live.a)
+		}
+		for _, s := range hs {
+			if s.state == Handshaking || s.state == Unverified && s.answered && s.a.state == Handshaking {
+				want = append(want, s.a)
+			}
+		}
+		if len(want) == 0 {
+			mo.wantDrop(r, DropUnproved)
+			break
+		}
+		mo.wantOnly(r, want...)
+		if live != nil && live.a.state != Ended {
+			mo.checkClosingRule(live, d)
+		}
+	}
+}
+
+// checkLive checks a datagram for the established association alone
+// against rules 5 and 6.
+func (mo *model) checkLive(r Route[int], live *snap, d []byte) {
+	if len(d) >= 13 && (d[0] == 21 || d[0] == 23) && d[3] == 0 && d[4] == 0 {
+		mo.wantDrop(r, DropInvalid)
+		return
+	}
+	mo.wantOnly(r, live.a)
+	mo.checkClosingRule(live, d)
+}
+
+func (mo *model) checkClosingRule(live *snap, d []byte) {
+	a := live.a
+	if a.state == Ended {
+		return
+	}
+	alert := mo.cfg.CloseLinger > 0 && len(d) > 0 && d[0] == 21 && strayfilter.CarriesClosingAlert(d)
+	switch {
+	case alert && live.state == Established && a.state != Closing:
+		mo.fail("a client alert left %d %v", a.Handle, a.state)
+	case !alert && a.state == Closing:
+		mo.fail("traffic left %d closing", a.Handle)
+	}
+}
+
+// full reports whether the caps leave no room to verify another
+// association (a closing one would be reclaimed for it).
+func (mo *model) full(g Gauges) bool {
+	return mo.cfg.MaxHandshakes > 0 && g.Handshaking >= mo.cfg.MaxHandshakes ||
+		mo.cfg.MaxAssociations > 0 && g.Handshaking+g.Established+g.Closing >= mo.cfg.MaxAssociations && g.Closing == 0
+}
+
+func (mo *model) wantOnly(r Route[int], as ...*Assoc[int]) {
+	mo.t.Helper()
+	if r.N != len(as) {
+		mo.fail("route to %d associations (%v), want %d", r.N, r.Drop, len(as))
+	}
+	for i, a := range as {
+		if r.To[i] != a {
+			mo.fail("target %d is %v, want %d", i, r.To[i], a.Handle)
+		}
+	}
+}
+
+func (mo *model) wantDrop(r Route[int], why Drop) {
+	mo.t.Helper()
+	if r.N != 0 || r.Drop != why {
+		mo.fail("route %d targets, drop %v; want dropped as %v", r.N, r.Drop, why)
+	}
+}
+
+func (mo *model) serverEvent(a *Assoc[int], kind byte) {
+	h := mo.h
+	d, answers := serverDatagram(a, kind)
+	if answers {
+		mo.answered[a] = true
+	}
+	before := a.state
+	live, _ := mo.snapshot(a.Peer())
+	v := h.m.Server(h.now, a, d)
+	mo.log = append(mo.log, fmt.Sprintf("server on %d (%v) %x -> %+v, ends %v", a.Handle, before, head(d), v, h.ends))
+	if !v.Forward {
+		mo.fail("a live association's server datagram not forwarded")
+	}
+	completed := before == Handshaking && mo.cfg.InferCompletion && strayfilter.CarriesProtectedRecord(d)
+	for _, e := range h.ends {
+		switch {
+		case e.a == a && e.why == EndServerAlert:
+			wantQuiet := (before == Established || before == Closing || completed) && !mo.hasProvedOther(a)
+			if e.quiet != wantQuiet {
+				mo.fail("server alert ended %d (was %v), quiet %v, want %v", a.Handle, before, e.quiet, wantQuiet)
+			}
+		case completed && live != nil && e.a == live.a && e.why == EndRetired && !e.quiet:
+		default:
+			mo.fail("server datagram on %d ended %v as %v (quiet %v)", a.Handle, e.a.Handle, e.why, e.quiet)
+		}
+	}
+	if v.Ended != (mo.cfg.EndOnServerAlert && strayfilter.CarriesClosingAlert(d)) {
+		mo.fail("ended %v for %x", v.Ended, head(d))
+	}
+	if before == Unverified && a.state != Unverified && a.state != Ended {
+		mo.fail("a server datagram verified %d", a.Handle)
+	}
+}
+
+// hasProvedOther: the peer of a (already ended) still has a proved association.
+func (mo *model) hasProvedOther(a *Assoc[int]) bool {
+	live, hs := mo.snapshot(a.Peer())
+	if live != nil && live.a != a {
+		return true
+	}
+	for _, s := range hs {
+		if s.a != a && s.state == Handshaking {
+			return true
+		}
+	}
+	return false
+}
+
+func (mo *model) completedEvent(a *Assoc[int]) {
+	h := mo.h
+	before := a.state
+	live, _ := mo.snapshot(a.Peer())
+	full := mo.full(h.m.Gauges())
+	ok := h.m.Completed(h.now, a)
+	mo.log = append(mo.log, fmt.Sprintf("completed %d (%v) -> %v, ends %v", a.Handle, before, ok, h.ends))
+	if before == Unverified && full {
+		if ok || len(h.ends) != 1 || h.ends[0].a != a || h.ends[0].why != EndRefused || h.ends[0].quiet {
+			mo.fail("completed unverified %d at the cap: %v, ends %v", a.Handle, ok, h.ends)
+		}
+		return
+	}
+	if !ok || a.state != Established && a.state != Closing {
+		mo.fail("completed %d: %v, state %v", a.Handle, ok, a.state)
+	}
+	for _, e := range h.ends {
+		if e.why == EndReclaimed && before == Unverified && !e.quiet {
+			continue
+		}
+		if live == nil || e.a != live.a || live.a == a || e.why != EndRetired || e.quiet || !e.a.Retired() {
+			mo.fail("completing %d ended %d as %v (quiet %v)", a.Handle, e.a.Handle, e.why, e.quiet)
+		}
+	}
+	if before != Established && before != Closing && live != nil && live.a != a && live.a.state != Ended {
+		mo.fail("completing %d beside %d retired nothing", a.Handle, live.a.Handle)
+	}
+}
+
+func (mo *model) closedEvent(a *Assoc[int]) {
+	h := mo.h
+	before := a.state
+	wantQuiet := (before == Established || before == Closing) && !a.retired
+	if wantQuiet {
+		live, hs := mo.snapshot(a.Peer())
+		if live != nil && live.a != a {
+			wantQuiet = false
+		}
+		for _, s := range hs {
+			if s.state == Handshaking {
+				wantQuiet = false
+			}
+		}
+	}
+	h.m.Closed(a)
+	mo.log = append(mo.log, fmt.Sprintf("closed %d (%v), ends %v", a.Handle, before, h.ends))
+	if len(h.ends) != 1 || h.ends[0].a != a || h.ends[0].why != EndClosed || h.ends[0].quiet != wantQuiet {
+		mo.fail("closing %d (%v): ends %v, want it alone, quiet %v", a.Handle, before, h.ends, wantQuiet)
+	}
+}
+
+func (mo *model) expireEvent(now int64) {
+	h := mo.h
+	h.now = now
+	h.m.Expire(now)
+	mo.log = append(mo.log, fmt.Sprintf("expire at %v, ends %v", time.Duration(now), h.ends))
+	for _, e := range h.ends {
+		if e.quiet {
+			mo.fail("a timeout quieted %d", e.a.Handle)
+		}
+		switch e.why {
+		case EndUnverifiedTimeout, EndHandshakeTimeout, EndIdle, EndLinger:
+		default:
+			mo.fail("Expire ended %d as %v", e.a.Handle, e.why)
+		}
+	}
+	// Nothing is left past its deadline.
+	for _, a := range mo.all {
+		if at, _, ok := h.m.deadline(a); ok && a.state != Ended && at <= now {
+			mo.fail("%d (%v) is past its deadline %v at %v", a.Handle, a.state, time.Duration(at), time.Duration(now))
+		}
+	}
+}
+
+// checkBookkeeping recounts what the Machine tracks.
+func (mo *model) checkBookkeeping() {
+	m := mo.h.m
+	var g Gauges
+	for _, a := range mo.all {
+		switch a.state {
+		case Unverified:
+			g.Unverified++
+		case Handshaking:
+			g.Handshaking++
+		case Established:
+			g.Established++
+		case Closing:
+			g.Closing++
+		}
+		if a.state != Ended {
+			if p := m.peers[a.addr]; p == nil || p != a.p {
+				mo.fail("%d is not reachable from its peer", a.Handle)
+			}
+			_, _, timed := m.deadline(a)
+			if timed != (a.heapIdx >= 0) && !(a.state == Established && a.heapIdx >= 0) {
+				mo.fail("%d (%v) timed %v but heap index %d", a.Handle, a.state, timed, a.heapIdx)
+			}
+		} else if a.heapIdx >= 0 || a.prev != nil || a.next != nil {
+			mo.fail("ended %d still linked", a.Handle)
+		}
+	}
+	got := m.Gauges()
+	g.Peers = got.Peers
+	if got != g {
+		mo.fail("gauges %+v, recount %+v", got, g)
+	}
+	if g.Unverified > mo.cfg.MaxUnverified ||
+		mo.cfg.MaxHandshakes > 0 && g.Handshaking > mo.cfg.MaxHandshakes ||
+		mo.cfg.MaxAssociations > 0 && g.Handshaking+g.Established+g.Closing > mo.cfg.MaxAssociations {
+		mo.fail("caps exceeded: %+v", g)
+	}
+	for ap, p := range m.peers {
+		if p.live == nil && p.n == 0 {
+			mo.fail("empty peer %v kept", ap)
+		}
+		if p.live != nil && p.live.state != Established && p.live.state != Closing {
+			mo.fail("live association of %v is %v", ap, p.live.state)
+		}
+		for i := 0; i < p.n; i++ {
+			if s := p.hs[i].state; s != Unverified && s != Handshaking {
+				mo.fail("handshake of %v is %v", ap, s)
+			}
+			if i > 0 && p.hs[i-1].opened > p.hs[i].opened {
+				mo.fail("handshakes of %v out of order", ap)
+			}
+		}
+	}
+	checkList := func(head *Assoc[int], want State, n int) {
+		var prev *Assoc[int]
+		count := 0
+		for a := head; a != nil; a = a.next {
+			if a.state != want || a.prev != prev {
+				mo.fail("%v list holds %d (%v)", want, a.Handle, a.state)
+			}
+			prev = a
+			count++
+		}
+		if count != n {
+			mo.fail("%v list has %d, gauge %d", want, count, n)
+		}
+	}
+	checkList(m.uhead, Unverified, g.Unverified)
+	checkList(m.chead, Closing, g.Closing)
+	for i, a := range m.heap {
+		if a.heapIdx != i || i > 0 && m.heap[(i-1)/2].due > a.due {
+			mo.fail("heap broken at %d", i)
+		}
+	}
+}
+
+func head(d []byte) []byte { return d[:min(len(d), 6)] }
+
+func modelConfig(r *rand.Rand) Config {
+	cfg := Config{
+		MaxUnverified:     1 + r.IntN(6),
+		UnverifiedTimeout: 5 * time.Second,
+		MaxHandshakes:     r.IntN(4),
+		MaxAssociations:   r.IntN(5),
+		HandshakeTimeout:  30 * time.Second,
+		Rehandshake:       r.IntN(4) != 0,
+		InferCompletion:   r.IntN(2) == 0,
+		EndOnServerAlert:  r.IntN(2) == 0,
+	}
+	if r.IntN(2) == 0 {
+		cfg.IdleTimeout = 60 * time.Second
+	}
+	if r.IntN(2) == 0 {
+		cfg.CloseLinger = 2 * time.Second
+	}
+	return cfg
+}
+
+func TestModel(t *testing.T) {
+	for seed := range uint64(1000) {
+		r := rand.New(rand.NewPCG(seed, 12))
+		cfg := modelConfig(r)
+		mo := newModel(t, cfg, 1+r.IntN(5))
+		for range 400 {
+			mo.step(byte(r.Uint32()), byte(r.Uint32()), byte(r.Uint32()))
+			if t.Failed() {
+				t.Fatalf("seed %d, config %+v", seed, cfg)
+			}
+		}
+		if r.IntN(3) == 0 {
+			mo.h.m.StopAccepting()
+			for range 50 {
+				mo.step(byte(r.Uint32()), byte(r.Uint32()), byte(r.Uint32()))
+			}
+		}
+	}
+}
+
+// FuzzMachine is the model test with the configuration and the events
+// taken from the fuzzer.
+func FuzzMachine(f *testing.F) {
+	f.Add([]byte{0, 1, 0, 0, 0, 0, 3, 0, 0, 0, 0, 2, 5, 0, 1})
+	f.Add([]byte{7, 3, 2, 1, 0, 0, 1, 0, 0, 8, 3, 0, 0, 1, 1, 5, 0, 1, 0, 1, 9, 4, 0, 4, 6, 0, 200})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) < 1 || len(b) > 3*600 {
+			return
+		}
+		r := rand.New(rand.NewPCG(uint64(b[0]), 0))
+		mo := newModel(t, modelConfig(r), 1+int(b[0]%5))
+		for i := 1; i+2 < len(b); i += 3 {
+			mo.step(b[i], b[i+1], b[i+2])
+		}
+	})
+}
