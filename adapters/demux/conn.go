@@ -11,34 +11,38 @@ import (
 
 	"github.com/pion/transport/v2/deadline"
 	"github.com/pion/transport/v2/packetio"
+
+	"github.com/straydtls/straydtls/internal/assoc"
 )
 
 // connBufferLimit bounds what one peer can queue while its reader is slow.
 const connBufferLimit = 1 << 20
 
-// Conn is one peer's association on the shared socket. It is both a
-// net.Conn (for pion/dtls v2's Server) and a net.PacketConn (for v3's):
-// reads return what the demultiplexer routed to this peer, writes go to the
-// peer through the filtered socket. Closing it puts the peer into its quiet
-// period unless another association from the same address carries on.
+// Conn is one association on the shared socket. It is both a net.Conn
+// (for pion/dtls v2's Server) and a net.PacketConn (for v3's): reads
+// return what the demultiplexer routed to this association, writes go to
+// the peer through the filtered socket. Closing it ends the association;
+// a completed one puts its peer into its quiet period unless another
+// association of the same peer carries on.
 type Conn struct {
 	m     *mux
+	a     *assoc.Assoc[*Conn]
 	addr  netip.AddrPort
 	raddr *net.UDPAddr
 
 	buf           *packetio.Buffer
 	writeDeadline *deadline.Deadline
+	// ctx ends when the Conn closes, so a handshake on it stops at once.
+	ctx    context.Context
+	cancel context.CancelFunc
 
-	// random is the client random of the ClientHello that created the
-	// Conn, if it carried one (hasRandom): a later copy of that ClientHello
-	// belongs to this handshake, not a new one.
-	random    [32]byte
-	hasRandom bool
-
-	pending     bool        // guarded by m.mu: a re-handshake not yet promoted
-	established bool        // guarded by m.mu: its handshake completed
-	retired     atomic.Bool // replaced by a newer association: no quiet period
-	once        sync.Once
+	// settled is set once the handshake completed (or the association
+	// ended): from then on writes need no look from the machine.
+	settled atomic.Bool
+	// retired is set when a newer association of the same peer replaced
+	// this one.
+	retired atomic.Bool
+	once    sync.Once
 }
 
 var (
@@ -46,14 +50,17 @@ var (
 	_ net.PacketConn = (*Conn)(nil)
 )
 
-func newConn(m *mux, ap netip.AddrPort) *Conn {
+func newConn(m *mux, a *assoc.Assoc[*Conn]) *Conn {
+	ap := a.Peer()
 	c := &Conn{
 		m:             m,
+		a:             a,
 		addr:          ap,
 		raddr:         net.UDPAddrFromAddrPort(ap),
 		buf:           packetio.NewBuffer(),
 		writeDeadline: deadline.New(),
 	}
+	c.ctx, c.cancel = context.WithCancel(m.ctx)
 	c.buf.SetLimitSize(connBufferLimit)
 	return c
 }
@@ -85,7 +92,13 @@ func (c *Conn) Write(b []byte) (int, error) {
 		return 0, context.DeadlineExceeded
 	default:
 	}
-	if c.retired.Load() {
+	if !c.settled.Load() {
+		// During the handshake the machine reads what the stack sends:
+		// the cookie it must see echoed, whether the server answered.
+		if !c.m.serverSent(c, b) {
+			return len(b), nil
+		}
+	} else if c.retired.Load() {
 		// The peer's addr:port now belongs to the association that replaced
 		// this one. What the old stack still sends (its close_notify under
 		// the old keys) cannot help the new one and has been seen to stall
@@ -99,10 +112,10 @@ func (c *Conn) Write(b []byte) (int, error) {
 // speaks to one peer only.
 func (c *Conn) WriteTo(b []byte, _ net.Addr) (int, error) { return c.Write(b) }
 
-// Close ends this peer's association on the shared socket. Pending reads
-// return io.EOF.
+// Close ends this association. Pending reads return io.EOF.
 func (c *Conn) Close() error {
 	c.once.Do(func() {
+		c.cancel()
 		c.buf.Close()
 		c.m.connClosed(c)
 	})

@@ -1,11 +1,14 @@
 package demux
 
 import (
+	"context"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
+	"github.com/straydtls/straydtls/internal/assoc"
 	"github.com/straydtls/straydtls/strayfilter"
 )
 
@@ -18,22 +21,29 @@ const (
 )
 
 // mux owns a filtered socket and routes each datagram to the per-peer Conn
-// of its source, creating a Conn only for a datagram that opens an
-// association. Listener and PacketListener put their accept logic on top.
+// its association state machine chooses. It is the I/O around that
+// machine: the machine decides, the mux reads, delivers, starts and
+// closes. Listener and PacketListener put their accept logic on top.
 type mux struct {
-	fc  *strayfilter.Conn
-	cfg config
-	// newConn is told about a Conn made for a new association (live or
-	// pending). It returns false to refuse it, in which case the Conn is
-	// discarded before it ever sees a datagram.
-	newConn func(*Conn) bool
+	fc   *strayfilter.Conn
+	cfg  config
+	base time.Time
+	// start is told about a Conn made for a new association: the Listener
+	// runs its handshake, the PacketListener hands it to Accept.
+	start func(*Conn)
+	ctx   context.Context // ends every handshake when the listener closes
+	stop  context.CancelFunc
 
-	mu        sync.Mutex
-	peers     map[netip.AddrPort]*peer
-	conns     int // Conns not yet closed
-	pending   int // handshakes under way (counted by the Listener)
-	accepting bool
-	closing   bool // accepting stopped: close the socket with the last Conn
+	mu      sync.Mutex
+	sm      *assoc.Machine[*Conn]
+	all     map[*Conn]struct{} // Conns not yet closed
+	closing bool               // accepting stopped: close the socket with the last Conn
+	// ending collects the Conns the machine ended during one call; they
+	// are closed once mu is released.
+	ending  []*Conn
+	timer   *time.Timer
+	timerAt int64 // the due the timer is armed for
+	stopped bool  // the socket is gone: no more timers
 
 	readDone chan struct{}
 	readErr  error
@@ -41,22 +51,11 @@ type mux struct {
 	stats counters
 }
 
-// peer is what a remote address has: its live association and, while a
-// rebooted client re-handshakes from the same address (RFC 6347 §4.2.8), a
-// pending one.
-type peer struct {
-	live    *Conn
-	pending *Conn
-}
-
 type counters struct {
-	created, refused, unknownPeer, notAccepting, bufferFull atomic.Uint64
-	accepted, handshakeFailed, backlogOverflow              atomic.Uint64
-	rehandshakeStarted, rehandshakeCompleted                atomic.Uint64
-	rehandshakeAbandoned                                    atomic.Uint64
+	bufferFull, accepted, handshakeFailed, backlogOverflow atomic.Uint64
 }
 
-func newMux(pc net.PacketConn, cfg config, newConn func(*Conn) bool) (*mux, error) {
+func newMux(pc net.PacketConn, cfg config, inferCompletion bool, start func(*Conn)) (*mux, error) {
 	// The mux learns closes from the stack closing its Conns, which is exact
 	// and works for DTLS 1.3; an alert sent by one association must not
 	// silence the other during a re-handshake, so alert detection is off.
@@ -66,38 +65,76 @@ func newMux(pc net.PacketConn, cfg config, newConn func(*Conn) bool) (*mux, erro
 		return nil, err
 	}
 	m := &mux{
-		fc:        fc,
-		cfg:       cfg,
-		newConn:   newConn,
-		peers:     make(map[netip.AddrPort]*peer),
-		accepting: true,
-		readDone:  make(chan struct{}),
+		fc:       fc,
+		cfg:      cfg,
+		base:     time.Now(),
+		start:    start,
+		all:      make(map[*Conn]struct{}),
+		readDone: make(chan struct{}),
+	}
+	m.ctx, m.stop = context.WithCancel(context.Background())
+	m.sm, err = assoc.New(assoc.Config{
+		MaxUnverified:     cfg.maxUnverified,
+		UnverifiedTimeout: cfg.unverifiedTimeout,
+		MaxHandshakes:     cfg.maxPending,
+		HandshakeTimeout:  cfg.handshakeTimeout,
+		Rehandshake:       cfg.rehandshake,
+		InferCompletion:   inferCompletion,
+	}, m.ended)
+	if err != nil {
+		m.stop()
+		return nil, invalid("%v", err)
 	}
 	return m, nil
 }
 
-// start begins reading; the caller has finished setting up what newConn
+// ended is the machine's end callback, run with m.mu held.
+func (m *mux) ended(a *assoc.Assoc[*Conn], why assoc.EndReason, quiet bool) {
+	if quiet {
+		// Quiet before unrouted: the machine has already unrouted the
+		// peer, but no datagram sees it until m.mu is released.
+		_ = m.fc.MarkClosedAddrPort(a.Peer())
+	}
+	c := a.Handle
+	if c == nil || why == assoc.EndClosed {
+		return // the Conn itself reported the close
+	}
+	if why == assoc.EndRetired {
+		c.retired.Store(true)
+	}
+	m.ending = append(m.ending, c)
+}
+
+// closeEnded closes what the machine ended; called without m.mu.
+func (m *mux) closeEnded(cs []*Conn) {
+	for _, c := range cs {
+		c.Close()
+	}
+}
+
+func (m *mux) now() int64 { return int64(time.Since(m.base)) }
+
+// run begins reading; the caller has finished setting up what start
 // needs.
-func (m *mux) start() { go m.readLoop() }
+func (m *mux) run() { go m.readLoop() }
 
 func (m *mux) readLoop() {
 	defer close(m.readDone)
 	err := m.read()
 	m.mu.Lock()
 	m.readErr = err
-	var all []*Conn
-	for _, p := range m.peers {
-		all = append(all, p.live)
-		if p.pending != nil {
-			all = append(all, p.pending)
-		}
+	m.stopped = true
+	if m.timer != nil {
+		m.timer.Stop()
+	}
+	all := make([]*Conn, 0, len(m.all))
+	for c := range m.all {
+		all = append(all, c)
 	}
 	m.mu.Unlock()
 	// The socket is gone: every Conn's reader sees EOF once its buffer drains.
 	for _, c := range all {
-		if c != nil {
-			c.buf.Close()
-		}
+		c.buf.Close()
 	}
 }
 
@@ -110,150 +147,120 @@ func (m *mux) read() error {
 			// unconnected UDP socket that means it was closed.
 			return err
 		}
+		now := m.now()
 		for i := range n {
-			m.dispatch(b.Addrs[i], b.Bufs[i][:b.N[i]])
+			m.dispatch(now, b.Addrs[i], b.Bufs[i][:b.N[i]])
 		}
 	}
 }
 
 // dispatch routes one datagram. It allocates nothing for a known peer.
-func (m *mux) dispatch(ap netip.AddrPort, p []byte) {
+func (m *mux) dispatch(now int64, ap netip.AddrPort, p []byte) {
 	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	m.mu.Lock()
-	pe := m.peers[ap]
-	if pe == nil {
-		m.dispatchNew(ap, p) // unlocks
-		return
+	r := m.sm.Client(now, ap, p)
+	var opened *Conn
+	if r.Open != nil {
+		opened = newConn(m, r.Open)
+		r.Open.Handle = opened
+		m.all[opened] = struct{}{}
 	}
-	live, pending := pe.live, pe.pending
-	if pending == nil {
-		if m.cfg.rehandshake && m.accepting && live != nil && live.established && len(p) > 0 && p[0] == strayfilter.ContentTypeHandshake {
-			// A ClientHello with a new random after the handshake is a
-			// client starting over from the same address; one with the live
-			// handshake's random is a late copy of its own and goes to it.
-			if rnd, ok := strayfilter.ClientRandom(p); ok && (!live.hasRandom || rnd != live.random) {
-				m.startPending(ap, pe, p) // unlocks
-				return
-			}
-		}
-		m.mu.Unlock()
-		live.deliver(p)
-		return
-	}
+	ending := m.endingLocked()
 	m.mu.Unlock()
-	// While a re-handshake is pending, epoch-0 records belong to it; later
-	// epochs go to both, and each stack discards what it cannot
-	// authenticate (RFC 6347 §4.1.2.7). Nothing in a datagram can switch
-	// this routing: only a completed handshake does.
-	r := strayfilter.Inspect(p)
-	if r.ClearText() {
-		pending.deliver(p)
-		return
+	m.closeEnded(ending)
+	if opened != nil {
+		m.start(opened)
 	}
-	if live != nil {
-		live.deliver(p)
+	for i := range r.N {
+		r.To[i].Handle.deliver(p)
 	}
-	pending.deliver(p)
 }
 
-// dispatchNew handles a datagram from a peer without an association; it
-// is called with m.mu held and releases it.
-func (m *mux) dispatchNew(ap netip.AddrPort, p []byte) {
-	if !m.accepting {
-		m.mu.Unlock()
-		m.stats.notAccepting.Add(1)
+// endingLocked re-arms the expiry timer and takes what the machine ended
+// during the call that just returned. Called with m.mu held, after every
+// call into the machine.
+func (m *mux) endingLocked() []*Conn {
+	m.armLocked()
+	if len(m.ending) == 0 {
+		return nil
+	}
+	e := m.ending
+	m.ending = nil
+	return e
+}
+
+// armLocked points the timer at the machine's next deadline. Timeouts are
+// worked off by the timer, not by reads, so an idle listener still ends
+// its stale handshakes.
+func (m *mux) armLocked() {
+	due, ok := m.sm.NextDue()
+	if !ok || due == m.timerAt || m.stopped {
 		return
 	}
-	if !strayfilter.Inspect(p).OpensAssociation() {
+	m.timerAt = due
+	d := time.Duration(due - m.now())
+	if m.timer == nil {
+		m.timer = time.AfterFunc(d, m.expire)
+	} else {
+		m.timer.Reset(d)
+	}
+}
+
+func (m *mux) expire() {
+	m.mu.Lock()
+	if m.stopped {
 		m.mu.Unlock()
-		m.stats.unknownPeer.Add(1)
 		return
 	}
-	c := m.makeConn(ap, p)
-	if !m.newConn(c) {
-		m.mu.Unlock()
-		m.stats.refused.Add(1)
-		return
-	}
-	m.peers[ap] = &peer{live: c}
-	m.conns++
+	m.timerAt = -1
+	m.sm.Expire(m.now())
+	ending := m.endingLocked()
 	m.mu.Unlock()
-	m.stats.created.Add(1)
-	c.deliver(p)
+	m.closeEnded(ending)
 }
 
-// startPending begins a re-handshake for a peer that has a live
-// association; called with m.mu held, it releases it.
-func (m *mux) startPending(ap netip.AddrPort, pe *peer, p []byte) {
-	c := m.makeConn(ap, p)
-	c.pending = true
-	if !m.newConn(c) {
-		m.mu.Unlock()
-		m.stats.refused.Add(1)
-		return
+// serverSent tells the machine what the stack sent on c before its
+// handshake completed (a HelloVerifyRequest's cookie, a ServerHello) and
+// reports whether it may go out.
+func (m *mux) serverSent(c *Conn, b []byte) bool {
+	m.mu.Lock()
+	v := m.sm.Server(m.now(), c.a, b)
+	if st := c.a.State(); st == assoc.Established || st == assoc.Ended {
+		c.settled.Store(true)
 	}
-	pe.pending = c
-	m.conns++
+	ending := m.endingLocked()
 	m.mu.Unlock()
-	m.stats.rehandshakeStarted.Add(1)
-	c.deliver(p)
+	m.closeEnded(ending)
+	return v.Forward
 }
 
-// promoteLocked makes a pending association whose handshake completed the
-// peer's live one. It returns the association it retires, which the caller
-// closes once m.mu is released, and false if c was closed meanwhile. It is
-// called with m.mu held.
-func (m *mux) promoteLocked(c *Conn) (retired *Conn, ok bool) {
-	pe := m.peers[c.addr]
-	if pe == nil || pe.pending != c {
-		return nil, false
+// completed tells the machine c's handshake completed. It returns false if
+// c's association ended meanwhile.
+func (m *mux) completed(c *Conn) bool {
+	m.mu.Lock()
+	ok := m.sm.Completed(m.now(), c.a)
+	if ok {
+		c.settled.Store(true)
 	}
-	retired = pe.live
-	pe.live, pe.pending = c, nil
-	c.pending = false
-	c.established = true
-	if retired != nil {
-		retired.retired.Store(true)
-	}
-	return retired, true
+	ending := m.endingLocked()
+	m.mu.Unlock()
+	m.closeEnded(ending)
+	return ok
 }
 
-// connClosed removes c from routing. The peer enters its quiet period only
-// if no association is left for it: a failed re-handshake must not silence
-// the live association, nor the retired one the association replacing it.
+// connClosed tells the machine that c's stack closed it. A completed
+// association quiets its peer unless another proved association of the
+// peer carries on (see package assoc, rule 3).
 func (m *mux) connClosed(c *Conn) {
 	m.mu.Lock()
-	pe := m.peers[c.addr]
-	if pe != nil {
-		switch c {
-		case pe.live:
-			pe.live = nil
-		case pe.pending:
-			pe.pending = nil
-			if pe.live != nil {
-				m.stats.rehandshakeAbandoned.Add(1)
-			}
-		}
-		if pe.live == nil && pe.pending != nil {
-			// The live association ended during a re-handshake: the pending
-			// one carries on alone.
-			pe.live, pe.pending = pe.pending, nil
-			pe.live.pending = false
-		}
-		if pe.live == nil && pe.pending == nil {
-			// Quiet before unrouted, so no datagram finds the peer neither
-			// routed nor quiet.
-			if !c.retired.Load() {
-				_ = m.fc.MarkClosedAddrPort(c.addr)
-			}
-			delete(m.peers, c.addr)
-		}
-	}
-	m.conns--
-	closeSocket := m.closing && m.conns == 0
+	m.sm.Closed(c.a)
+	delete(m.all, c)
+	closeSocket := m.closing && len(m.all) == 0
+	ending := m.endingLocked()
 	m.mu.Unlock()
+	m.closeEnded(ending)
 	if closeSocket {
-		m.fc.Close()
+		m.shutdown()
 	}
 }
 
@@ -262,18 +269,16 @@ func (m *mux) connClosed(c *Conn) {
 // connections live on.
 func (m *mux) stopAccepting() {
 	m.mu.Lock()
-	m.accepting = false
+	m.sm.StopAccepting()
 	m.closing = true
-	closeNow := m.conns == 0
+	closeNow := len(m.all) == 0
 	m.mu.Unlock()
 	if closeNow {
-		m.fc.Close()
+		m.shutdown()
 	}
 }
 
-// makeConn makes the Conn for the association that first opens.
-func (m *mux) makeConn(ap netip.AddrPort, first []byte) *Conn {
-	c := newConn(m, ap)
-	c.random, c.hasRandom = strayfilter.ClientRandom(first)
-	return c
+func (m *mux) shutdown() {
+	m.stop()
+	m.fc.Close()
 }

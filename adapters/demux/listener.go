@@ -30,8 +30,6 @@ type Listener struct {
 	acceptCh chan net.Conn
 	done     chan struct{}
 	once     sync.Once
-	ctx      context.Context
-	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 }
 
@@ -53,70 +51,39 @@ func NewListener(pc net.PacketConn, hs Handshake, opts ...Option) (*Listener, er
 		acceptCh: make(chan net.Conn, cfg.backlog),
 		done:     make(chan struct{}),
 	}
-	l.ctx, l.cancel = context.WithCancel(context.Background())
-	l.m, err = newMux(pc, cfg, l.admit)
+	l.m, err = newMux(pc, cfg, false, l.startHandshake)
 	if err != nil {
-		l.cancel()
 		return nil, err
 	}
-	l.m.start()
+	l.m.run()
 	return l, nil
 }
 
-// admit starts the handshake of a new (or pending) association. It runs
-// with the mux lock held, which also guards the pending count.
-func (l *Listener) admit(c *Conn) bool {
-	if l.m.pending >= l.m.cfg.maxPending {
-		l.log("refused a ClientHello: too many pending handshakes", c)
-		return false
-	}
-	l.m.pending++
+// startHandshake runs the handshake of a new association. The machine has
+// already bounded how many there are: unverified ones by eviction, verified
+// ones by the cap on cookie echoes.
+func (l *Listener) startHandshake(c *Conn) {
 	l.wg.Add(1)
 	go l.handshake(c)
-	return true
 }
 
 func (l *Listener) handshake(c *Conn) {
 	defer l.wg.Done()
-	ctx, cancel := context.WithTimeout(l.ctx, l.m.cfg.handshakeTimeout)
+	// The machine ends the association at its timeout, which closes c and
+	// so ends the handshake; the deadline here only makes sure of it.
+	ctx, cancel := context.WithTimeout(c.ctx, l.m.cfg.handshakeTimeout)
 	dc, err := l.hs(ctx, c)
 	cancel()
-	// Whether c is still pending and its promotion are decided under one
-	// lock: the live association may close at any moment, and in between
-	// it would have made c the live one, so a separate promote found c no
-	// longer pending and closed an established connection.
-	var retired *Conn
-	ok := err == nil
-	l.m.mu.Lock()
-	l.m.pending--
-	if ok {
-		if c.pending {
-			retired, ok = l.m.promoteLocked(c)
-		} else {
-			// Only now may a ClientHello from this peer start a
-			// re-handshake: before, it is the handshake's own (a
-			// retransmission, or the ClientHello that answers a
-			// HelloVerifyRequest).
-			c.established = true
-		}
-	}
-	l.m.mu.Unlock()
 	if err != nil {
 		c.Close()
 		l.m.stats.handshakeFailed.Add(1)
 		l.log("handshake failed", c, slog.Any("err", err))
 		return
 	}
-	if !ok {
-		// Closed while its handshake ran.
+	if !l.m.completed(c) {
+		// Ended while its handshake ran (evicted, timed out, closed).
 		dc.Close()
 		return
-	}
-	if retired != nil {
-		l.m.stats.rehandshakeCompleted.Add(1)
-		// Closing the transport ends the old association through the
-		// stack's normal error path: its reader sees EOF.
-		retired.Close()
 	}
 	select {
 	case <-l.done:
@@ -151,9 +118,9 @@ func (l *Listener) Accept() (net.Conn, error) {
 // closes with the last of them, as with pion's listener.
 func (l *Listener) Close() error {
 	l.once.Do(func() {
-		l.m.stopAccepting()
 		close(l.done)
-		l.cancel()
+		l.m.stop() // abandons handshakes under way
+		l.m.stopAccepting()
 		l.wg.Wait()
 		for {
 			select {
@@ -181,7 +148,7 @@ func (l *Listener) log(msg string, c *Conn, attrs ...slog.Attr) {
 	if lg == nil || !lg.Enabled(context.Background(), slog.LevelDebug) {
 		return
 	}
-	attrs = append(attrs, slog.String("peer", c.addr.String()), slog.Bool("rehandshake", c.pending))
+	attrs = append(attrs, slog.String("peer", c.addr.String()), slog.Bool("rehandshake", c.a.Rehandshake()))
 	lg.LogAttrs(context.Background(), slog.LevelDebug, "demux: "+msg, attrs...)
 }
 
@@ -198,8 +165,9 @@ type PacketListener struct {
 	once     sync.Once
 }
 
-// NewPacketListener demultiplexes pc, which it owns. WithRehandshake,
-// WithHandshakeTimeout and WithMaxPendingHandshakes do not apply.
+// NewPacketListener demultiplexes pc, which it owns. WithRehandshake does
+// not apply; the handshake timeout ends associations whose handshake pion
+// has not completed in time, as judged from what it sends.
 func NewPacketListener(pc net.PacketConn, opts ...Option) (*PacketListener, error) {
 	cfg, err := buildConfig(opts)
 	if err != nil {
@@ -207,21 +175,22 @@ func NewPacketListener(pc net.PacketConn, opts ...Option) (*PacketListener, erro
 	}
 	cfg.rehandshake = false
 	l := &PacketListener{acceptCh: make(chan *Conn, cfg.backlog), done: make(chan struct{})}
-	l.m, err = newMux(pc, cfg, l.admit)
+	// pion runs the handshake out of sight, so completion is inferred from
+	// what it sends (package assoc, rule 7).
+	l.m, err = newMux(pc, cfg, true, l.hand)
 	if err != nil {
 		return nil, err
 	}
-	l.m.start()
+	l.m.run()
 	return l, nil
 }
 
-func (l *PacketListener) admit(c *Conn) bool {
+func (l *PacketListener) hand(c *Conn) {
 	select {
 	case l.acceptCh <- c:
-		return true
 	default:
 		l.m.stats.backlogOverflow.Add(1)
-		return false
+		c.Close()
 	}
 }
 

@@ -13,26 +13,39 @@ const (
 	DefaultHandshakeTimeout     = 30 * time.Second // pion's default ConnectContextMaker
 	DefaultMaxPendingHandshakes = 128
 	DefaultBacklog              = 128 // pion's, and Linux's listen backlog
+	// DefaultMaxUnverified caps handshakes whose client has not yet proved
+	// its address. At the cap the oldest is evicted, so a flood of forged
+	// ClientHellos at rate r gives each about DefaultMaxUnverified/r
+	// seconds: at 5,000 a second, 200 ms, a hundred loopback round trips.
+	DefaultMaxUnverified = 1024
+	// DefaultUnverifiedTimeout ends a handshake whose client has not proved
+	// its address in time: long enough for a lost HelloVerifyRequest and
+	// two retransmitted ClientHellos (1 s, then 2 s: RFC 6347 §4.2.4.1).
+	DefaultUnverifiedTimeout = 5 * time.Second
 )
 
 // Option configures a Listener or PacketListener.
 type Option func(*config) error
 
 type config struct {
-	filterOpts       []strayfilter.Option
-	handshakeTimeout time.Duration
-	maxPending       int
-	backlog          int
-	rehandshake      bool
-	logger           *slog.Logger
+	filterOpts        []strayfilter.Option
+	handshakeTimeout  time.Duration
+	maxPending        int
+	maxUnverified     int
+	unverifiedTimeout time.Duration
+	backlog           int
+	rehandshake       bool
+	logger            *slog.Logger
 }
 
 func defaultConfig() config {
 	return config{
-		handshakeTimeout: DefaultHandshakeTimeout,
-		maxPending:       DefaultMaxPendingHandshakes,
-		backlog:          DefaultBacklog,
-		rehandshake:      true,
+		handshakeTimeout:  DefaultHandshakeTimeout,
+		maxPending:        DefaultMaxPendingHandshakes,
+		maxUnverified:     DefaultMaxUnverified,
+		unverifiedTimeout: DefaultUnverifiedTimeout,
+		backlog:           DefaultBacklog,
+		rehandshake:       true,
 	}
 }
 
@@ -60,10 +73,10 @@ func WithFilter(opts ...strayfilter.Option) Option {
 	}
 }
 
-// WithHandshakeTimeout bounds each server handshake (default 30 s, pion's).
-// A handshake that does not finish in time is abandoned and its peer
-// quieted; it never holds up other clients, whose handshakes run
-// concurrently.
+// WithHandshakeTimeout bounds each server handshake (default 30 s, pion's),
+// counted from the first ClientHello. A handshake that does not finish in
+// time is abandoned; it never holds up other clients, whose handshakes run
+// concurrently, and it leaves nothing behind (no quiet period).
 func WithHandshakeTimeout(d time.Duration) Option {
 	return func(c *config) error {
 		if d <= 0 {
@@ -74,15 +87,43 @@ func WithHandshakeTimeout(d time.Duration) Option {
 	}
 }
 
-// WithMaxPendingHandshakes caps handshakes under way at once (default 128).
-// A ClientHello from a new peer beyond the cap is dropped and counted; the
-// client retransmits it.
+// WithMaxPendingHandshakes caps handshakes under way at once whose client
+// proved its address by echoing the server's cookie (default 128). A
+// cookie echo beyond the cap is dropped and counted as refused; the client
+// retransmits it. Handshakes not yet proved have their own cap
+// (WithMaxUnverified) and never take these slots.
 func WithMaxPendingHandshakes(n int) Option {
 	return func(c *config) error {
 		if n < 1 {
 			return invalid("max pending handshakes %d must be at least 1", n)
 		}
 		c.maxPending = n
+		return nil
+	}
+}
+
+// WithMaxUnverified caps handshakes whose client has not yet proved its
+// address (default 1,024): a forged ClientHello costs one of these slots,
+// for at most WithUnverifiedTimeout. At the cap the oldest is evicted to
+// admit the next ClientHello, which is never refused (a SYN cache).
+func WithMaxUnverified(n int) Option {
+	return func(c *config) error {
+		if n < 1 {
+			return invalid("max unverified handshakes %d must be at least 1", n)
+		}
+		c.maxUnverified = n
+		return nil
+	}
+}
+
+// WithUnverifiedTimeout ends a handshake whose client has not proved its
+// address this long after its first ClientHello (default 5 s).
+func WithUnverifiedTimeout(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return invalid("unverified timeout %v must be positive", d)
+		}
+		c.unverifiedTimeout = d
 		return nil
 	}
 }
@@ -100,9 +141,10 @@ func WithBacklog(n int) Option {
 }
 
 // WithRehandshake turns RFC 6347 §4.2.8 support on (the default) or off.
-// When on, an epoch-0 ClientHello from a peer that has a live association
-// starts a pending association beside it; the old one is retired only when
-// the new handshake completes. See the package documentation.
+// When on, an epoch-0 ClientHello with a new client random from a peer
+// that has an established association starts a handshake beside it; the
+// old one is retired only when the new handshake completes. See the
+// package documentation.
 func WithRehandshake(on bool) Option {
 	return func(c *config) error {
 		c.rehandshake = on

@@ -1,25 +1,43 @@
 package demux
 
-import "github.com/straydtls/straydtls/strayfilter"
+import (
+	"github.com/straydtls/straydtls/internal/assoc"
+	"github.com/straydtls/straydtls/strayfilter"
+)
 
 // Stats are a listener's counters and current state.
 type Stats struct {
 	// Filter is the stray filter's view: what it dropped from quiet peers.
 	Filter strayfilter.Stats
 
-	Peers             int // addresses with an association now
-	Conns             int // per-peer conns open now (live and pending)
-	PendingHandshakes int // handshakes under way now
+	Peers int // addresses with an association now
+	Conns int // per-peer conns open now
+	// Unverified counts handshakes whose client has not proved its address
+	// yet; PendingHandshakes those whose client has.
+	Unverified        int
+	PendingHandshakes int
 
-	Created     uint64 // associations a ClientHello created
-	Refused     uint64 // ClientHellos refused: too many pending handshakes, or backlog full
-	UnknownPeer uint64 // datagrams from a peer without association that did not open one
-	// NotAccepting counts datagrams from unknown peers after Close.
+	Created    uint64 // associations a ClientHello opened
+	Verified   uint64 // clients that proved their address (cookie echo)
+	Evicted    uint64 // unverified handshakes evicted at WithMaxUnverified
+	Unproved   uint64 // unverified handshakes that timed out
+	TimedOut   uint64 // verified handshakes that timed out
+	Refused    uint64 // cookie echoes dropped at WithMaxPendingHandshakes
+	Completed  uint64 // handshakes that completed
+	BufferFull uint64 // datagrams dropped because a peer's reader fell behind
+	// UnknownPeer counts datagrams that no association could take: from a
+	// peer without one that did not open one, or records the peer's
+	// handshakes cannot take before the client proved its address.
+	UnknownPeer uint64
+	// Invalid counts epoch-0 alerts and application data sent to an
+	// established association, which no stack may accept (RFC 6347
+	// §4.1.2.7): one forged datagram would otherwise end it in pion v2.
+	Invalid uint64
+	// NotAccepting counts ClientHellos from new peers after Close.
 	NotAccepting uint64
-	BufferFull   uint64 // datagrams dropped because a peer's reader fell behind
 
 	Accepted        uint64 // connections returned by Accept
-	HandshakeFailed uint64 // handshakes that failed or timed out
+	HandshakeFailed uint64 // handshakes the stack gave up on, or that ended under it
 	BacklogOverflow uint64 // established connections closed because the backlog was full
 
 	// Re-handshakes from the same address (RFC 6347 §4.2.8).
@@ -30,20 +48,27 @@ type Stats struct {
 
 func (m *mux) snapshot() Stats {
 	m.mu.Lock()
-	s := Stats{Peers: len(m.peers), Conns: m.conns, PendingHandshakes: m.pending}
+	g, c := m.sm.Gauges(), m.sm.Counters()
+	s := Stats{Peers: g.Peers, Conns: len(m.all), Unverified: g.Unverified, PendingHandshakes: g.Handshaking}
 	m.mu.Unlock()
 	s.Filter = m.fc.Stats()
-	c := &m.stats
-	s.Created = c.created.Load()
-	s.Refused = c.refused.Load()
-	s.UnknownPeer = c.unknownPeer.Load()
-	s.NotAccepting = c.notAccepting.Load()
-	s.BufferFull = c.bufferFull.Load()
-	s.Accepted = c.accepted.Load()
-	s.HandshakeFailed = c.handshakeFailed.Load()
-	s.BacklogOverflow = c.backlogOverflow.Load()
-	s.RehandshakeStarted = c.rehandshakeStarted.Load()
-	s.RehandshakeCompleted = c.rehandshakeCompleted.Load()
-	s.RehandshakeAbandoned = c.rehandshakeAbandoned.Load()
+	s.Created = c.Opened
+	s.Verified = c.Verified
+	s.Evicted = c.Ended[assoc.EndEvicted]
+	s.Unproved = c.Ended[assoc.EndUnverifiedTimeout]
+	s.TimedOut = c.Ended[assoc.EndHandshakeTimeout]
+	s.Refused = c.Refused
+	s.Completed = c.Completed
+	s.UnknownPeer = c.Dropped[assoc.DropNoAssociation] + c.Dropped[assoc.DropUnproved]
+	s.Invalid = c.Dropped[assoc.DropInvalid]
+	s.NotAccepting = c.Dropped[assoc.DropNotAccepting]
+	s.RehandshakeStarted = c.Rehandshakes
+	s.RehandshakeCompleted = c.Replaced
+	s.RehandshakeAbandoned = c.RehandshakesAbandoned
+	st := &m.stats
+	s.BufferFull = st.bufferFull.Load()
+	s.Accepted = st.accepted.Load()
+	s.HandshakeFailed = st.handshakeFailed.Load()
+	s.BacklogOverflow = st.backlogOverflow.Load()
 	return s
 }

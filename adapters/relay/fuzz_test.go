@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/straydtls/straydtls/internal/assoc"
 	"github.com/straydtls/straydtls/strayfilter"
 )
 
@@ -19,10 +20,11 @@ type fakeUpstream struct {
 
 	mu      sync.Mutex
 	written int
-	// spoke is set once the server sent anything; early is set if the relay
-	// wrote a protected record before that, which a server would take as
-	// the first datagram of a new connection.
-	spoke, early bool
+	// answered is set once the server sent something other than a
+	// HelloVerifyRequest; early is set if the relay wrote a protected
+	// record before that, which a server would take as the first datagram
+	// of a new connection.
+	answered, early bool
 	// handling is closed when the pump has finished with the datagram it
 	// read last: it is back in Read, or the socket closed.
 	handling chan struct{}
@@ -64,7 +66,9 @@ func (f *fakeUpstream) Read(b []byte) (int, error) {
 func (f *fakeUpstream) serve(t *testing.T, d []byte) {
 	t.Helper()
 	f.mu.Lock()
-	f.spoke = true
+	if !strayfilter.AsksForCookie(d) {
+		f.answered = true
+	}
 	f.mu.Unlock()
 	done := make(chan struct{})
 	select {
@@ -101,7 +105,7 @@ func (f *fakeUpstream) Write(b []byte) (int, error) {
 	}
 	f.mu.Lock()
 	f.written++
-	if !f.spoke && strayfilter.Inspect(b).Protected() {
+	if !f.answered && strayfilter.Inspect(b).Protected() {
 		f.early = true
 	}
 	f.mu.Unlock()
@@ -121,35 +125,55 @@ func (f *fakeUpstream) SetDeadline(time.Time) error      { return nil }
 func (f *fakeUpstream) SetReadDeadline(time.Time) error  { return nil }
 func (f *fakeUpstream) SetWriteDeadline(time.Time) error { return nil }
 
-// What the fuzzed server sends: its Finished (the first protected record,
-// which makes a pending association the live one), an encrypted closing
-// alert (also protected), or a plaintext fatal alert (a handshake refused).
+// What the fuzzed server sends.
 var (
 	serverFinished = []byte{0x16, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 1, 0, 2, 0xaa, 0xbb}
 	serverAlert    = []byte{0x15, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 3, 0, 2, 0xaa, 0xbb}
 	serverRefusal  = []byte{0x15, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 1, 0, 2, 2, 40}
+	serverHVR      = []byte{0x16, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 17,
+		3, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 5, 0xfe, 0xff, 2, 0xc0, 0x0c}
+	serverHello = []byte{0x16, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 1, 0, 16,
+		2, 0, 0, 4, 0, 1, 0, 0, 0, 0, 0, 4, 0xfe, 0xfd, 0, 0}
+	serverData = []byte{0x17, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 4, 0, 2, 0xaa, 0xbb}
 )
 
-// writes is how many datagrams the relay has sent on a's upstream socket.
-func writes(a *association) int {
-	if a == nil {
-		return 0
+// associations returns the client's associations, live first, and their
+// fake upstream sockets.
+func associations(r *Relay, client netip.AddrPort) []*upstreamConn {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []*upstreamConn
+	for u := range r.all {
+		if u.client == client && u.a.State() != assoc.Ended {
+			out = append(out, u)
+		}
 	}
-	return a.up.(*fakeUpstream).count()
+	// Stable order: by opening time.
+	for i := range out {
+		for j := i + 1; j < len(out); j++ {
+			if out[j].opened < out[i].opened {
+				out[i], out[j] = out[j], out[i]
+			}
+		}
+	}
+	return out
 }
 
-// FuzzRelayPackets feeds the relay's packet handling a fuzzed sequence of
-// client datagrams and server records (a Finished, an encrypted alert or a
-// plaintext fatal alert, on a client's live or pending association) for four
-// clients, with a cap of two associations, and checks after every step: no panic; the cap holds and the
-// count matches the routing table; only a datagram that opens an
-// association creates one, and only a ClientHello after a completed
-// handshake a pending one; a client datagram never ends or replaces an
-// association; a quiet client's stray never reaches the server; every
-// datagram goes where the routing rules say, exactly once; the server's
-// Finished makes a pending association the live one and ends the old; a
-// server alert ends its association and quiets the client only if no
-// other association of that client carries on.
+func fake(u *upstreamConn) *fakeUpstream { return u.conn.(*fakeUpstream) }
+
+// FuzzRelayPackets drives the relay's shell (routing is the association
+// machine's, fuzzed on its own in internal/assoc) with a fuzzed sequence
+// of client datagrams and server datagrams (a HelloVerifyRequest, a
+// ServerHello, a Finished, application data, an encrypted alert, a
+// plaintext refusal) on the associations of four clients, with caps of two
+// unverified and two proved associations, and checks after every step: no
+// panic and no deadlock; an upstream socket is open for exactly the
+// associations the machine has; a client datagram is written only to
+// sockets of its own client's associations, at most once each; a datagram
+// from a client without an association that does not open one reaches no
+// server; no server is sent a protected record before it answered; a
+// server's closing alert ends its association, and quiets the client when
+// it was completed and nothing proved is left.
 func FuzzRelayPackets(f *testing.F) {
 	hello := []byte{0x16, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
 	seed := func(steps ...[]byte) []byte {
@@ -162,28 +186,25 @@ func FuzzRelayPackets(f *testing.F) {
 	}
 	appData := []byte{0x17, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 2, 0, 1, 0}
 	// helloRandom is a ClientHello's first fragment with its random filled
-	// with b: the same b is a copy of one handshake's ClientHello, another
-	// b a new handshake.
-	helloRandom := func(b byte) []byte {
-		h := []byte{0x16, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 46,
-			1, 0, 0, 34, 0, 0, 0, 0, 0, 0, 0, 34, 0xfe, 0xfd}
+	// with b, echoing cookie.
+	helloRandom := func(b byte, cookie ...byte) []byte {
+		h := []byte{0x16, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, byte(12 + 36 + len(cookie)),
+			1, 0, 0, byte(36 + len(cookie)), 0, 0, 0, 0, 0, 0, 0, byte(36 + len(cookie)), 0xfe, 0xfd}
 		for range 32 {
 			h = append(h, b)
 		}
-		return h
+		h = append(h, 0, byte(len(cookie)))
+		return append(h, cookie...)
 	}
 	f.Add(seed(append([]byte{0}, hello...), []byte{0x80}, append([]byte{1}, hello...)))
 	f.Add(seed(append([]byte{2}, hello...), append([]byte{2}, 0x17, 0xfe, 0xfd, 0, 1), []byte{0x82}, []byte{2, 0x17}))
-	f.Add(seed(append([]byte{0}, hello...), append([]byte{1}, hello...), append([]byte{2}, hello...), []byte{3}))
-	// A re-handshake that completes, one the old association's alert
-	// overtakes, ones whose own server refuses or closes it, and a late
-	// copy of the old ClientHello, which starts nothing.
-	h1, h2 := append([]byte{0}, helloRandom(1)...), append([]byte{0}, helloRandom(2)...)
-	f.Add(seed(h1, []byte{0xa0}, h2, append([]byte{0}, appData...), []byte{0xe0}, append([]byte{0}, appData...)))
-	f.Add(seed(h1, []byte{0xa0}, h2, []byte{0x80}, h2))
-	f.Add(seed(h1, []byte{0xa0}, h2, []byte{0xd0}, append([]byte{0}, appData...)))
-	f.Add(seed(h1, []byte{0xa0}, h2, []byte{0xc0}, append([]byte{0}, appData...)))
-	f.Add(seed(h1, []byte{0xa0}, h1, append([]byte{0}, appData...)))
+	// The cookie exchange, a completed handshake, a re-handshake beside it
+	// that completes, and alerts either way.
+	h1, e1 := append([]byte{0}, helloRandom(1)...), append([]byte{0}, helloRandom(1, 0xc0, 0x0c)...)
+	h2, e2 := append([]byte{0}, helloRandom(2)...), append([]byte{0}, helloRandom(2, 0xc0, 0x0c)...)
+	f.Add(seed(h1, []byte{0x8c}, e1, []byte{0x90}, []byte{0x80}, append([]byte{0}, appData...),
+		h2, []byte{0x9c}, e2, []byte{0x90}, []byte{0x80}, append([]byte{0}, appData...), []byte{0x84}))
+	f.Add(seed(h1, []byte{0x8c}, e1, []byte{0x80}, append([]byte{0}, serverAlert...), append([]byte{0}, appData...)))
 
 	// Clients are real loopback sockets, so what the relay sends them goes
 	// nowhere else. The relay's own socket is shared by every execution:
@@ -205,47 +226,33 @@ func FuzzRelayPackets(f *testing.F) {
 	defer pc.Close()
 
 	f.Fuzz(func(t *testing.T, in []byte) {
-		r, err := New(pc, netip.MustParseAddrPort("127.0.0.1:9"), WithMaxAssociations(2))
+		r, err := New(pc, netip.MustParseAddrPort("127.0.0.1:9"),
+			WithMaxAssociations(2), WithMaxUnverified(2), WithCloseLinger(time.Hour))
 		if err != nil {
 			t.Fatal(err)
 		}
-		ended := make(chan struct{}, 64)
-		r.ended = func(net.Addr) {
-			select {
-			case ended <- struct{}{}:
-			default:
-			}
-		}
-		waitEnded := func(what string) {
-			select {
-			case <-ended:
-			case <-time.After(5 * time.Second):
-				t.Fatalf("%s: the association did not end", what)
-			}
-		}
 		defer endAll(r)
 		r.dial = func() (net.Conn, error) { return newFakeUpstream(), nil }
-		routes := func(client netip.AddrPort) (live, pending *association) {
-			r.mu.Lock()
-			defer r.mu.Unlock()
-			n := 0
-			for c, p := range r.peers {
-				if p.live == nil {
-					t.Fatalf("%v has a pending association and no live one", c)
+		// settled waits until the sockets open are exactly the machine's
+		// associations: pumps of ended associations have returned.
+		settled := func(what string) {
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				r.mu.Lock()
+				g := r.sm.Gauges()
+				open := len(r.all)
+				r.mu.Unlock()
+				total := g.Unverified + g.Handshaking + g.Established + g.Closing
+				if open == total {
+					return
 				}
-				n++
-				if p.pending != nil {
-					n++
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: %d upstream sockets open for %d associations", what, open, total)
 				}
+				time.Sleep(time.Millisecond)
 			}
-			if n != r.count || n > 2 {
-				t.Fatalf("%d associations routed, %d counted, cap 2", n, r.count)
-			}
-			if p := r.peers[client]; p != nil {
-				return p.live, p.pending
-			}
-			return nil, nil
 		}
+		kinds := [][]byte{serverFinished, serverAlert, serverRefusal, serverHVR, serverHello, serverData}
 
 		for len(in) >= 2 {
 			op, n := in[0], int(in[1])
@@ -254,113 +261,57 @@ func FuzzRelayPackets(f *testing.F) {
 			data := in[:n]
 			in = in[n:]
 			client := clients[op&3]
-			live, pending := routes(client)
-			quiet := r.table.Quiet(client)
+			mine := associations(r, client)
 
 			if op&0x80 != 0 {
-				// The server speaks on the client's live or pending association.
-				a, other := live, pending
-				if op&0x40 != 0 {
-					a, other = pending, live
-				}
-				if a == nil {
+				if len(mine) == 0 {
 					continue
 				}
-				if op&0x20 != 0 {
-					a.up.(*fakeUpstream).serve(t, serverFinished)
-					if a == pending {
-						waitEnded("promotion")
+				u := mine[int(op>>4&7)%len(mine)]
+				d := kinds[int(op>>2&3+op>>5&1*4)%len(kinds)]
+				before := u.a.State()
+				fake(u).serve(t, d)
+				settled("after the server spoke")
+				if strayfilter.CarriesClosingAlert(d) {
+					if st := u.a.State(); st != assoc.Ended {
+						t.Fatalf("a server alert left the association %v", st)
 					}
-					live2, pending2 := routes(client)
-					if a == pending {
-						if live2 != a || pending2 != nil || !live.replaced.Load() {
-							t.Fatal("the server's Finished did not make the pending association the live one")
-						}
-					} else if live2 != live || pending2 != pending || !a.established.Load() {
-						t.Fatal("the server's Finished on the live association changed the routing")
+					others := associations(r, client)
+					proved := false
+					for _, o := range others {
+						proved = proved || o.a.State() != assoc.Unverified
 					}
-					continue
-				}
-				alert := serverAlert
-				if op&0x10 != 0 {
-					alert = serverRefusal
-				}
-				a.up.(*fakeUpstream).serve(t, alert)
-				waitEnded("server alert")
-				if a == pending && op&0x10 == 0 {
-					// An encrypted alert is protected: the new handshake got
-					// somewhere, so it replaced the old association before
-					// it ended, and nothing of the client is left.
-					waitEnded("the replaced association")
-					other = nil
-				}
-				live2, pending2 := routes(client)
-				switch {
-				case live2 == a || pending2 == a:
-					t.Fatalf("%v's association outlived the server's alert", client)
-				case other != nil && (live2 != other || pending2 != nil):
-					t.Fatalf("%v's other association did not carry on alone", client)
-				case other != nil && r.table.Quiet(client) != quiet:
-					t.Fatalf("%v's quiet period changed although an association carries on", client)
-				case other == nil && !r.table.Quiet(client):
-					t.Fatalf("%v not quiet after the server's alert on its last association", client)
+					if (before == assoc.Established || before == assoc.Closing) && !proved && !r.table.Quiet(client) {
+						t.Fatalf("%v not quiet after the server closed its completed association", client)
+					}
 				}
 				continue
 			}
 
-			wLive, wPending := writes(live), writes(pending)
-			rec := strayfilter.Inspect(data)
-			opens := rec.OpensAssociation()
-			rnd, hasRandom := strayfilter.ClientRandom(data)
-			// A ClientHello with a new random after a completed handshake
-			// starts a new association (or is refused at the cap).
-			startsNew := live != nil && pending == nil && live.established.Load() && hasRandom &&
-				(!live.hasRandom || rnd != live.random)
+			writes := map[*fakeUpstream]int{}
+			r.mu.Lock()
+			for o := range r.all {
+				writes[fake(o)] = fake(o).count()
+			}
+			r.mu.Unlock()
+			opens := strayfilter.Inspect(data).OpensAssociation()
 			r.handleClient(data, client)
-			live2, pending2 := routes(client)
-			switch {
-			case live == nil && live2 != nil && !opens:
-				t.Fatalf("a datagram that opens nothing (%x) created an association", data)
-			case live == nil && live2 != nil && writes(live2) != 1:
-				t.Fatalf("the opening datagram was forwarded %d times", writes(live2))
-			case live == nil && quiet && !opens && live2 != nil:
-				t.Fatalf("a quiet client's stray (%x) reached the server", data)
-			case live != nil && live2 != live:
-				t.Fatalf("a client datagram (%x) replaced or ended a live association", data)
-			case pending != nil && pending2 != pending:
-				t.Fatalf("a client datagram (%x) replaced or ended a pending association", data)
-			case pending2 != pending && !startsNew:
-				t.Fatalf("a datagram (%x) started a re-handshake that is no new ClientHello after a completed handshake", data)
-			}
-			// Where it went.
-			var toLive, toPending int
-			switch {
-			case live == nil:
-			case pending == nil && pending2 != nil:
-				toPending = 1 // the ClientHello that opened it, and only there
-			case startsNew:
-				// Refused at the cap: dropped.
-			case pending == nil && rec.Protected() && !live.answered.Load():
-				// Nothing protected before the server answered: dropped.
-			case pending == nil:
-				toLive = 1
-			case rec.ClearText():
-				toPending = 1 // the new handshake's clear text
-			default:
-				toLive = 1
-				if pending.answered.Load() {
-					toPending = 1
-				}
-			}
-			for _, a := range []*association{live2, pending2} {
-				if a != nil && a.up.(*fakeUpstream).sentEarly() {
+			settled("after a client datagram")
+			r.mu.Lock()
+			for o := range r.all {
+				got := fake(o).count() - writes[fake(o)]
+				switch {
+				case got > 1:
+					t.Fatalf("%x written %d times on one socket", data, got)
+				case got == 1 && o.client != client:
+					t.Fatalf("%x from %v written to %v's association", data, client, o.client)
+				case got == 1 && len(mine) == 0 && !opens:
+					t.Fatalf("%x, which opens nothing, from a client without an association reached a server", data)
+				case fake(o).sentEarly():
 					t.Fatalf("%x: a server was sent a protected record before it answered", data)
 				}
 			}
-			if live != nil && (writes(live)-wLive != toLive || writes(pending2)-wPending != toPending) {
-				t.Fatalf("%x forwarded %d to the live and %d to the pending association; want %d and %d",
-					data, writes(live)-wLive, writes(pending2)-wPending, toLive, toPending)
-			}
+			r.mu.Unlock()
 		}
 	})
 }
@@ -370,11 +321,11 @@ func FuzzRelayPackets(f *testing.F) {
 func endAll(r *Relay) {
 	r.mu.Lock()
 	r.closed = true
-	for _, p := range r.peers {
-		p.live.up.Close()
-		if p.pending != nil {
-			p.pending.up.Close()
-		}
+	if r.timer != nil {
+		r.timer.Stop()
+	}
+	for u := range r.all {
+		u.close()
 	}
 	r.mu.Unlock()
 	r.wg.Wait()

@@ -20,34 +20,53 @@ const (
 	// encrypted record (epoch ≥ 1): a handshake that did not finish, or a
 	// spoofed ClientHello. It is pion's default handshake timeout.
 	DefaultHandshakeTimeout = 30 * time.Second
-	// DefaultMaxAssociations caps associations, and so upstream sockets and
-	// goroutines. It stays well below the usual 1,024 soft descriptor limit
-	// times the 4 Go raises it to at start.
+	// DefaultMaxAssociations caps associations whose client proved its
+	// address, and so their upstream sockets and goroutines.
 	DefaultMaxAssociations = 4096
+	// DefaultMaxUnverified caps associations whose client has not proved
+	// its address yet (what a forged ClientHello opens). At the cap the
+	// oldest is evicted: a flood at rate r gives each about
+	// DefaultMaxUnverified/r seconds to prove itself, 500 ms at 2,000 a
+	// second.
+	DefaultMaxUnverified = 1024
+	// DefaultUnverifiedTimeout ends an association whose client has not
+	// proved its address in time: a lost HelloVerifyRequest and two
+	// retransmitted ClientHellos (1 s, then 2 s) fit.
+	DefaultUnverifiedTimeout = 5 * time.Second
+	// DefaultCloseLinger is how long an association lingers after the
+	// client's closing alert when the server does not answer it (GnuTLS
+	// does not); anything crossing meanwhile keeps it.
+	DefaultCloseLinger = 5 * time.Second
 )
 
 // Option configures a Relay.
 type Option func(*config) error
 
 type config struct {
-	quiet            time.Duration
-	maxQuiet         int
-	table            *conntrack.Table
-	idle             time.Duration
-	handshakeTimeout time.Duration
-	maxAssoc         int
-	filter           bool
-	logger           *slog.Logger
+	quiet             time.Duration
+	maxQuiet          int
+	table             *conntrack.Table
+	idle              time.Duration
+	handshakeTimeout  time.Duration
+	maxAssoc          int
+	maxUnverified     int
+	unverifiedTimeout time.Duration
+	linger            time.Duration
+	filter            bool
+	logger            *slog.Logger
 }
 
 func defaultConfig() config {
 	return config{
-		quiet:            conntrack.DefaultQuietPeriod,
-		maxQuiet:         conntrack.DefaultMaxEntries,
-		idle:             DefaultIdleTimeout,
-		handshakeTimeout: DefaultHandshakeTimeout,
-		maxAssoc:         DefaultMaxAssociations,
-		filter:           true,
+		quiet:             conntrack.DefaultQuietPeriod,
+		maxQuiet:          conntrack.DefaultMaxEntries,
+		idle:              DefaultIdleTimeout,
+		handshakeTimeout:  DefaultHandshakeTimeout,
+		maxAssoc:          DefaultMaxAssociations,
+		maxUnverified:     DefaultMaxUnverified,
+		unverifiedTimeout: DefaultUnverifiedTimeout,
+		linger:            DefaultCloseLinger,
+		filter:            true,
 	}
 }
 
@@ -106,9 +125,9 @@ func WithIdleTimeout(d time.Duration) Option {
 	}
 }
 
-// WithHandshakeTimeout ends associations whose server has not sent an
-// encrypted record d after the first ClientHello (default 30 s). It bounds
-// what a spoofed ClientHello costs: one association slot for d.
+// WithHandshakeTimeout ends associations whose handshake has not
+// completed d after the first ClientHello (default 30 s): the server has
+// not sent an encrypted record after the client proved its address.
 func WithHandshakeTimeout(d time.Duration) Option {
 	return func(c *config) error {
 		if d <= 0 {
@@ -119,15 +138,58 @@ func WithHandshakeTimeout(d time.Duration) Option {
 	}
 }
 
-// WithMaxAssociations caps concurrent associations (default 4,096). At the
-// cap a ClientHello that would open another is dropped, counted as refused
-// and logged.
+// WithMaxAssociations caps associations whose client proved its address
+// (default 4,096). At the cap, a closing association (the client sent its
+// alert, the server has not answered) is reclaimed for a new one; if none
+// is closing, the client's cookie echo is dropped and counted as refused,
+// and it retransmits.
 func WithMaxAssociations(n int) Option {
 	return func(c *config) error {
 		if n < 1 {
 			return invalid("max associations %d must be at least 1", n)
 		}
 		c.maxAssoc = n
+		return nil
+	}
+}
+
+// WithMaxUnverified caps associations whose client has not yet proved its
+// address (default 1,024): what a forged ClientHello can open. At the cap
+// the oldest is evicted to admit the next ClientHello, which is never
+// refused (a SYN cache).
+func WithMaxUnverified(n int) Option {
+	return func(c *config) error {
+		if n < 1 {
+			return invalid("max unverified associations %d must be at least 1", n)
+		}
+		c.maxUnverified = n
+		return nil
+	}
+}
+
+// WithUnverifiedTimeout ends an association whose client has not proved
+// its address this long after its first ClientHello (default 5 s).
+func WithUnverifiedTimeout(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return invalid("unverified timeout %v must be positive", d)
+		}
+		c.unverifiedTimeout = d
+		return nil
+	}
+}
+
+// WithCloseLinger sets how long an association lingers after its client's
+// closing alert (default 5 s) before it ends and frees its slot; a
+// datagram crossing either way meanwhile keeps it, and a server's own
+// closing alert ends it at once. 0 turns it off: a client's alert then
+// changes nothing.
+func WithCloseLinger(d time.Duration) Option {
+	return func(c *config) error {
+		if d < 0 {
+			return invalid("close linger %v must not be negative", d)
+		}
+		c.linger = d
 		return nil
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/straydtls/straydtls/conntrack"
+	"github.com/straydtls/straydtls/internal/assoc"
 	"github.com/straydtls/straydtls/strayfilter"
 )
 
@@ -32,15 +33,21 @@ type Relay struct {
 	start    time.Time
 	// dial opens the upstream socket of a new association. Tests replace it.
 	dial func() (net.Conn, error)
-	// ended, if set, is called with the upstream socket's address after an
-	// association has ended. Tests use it to wait for pumps.
+	// ended, if set, is called with the upstream socket's address once an
+	// association has ended and nothing more is forwarded on it. Tests use
+	// it to wait for pumps.
 	ended func(upstream net.Addr)
 
-	mu     sync.Mutex
-	peers  map[netip.AddrPort]*peer
-	count  int // associations, live and pending
-	closed bool
-	wg     sync.WaitGroup
+	mu sync.Mutex
+	// sm decides; the Relay reads, forwards, opens and closes.
+	sm      *assoc.Machine[*upstreamConn]
+	all     map[*upstreamConn]struct{} // upstream sockets open
+	naive   map[netip.AddrPort]*upstreamConn
+	ending  []*upstreamConn // what the machine ended during one call
+	timer   *time.Timer
+	timerAt int64
+	closed  bool
+	wg      sync.WaitGroup
 
 	served    atomic.Bool
 	lastWarn  [numWarnings]atomic.Int64
@@ -48,36 +55,20 @@ type Relay struct {
 	dropQuiet [strayfilter.NumReasons]atomic.Uint64
 }
 
-// peer is what one client addr:port has: its live association and, while
-// the client runs a new handshake from the same addr:port, a pending one on
-// its own upstream socket. A pending association is never without a live
-// one: when the live one ends, the pending one takes its place.
-type peer struct {
-	live, pending *association
-}
-
-// association is one client association and its upstream socket.
-type association struct {
-	client netip.AddrPort
-	up     net.Conn
-	opened int64 // ns since Relay.start
-	// random is the client random of the ClientHello that opened the
-	// association, if it carried one (hasRandom).
-	random    [32]byte
-	hasRandom bool
-	// last is when a datagram last crossed, either way (ns since start).
-	last atomic.Int64
-	// established is set once the server sent an encrypted record: the
-	// handshake got past its clear-text part.
-	established atomic.Bool
-	// answered is set once the server sent anything on the association.
-	answered atomic.Bool
-	// replaced is set when a newer association from the same client
-	// completed its handshake and took this one's place.
-	replaced atomic.Bool
+// upstreamConn is one association's socket towards the server.
+type upstreamConn struct {
+	a        *assoc.Assoc[*upstreamConn]
+	client   netip.AddrPort
+	conn     net.Conn
+	opened   int64
 	toServer atomic.Uint64
 	toClient atomic.Uint64
+	// why is the machine's reason for ending it, read by its pump.
+	why  atomic.Uint32
+	once sync.Once
 }
+
+func (u *upstreamConn) close() { u.once.Do(func() { u.conn.Close() }) }
 
 // Listen resolves upstream (a host name is resolved once, now), binds
 // listen and returns a Relay ready to Serve. network is "udp", "udp4" or
@@ -109,6 +100,10 @@ func Listen(network, listen, upstream string, opts ...Option) (*Relay, error) {
 	return r, nil
 }
 
+// ErrUpstreamIsSelf is returned when the upstream address is the relay's
+// own: every ClientHello would come back to the relay as a new client.
+var ErrUpstreamIsSelf = errors.New("relay: the upstream is the relay's own listening address")
+
 // New returns a Relay that reads clients from pc and forwards them to
 // upstream. The Relay owns pc from now on.
 func New(pc *net.UDPConn, upstream netip.AddrPort, opts ...Option) (*Relay, error) {
@@ -117,6 +112,9 @@ func New(pc *net.UDPConn, upstream netip.AddrPort, opts ...Option) (*Relay, erro
 	}
 	if !upstream.IsValid() || upstream.Port() == 0 {
 		return nil, fmt.Errorf("relay: upstream %v: need an address and a non-zero port: %w", upstream, conntrack.ErrInvalidPeer)
+	}
+	if err := notSelf(pc, upstream); err != nil {
+		return nil, err
 	}
 	cfg := defaultConfig()
 	for _, o := range opts {
@@ -144,10 +142,60 @@ func New(pc *net.UDPConn, upstream netip.AddrPort, opts ...Option) (*Relay, erro
 		table:    table,
 		log:      log,
 		start:    time.Now(),
-		peers:    make(map[netip.AddrPort]*peer),
+		all:      make(map[*upstreamConn]struct{}),
+		naive:    make(map[netip.AddrPort]*upstreamConn),
 	}
+	sm, err := assoc.New(assoc.Config{
+		MaxUnverified:     cfg.maxUnverified,
+		UnverifiedTimeout: cfg.unverifiedTimeout,
+		MaxAssociations:   cfg.maxAssoc,
+		HandshakeTimeout:  cfg.handshakeTimeout,
+		IdleTimeout:       cfg.idle,
+		CloseLinger:       cfg.linger,
+		Rehandshake:       true,
+		InferCompletion:   true,
+		EndOnServerAlert:  true,
+	}, r.machineEnded)
+	if err != nil {
+		return nil, fmt.Errorf("relay: %w: %w", err, strayfilter.ErrInvalidOption)
+	}
+	r.sm = sm
 	r.dial = func() (net.Conn, error) { return net.DialUDP("udp", nil, up) }
 	return r, nil
+}
+
+// notSelf refuses an upstream that is the relay's own listening address,
+// including a wildcard listener's port on any of the host's addresses.
+func notSelf(pc *net.UDPConn, upstream netip.AddrPort) error {
+	la, ok := pc.LocalAddr().(*net.UDPAddr)
+	if !ok || la.Port != int(upstream.Port()) {
+		return nil
+	}
+	lip, _ := netip.AddrFromSlice(la.IP)
+	lip = lip.Unmap()
+	up := upstream.Addr().Unmap()
+	if lip == up || lip.IsUnspecified() && isLocal(up) {
+		return fmt.Errorf("%w: listening on %v, upstream %v: %w", ErrUpstreamIsSelf, la, upstream, strayfilter.ErrInvalidOption)
+	}
+	return nil
+}
+
+func isLocal(a netip.Addr) bool {
+	if a.IsLoopback() || a.IsUnspecified() {
+		return true
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return false
+	}
+	for _, ia := range addrs {
+		if n, ok := ia.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(n.IP); ok && ip.Unmap() == a {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Addr is the address clients send to.
@@ -184,7 +232,7 @@ func (r *Relay) Serve() error {
 			r.Close()
 			return fmt.Errorf("relay: reading clients: %w", err)
 		}
-		r.handleClient(buf[:n], from)
+		r.handleClient(buf[:n], netip.AddrPortFrom(from.Addr().Unmap(), from.Port()))
 	}
 }
 
@@ -193,292 +241,223 @@ func transient(err error) bool {
 		errors.Is(err, syscall.ENETUNREACH) || errors.Is(err, os.ErrDeadlineExceeded)
 }
 
-// handleClient forwards one client datagram or drops it. It runs on the
-// Serve goroutine only, so associations are opened by one goroutine.
+func (r *Relay) now() int64 { return int64(time.Since(r.start)) }
+
+// handleClient forwards one client datagram where the machine routes it,
+// or drops it. It runs on the Serve goroutine only.
 func (r *Relay) handleClient(d []byte, from netip.AddrPort) {
 	r.counters.fromClients.Add(1)
-	var live, pending *association
+	if !r.cfg.filter {
+		r.handleNaive(d, from)
+		return
+	}
 	r.mu.Lock()
-	if p := r.peers[from]; p != nil {
-		live, pending = p.live, p.pending
+	if r.closed {
+		r.mu.Unlock()
+		return
+	}
+	rt := r.sm.Client(r.now(), from, d)
+	if rt.Open != nil && r.openLocked(rt.Open.Peer(), rt.Open) == nil {
+		r.sm.Abort(rt.Open)
+	}
+	ending := r.takeEndingLocked()
+	r.mu.Unlock()
+	r.closeEnded(ending)
+	if rt.N == 0 {
+		r.drop(from, d, rt.Drop)
+		return
+	}
+	for i := range rt.N {
+		if u := rt.To[i].Handle; u != nil {
+			r.forward(u, d)
+		}
+	}
+}
+
+// handleNaive is the relay without filtering (WithFiltering(false)): a
+// plain per-client NAT, to show what the filtering prevents.
+func (r *Relay) handleNaive(d []byte, from netip.AddrPort) {
+	r.mu.Lock()
+	u := r.naive[from]
+	if u == nil && !r.closed {
+		if u = r.openLocked(from, nil); u != nil {
+			r.naive[from] = u
+			r.counters.naiveOpened.Add(1)
+		}
 	}
 	r.mu.Unlock()
-	if !r.cfg.filter {
-		if live == nil {
-			if live = r.open(from, d); live == nil {
-				return
-			}
-		}
-		r.forward(live, d)
-		return
-	}
-	switch {
-	case live == nil:
-		if rec := strayfilter.Inspect(d); !rec.OpensAssociation() {
-			// Only a ClientHello starts an association: anything else
-			// from a client without one belongs to an association that
-			// has ended, and a server would take it as a new one.
-			r.drop(from, rec)
-			return
-		}
-		if live = r.open(from, d); live != nil {
-			r.forward(live, d)
-		}
-	case pending == nil:
-		// The common case, a live association past its handshake, looks at
-		// nothing but the first byte.
-		if live.established.Load() && len(d) > 0 && d[0] == strayfilter.ContentTypeHandshake {
-			// A ClientHello with a new random after the handshake: the
-			// client starts a new association from the same addr:port (it
-			// rebooted, RFC 6347 §4.2.8, or reconnected before the server's
-			// close_notify for the old one got here). It gets its own
-			// upstream socket, so nothing of the old association (that
-			// close_notify above all, which ends it) can reach or end the
-			// new one. The old one stays live until the new handshake gets
-			// past its clear-text part, so a spoofed ClientHello cuts
-			// nothing. A ClientHello with the old random is a late copy of
-			// the old handshake's own and goes where it belongs.
-			if rnd, ok := strayfilter.ClientRandom(d); ok && (!live.hasRandom || rnd != live.random) {
-				if pending = r.open(from, d); pending != nil {
-					r.forward(pending, d)
-				}
-				return
-			}
-		}
-		if !live.answered.Load() {
-			if rec := strayfilter.Inspect(d); rec.Protected() {
-				// Nothing protected can belong to a handshake whose server
-				// has not answered yet: it is what the client's previous
-				// association left in flight, and if the ClientHello was
-				// lost the server would take it as a new connection.
-				r.drop(from, rec)
-				return
-			}
-		}
-		r.forward(live, d)
-	default:
-		// While a new handshake is pending, its clear-text records go to it
-		// alone; protected ones go to the live association and, once the
-		// new one's server has answered, to it too (its client's Finished),
-		// and each server discards what it cannot authenticate (RFC 6347
-		// §4.1.2.7). Nothing in a datagram switches this routing: only the
-		// new handshake progressing does.
-		if rec := strayfilter.Inspect(d); rec.ClearText() {
-			r.forward(pending, d)
-			return
-		}
-		if pending.answered.Load() {
-			r.forward(pending, d)
-		}
-		r.forward(live, d)
+	if u != nil {
+		r.forward(u, d)
 	}
 }
 
-// drop counts a client datagram that no association can take: a stray if
-// the client is quiet, unknown otherwise.
-func (r *Relay) drop(from netip.AddrPort, rec strayfilter.Record) {
-	if r.table.Quiet(from) {
-		r.dropQuiet[strayfilter.ReasonOf(rec)].Add(1)
-	} else {
-		r.counters.droppedUnknown.Add(1)
-	}
-}
-
-// forward sends a client datagram to the server on a's upstream socket.
-func (r *Relay) forward(a *association, d []byte) {
-	a.last.Store(r.now())
-	if _, err := a.up.Write(d); err != nil {
-		// The association ended under us, or the server's host refused.
-		r.counters.writeErrors.Add(1)
-		r.warn(warnUpstreamWrite, "writing to upstream failed", "client", a.client, "err", err)
-		return
-	}
-	a.toServer.Add(1)
-	r.counters.toServer.Add(1)
-}
-
-// open starts an association for client on a fresh upstream socket: the
-// client's live one, or its pending one if it has a live one. first is the
-// datagram that opens it. It returns nil when the relay is closed, at its
-// cap or cannot dial.
-func (r *Relay) open(client netip.AddrPort, first []byte) *association {
-	random, hasRandom := strayfilter.ClientRandom(first)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
-		return nil
-	}
-	if r.count >= r.cfg.maxAssoc {
-		r.counters.refused.Add(1)
-		r.warn(warnRefused, "association refused: at the cap", "client", client, "max_associations", r.cfg.maxAssoc)
-		return nil
-	}
-	up, err := r.dial()
+// openLocked opens an upstream socket for the association a (nil for a
+// naive one) and starts its pump. Called with r.mu held.
+func (r *Relay) openLocked(client netip.AddrPort, a *assoc.Assoc[*upstreamConn]) *upstreamConn {
+	conn, err := r.dial()
 	if err != nil {
 		r.counters.dialErrors.Add(1)
 		r.warn(warnDial, "opening an upstream socket failed", "client", client, "err", err)
 		return nil
 	}
-	now := r.now()
-	a := &association{client: client, up: up, opened: now, random: random, hasRandom: hasRandom}
-	a.last.Store(now)
-	p := r.peers[client]
-	if p == nil {
-		p = &peer{}
-		r.peers[client] = p
+	u := &upstreamConn{a: a, client: client, conn: conn, opened: r.now()}
+	if a != nil {
+		a.Handle = u
 	}
-	if p.live == nil {
-		p.live = a
-	} else {
-		p.pending = a
-		r.counters.rehandshakes.Add(1)
-	}
-	r.count++
-	r.counters.opened.Add(1)
+	r.all[u] = struct{}{}
 	r.wg.Add(1)
-	go r.pump(a)
-	r.log.Debug("association opened", "client", client, "via", up.LocalAddr(), "pending", p.pending == a)
-	return a
+	go r.pump(u)
+	r.log.Debug("association opened", "client", client, "via", conn.LocalAddr())
+	return u
 }
 
-// pump forwards the server's datagrams to the client until the server
-// closes the association, it times out, or the relay closes.
-func (r *Relay) pump(a *association) {
-	defer r.wg.Done()
-	buf := make([]byte, maxDatagram)
-	for {
-		a.up.SetReadDeadline(r.start.Add(time.Duration(r.deadline(a))))
-		n, err := a.up.Read(buf)
-		if a.replaced.Load() {
-			// What the old association's server still sends (its
-			// close_notify) must not reach the client's new association.
-			r.end(a, endReplaced)
-			return
-		}
-		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				if r.now() >= r.deadline(a) {
-					if a.established.Load() {
-						r.end(a, endIdle)
-					} else {
-						r.end(a, endHandshakeTimeout)
-					}
-					return
-				}
-				continue // a datagram moved the deadline
-			}
-			if transient(err) {
-				// The server's port is closed (ICMP). It may come back; the
-				// idle timeout ends the association if it does not.
-				continue
-			}
-			r.end(a, endShutdown)
-			return
-		}
-		d := buf[:n]
-		a.last.Store(r.now())
-		if !a.answered.Load() {
-			a.answered.Store(true)
-		}
-		if !a.established.Load() && strayfilter.CarriesProtectedRecord(d) {
-			a.established.Store(true)
-			// Before the client sees the server's Finished, so that by the
-			// time its handshake completes the old association is gone.
-			r.promote(a)
-		}
-		if _, err := r.pc.WriteToUDPAddrPort(d, a.client); err != nil {
-			r.counters.writeErrors.Add(1)
-			r.warn(warnClientWrite, "writing to client failed", "client", a.client, "err", err)
-		} else {
-			a.toClient.Add(1)
-			r.counters.toClient.Add(1)
-		}
-		if r.cfg.filter && strayfilter.CarriesClosingAlert(d) {
-			r.end(a, endServerAlert)
-			return
-		}
+// machineEnded is the machine's end callback, run with r.mu held.
+func (r *Relay) machineEnded(a *assoc.Assoc[*upstreamConn], why assoc.EndReason, quiet bool) {
+	if quiet {
+		// Quiet before unrouted: nothing sees the client unrouted until
+		// r.mu is released.
+		r.table.Close(a.Peer())
+	}
+	if u := a.Handle; u != nil {
+		u.why.Store(uint32(why))
+		r.ending = append(r.ending, u)
 	}
 }
 
-func (r *Relay) deadline(a *association) int64 {
-	if a.established.Load() {
-		return a.last.Load() + int64(r.cfg.idle)
+func (r *Relay) takeEndingLocked() []*upstreamConn {
+	r.armLocked()
+	if len(r.ending) == 0 {
+		return nil
 	}
-	return min(a.opened+int64(r.cfg.handshakeTimeout), a.last.Load()+int64(r.cfg.idle))
+	e := r.ending
+	r.ending = nil
+	return e
 }
 
-// promote makes a's handshake, pending until now, the client's live
-// association and retires the one it replaces.
-func (r *Relay) promote(a *association) {
+// closeEnded closes the sockets of ended associations; their pumps see
+// the close and return.
+func (r *Relay) closeEnded(us []*upstreamConn) {
+	for _, u := range us {
+		u.close()
+	}
+}
+
+// armLocked points the timer at the machine's next deadline, so timeouts
+// end associations even when no datagram arrives.
+func (r *Relay) armLocked() {
+	due, ok := r.sm.NextDue()
+	if !ok || due == r.timerAt || r.closed {
+		return
+	}
+	r.timerAt = due
+	d := time.Duration(due - r.now())
+	if r.timer == nil {
+		r.timer = time.AfterFunc(d, r.expire)
+	} else {
+		r.timer.Reset(d)
+	}
+}
+
+func (r *Relay) expire() {
 	r.mu.Lock()
-	p := r.peers[a.client]
-	if p == nil || p.pending != a {
+	if r.closed {
 		r.mu.Unlock()
 		return
 	}
-	old := p.live
-	p.live, p.pending = a, nil
-	old.replaced.Store(true)
+	r.timerAt = -1
+	r.sm.Expire(r.now())
+	ending := r.takeEndingLocked()
 	r.mu.Unlock()
-	r.counters.replaced.Add(1)
-	// Its pump sees the socket close and ends it.
-	old.up.Close()
+	r.closeEnded(ending)
 }
 
-type endReason uint8
+// drop counts a client datagram that no association takes.
+func (r *Relay) drop(from netip.AddrPort, d []byte, why assoc.Drop) {
+	switch {
+	case why == assoc.DropInvalid:
+		r.counters.droppedInvalid.Add(1)
+	case why == assoc.DropRefused:
+		// Counted by the machine.
+	case r.table.Quiet(from):
+		r.dropQuiet[strayfilter.ReasonOf(strayfilter.Inspect(d))].Add(1)
+	default:
+		r.counters.droppedUnknown.Add(1)
+	}
+}
 
-const (
-	endServerAlert endReason = iota
-	endIdle
-	endHandshakeTimeout
-	endShutdown
-	endReplaced
-)
-
-var endNames = [...]string{"server-alert", "idle", "handshake-timeout", "shutdown", "replaced"}
-
-// end removes the association and releases its socket. Only the server's
-// alert makes the client quiet, and only if no other association of the
-// client carries on: after an idle timeout nothing of the association is in
-// flight, and at shutdown nothing is listening.
-func (r *Relay) end(a *association, why endReason) {
-	r.mu.Lock()
-	if p := r.peers[a.client]; p != nil {
-		switch a {
-		case p.live:
-			p.live = nil
-		case p.pending:
-			p.pending = nil
+// forward sends a client datagram to the server on u's socket.
+func (r *Relay) forward(u *upstreamConn, d []byte) {
+	if _, err := u.conn.Write(d); err != nil {
+		if errors.Is(err, net.ErrClosed) {
+			return // the association ended under us: nothing to tell
 		}
-		if p.live == nil && p.pending != nil {
-			// The old association ended while the new one's handshake runs:
-			// the new one carries on alone.
-			p.live, p.pending = p.pending, nil
-		}
-		if p.live == nil {
-			if why == endServerAlert {
-				// Quiet before unrouted, so no datagram finds the client
-				// neither routed nor quiet.
-				r.table.Close(a.client)
+		r.counters.writeErrors.Add(1)
+		r.warn(warnUpstreamWrite, "writing to upstream failed", "client", u.client, "err", err)
+		return
+	}
+	u.toServer.Add(1)
+	r.counters.toServer.Add(1)
+}
+
+// pump forwards the server's datagrams to the client until the machine
+// ends the association (which closes its socket) or the relay closes.
+func (r *Relay) pump(u *upstreamConn) {
+	defer r.wg.Done()
+	defer r.pumpDone(u)
+	buf := make([]byte, maxDatagram)
+	for {
+		n, err := u.conn.Read(buf)
+		if err != nil {
+			if transient(err) && !errors.Is(err, os.ErrDeadlineExceeded) {
+				// The server's port is closed (ICMP). It may come back; the
+				// machine's timeouts end the association if it does not.
+				continue
 			}
-			delete(r.peers, a.client)
+			return
+		}
+		d := buf[:n]
+		v := assoc.Verdict{Forward: true}
+		if u.a != nil { // nil: a naive association
+			r.mu.Lock()
+			v = r.sm.Server(r.now(), u.a, d)
+			ending := r.takeEndingLocked()
+			r.mu.Unlock()
+			r.closeEnded(ending)
+		}
+		if v.Forward {
+			if _, err := r.pc.WriteToUDPAddrPort(d, u.client); err != nil {
+				r.counters.writeErrors.Add(1)
+				r.warn(warnClientWrite, "writing to client failed", "client", u.client, "err", err)
+			} else {
+				u.toClient.Add(1)
+				r.counters.toClient.Add(1)
+			}
+		}
+		if v.Ended {
+			return
 		}
 	}
-	r.count--
-	r.mu.Unlock()
-	a.up.Close()
-	switch why {
-	case endServerAlert:
-		r.counters.serverClosed.Add(1)
-	case endIdle:
-		r.counters.idleClosed.Add(1)
-	case endHandshakeTimeout:
-		r.counters.handshakeTimeouts.Add(1)
+}
+
+// pumpDone releases what is left of u once its pump returns.
+func (r *Relay) pumpDone(u *upstreamConn) {
+	u.close()
+	r.mu.Lock()
+	if u.a != nil {
+		// A socket error the machine did not cause (or shutdown): the
+		// association ends here, quieting nobody.
+		r.sm.Abort(u.a)
+	} else if r.naive[u.client] == u {
+		delete(r.naive, u.client)
 	}
-	r.log.Debug("association ended", "client", a.client, "reason", endNames[why],
-		"duration", time.Duration(r.now()-a.opened), "to_server", a.toServer.Load(), "to_client", a.toClient.Load())
+	delete(r.all, u)
+	ending := r.takeEndingLocked()
+	r.mu.Unlock()
+	r.closeEnded(ending)
+	r.log.Debug("association ended", "client", u.client, "reason", assoc.EndReason(u.why.Load()),
+		"duration", time.Duration(r.now()-u.opened), "to_server", u.toServer.Load(), "to_client", u.toClient.Load())
 	if r.ended != nil {
-		r.ended(a.up.LocalAddr())
+		r.ended(u.conn.LocalAddr())
 	}
 }
 
@@ -492,12 +471,12 @@ func (r *Relay) Close() error {
 		return nil
 	}
 	r.closed = true
+	if r.timer != nil {
+		r.timer.Stop()
+	}
 	err := r.pc.Close()
-	for _, p := range r.peers {
-		p.live.up.Close()
-		if p.pending != nil {
-			p.pending.up.Close()
-		}
+	for u := range r.all {
+		u.close()
 	}
 	r.mu.Unlock()
 	r.wg.Wait()
@@ -510,21 +489,17 @@ func (r *Relay) isClosed() bool {
 	return r.closed
 }
 
-func (r *Relay) now() int64 { return int64(time.Since(r.start)) }
-
 type warning uint8
 
 const (
-	warnRefused warning = iota
-	warnDial
+	warnDial warning = iota
 	warnUpstreamWrite
 	warnClientWrite
 	numWarnings
 )
 
-// warn logs at most one line per second per kind: a flood of refused
-// ClientHellos must not become a flood of log lines. The counters keep the
-// full count.
+// warn logs at most one line per second per kind: a flood of failures must
+// not become a flood of log lines. The counters keep the full count.
 func (r *Relay) warn(kind warning, msg string, args ...any) {
 	now := r.now()
 	last := r.lastWarn[kind].Load()

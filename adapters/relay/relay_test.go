@@ -303,13 +303,16 @@ var (
 )
 
 // TestSpoofedInputCutsNothing: alerts, ClientHellos and garbage sent from
-// a live client's own addr:port end nothing; the association goes on. A
-// real ClientHello (a new random) starts a pending association on its own
-// upstream socket, which cannot get past the server's cookie and ends at
-// the handshake timeout without touching the live one.
+// a live client's own addr:port end nothing; the association goes on. An
+// encrypted alert makes it closing, and the echo traffic right after
+// makes it live again; a plaintext alert is dropped (no server may accept
+// one after the handshake). A ClientHello with a new random opens an
+// unverified association on its own upstream socket, which cannot get
+// past the server's cookie and ends at the unverified timeout without
+// touching the live one.
 func TestSpoofedInputCutsNothing(t *testing.T) {
 	naive := dtlstest.NewNaiveServer(t, 2*time.Second, true)
-	r := start(t, "127.0.0.1:0", naive.Addr(), relay.WithHandshakeTimeout(300*time.Millisecond))
+	r := start(t, "127.0.0.1:0", naive.Addr(), relay.WithUnverifiedTimeout(300*time.Millisecond))
 	pc := listenLoopback(t, "127.0.0.1:0")
 	c := dialV3(t, pc, addrOf(r), "before")
 	defer c.Close()
@@ -320,22 +323,24 @@ func TestSpoofedInputCutsNothing(t *testing.T) {
 		}
 		echo(t, c, fmt.Sprintf("after spoof %d", i))
 	}
-	dtlstest.WaitFor(t, "the spoofed handshake timed out", func() bool { return r.Stats().HandshakeTimeouts == 1 })
+	dtlstest.WaitFor(t, "the spoofed handshake timed out", func() bool { return r.Stats().UnverifiedTimeouts == 1 })
 	echo(t, c, "at the end")
 	s := r.Stats()
-	if s.Associations != 1 || s.Opened != 2 || s.Rehandshakes != 1 || s.Replaced != 0 || s.ServerClosed != 0 || s.Table.Len != 0 {
-		t.Fatalf("stats %+v: want the live association untouched and one spoofed handshake, ended", s)
+	if s.Associations != 1 || s.Live != 1 || s.Closing != 0 || s.Opened != 2 || s.Rehandshakes != 1 || s.Replaced != 0 ||
+		s.ServerClosed != 0 || s.Lingered != 0 || s.DroppedInvalid != 1 || s.Table.Len != 0 {
+		t.Fatalf("stats %+v: want the live association untouched, one spoofed handshake ended, the plaintext alert dropped", s)
 	}
 }
 
 // TestFloods: garbage from many addresses creates nothing; a ClientHello
-// flood fills the association cap and no more, a live association keeps
-// working, and the flood's associations end at the handshake timeout.
+// flood fills the cap on unverified associations and evicts the oldest,
+// never refusing one; a live association keeps working, and the flood's
+// associations end at the unverified timeout, releasing their sockets.
 func TestFloods(t *testing.T) {
 	const cap = 20
 	naive := dtlstest.NewNaiveServer(t, 2*time.Second, true)
 	r := start(t, "127.0.0.1:0", naive.Addr(),
-		relay.WithMaxAssociations(cap), relay.WithHandshakeTimeout(300*time.Millisecond))
+		relay.WithMaxUnverified(cap), relay.WithUnverifiedTimeout(300*time.Millisecond))
 	pc := listenLoopback(t, "127.0.0.1:0")
 	c := dialV3(t, pc, addrOf(r), "live")
 	defer c.Close()
@@ -362,17 +367,14 @@ func TestFloods(t *testing.T) {
 	for _, s := range socks {
 		s.WriteTo(clientHello, r.Addr())
 	}
-	dtlstest.WaitFor(t, "ClientHellos opened or refused", func() bool {
-		s := r.Stats()
-		return s.Opened+s.Refused == 1+senders
-	})
-	if s := r.Stats(); s.Opened != cap || s.Refused != senders-(cap-1) {
-		t.Fatalf("stats %+v: want %d opened and %d refused", s, cap, senders-(cap-1))
+	dtlstest.WaitFor(t, "ClientHellos opened", func() bool { return r.Stats().Opened == 1+senders })
+	if s := r.Stats(); s.Unverified != cap || s.Evicted != senders-cap || s.Refused != 0 {
+		t.Fatalf("stats %+v: want %d unverified, %d evicted, none refused", s, cap, senders-cap)
 	}
 	echo(t, c, "still live")
 	dtlstest.WaitFor(t, "flood associations time out", func() bool {
 		s := r.Stats()
-		return s.Associations == 1 && s.HandshakeTimeouts == cap-1
+		return s.Associations == 1 && s.UnverifiedTimeouts == cap
 	})
 	echo(t, c, "still live after")
 }

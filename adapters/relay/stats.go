@@ -4,59 +4,70 @@ import (
 	"sync/atomic"
 
 	"github.com/straydtls/straydtls/conntrack"
+	"github.com/straydtls/straydtls/internal/assoc"
 	"github.com/straydtls/straydtls/strayfilter"
 )
 
 type counters struct {
-	fromClients       atomic.Uint64
-	toServer          atomic.Uint64
-	toClient          atomic.Uint64
-	opened            atomic.Uint64
-	serverClosed      atomic.Uint64
-	idleClosed        atomic.Uint64
-	handshakeTimeouts atomic.Uint64
-	refused           atomic.Uint64
-	dialErrors        atomic.Uint64
-	writeErrors       atomic.Uint64
-	droppedUnknown    atomic.Uint64
-	rehandshakes      atomic.Uint64
-	replaced          atomic.Uint64
+	fromClients    atomic.Uint64
+	toServer       atomic.Uint64
+	toClient       atomic.Uint64
+	dialErrors     atomic.Uint64
+	writeErrors    atomic.Uint64
+	droppedUnknown atomic.Uint64
+	droppedInvalid atomic.Uint64
+	naiveOpened    atomic.Uint64
 }
 
 // Stats is a snapshot of a Relay's counters since it was made.
 type Stats struct {
-	// Associations is the number of associations now.
-	Associations int
+	// Associations is the number of associations now, of every state;
+	// Unverified, Pending and Live split it: not yet proved, handshaking,
+	// and completed (Closing of those after the client's closing alert).
+	Associations                       int
+	Unverified, Pending, Live, Closing int
 	// Opened counts associations started (each on a fresh upstream socket).
 	Opened uint64
+	// Verified counts clients that proved their address (echoed the
+	// server's cookie, or answered its first flight).
+	Verified uint64
 	// ServerClosed, IdleClosed and HandshakeTimeouts count associations
 	// that ended because the server sent a closing alert, because nothing
-	// crossed for the idle timeout, or because the server never sent an
-	// encrypted record within the handshake timeout.
+	// crossed for the idle timeout, or because a proved handshake did not
+	// complete in time.
 	ServerClosed, IdleClosed, HandshakeTimeouts uint64
+	// UnverifiedTimeouts and Evicted count associations whose client never
+	// proved its address: timed out, or evicted at the cap on them.
+	UnverifiedTimeouts, Evicted uint64
+	// Lingered counts associations that ended after their client's
+	// closing alert with nothing crossing; Reclaimed those closing ones
+	// ended early for room.
+	Lingered, Reclaimed uint64
 	// Rehandshakes counts associations a client started from the same
-	// addr:port while its previous one was still live (a ClientHello after
-	// the handshake: a reboot, or a reconnect that overtook the server's
-	// close_notify); Replaced counts those whose handshake got past its
-	// clear-text part and so ended the previous one.
+	// addr:port while it had a completed one (a reboot, RFC 6347 §4.2.8, or
+	// a reconnect that overtook the server's close_notify); Replaced counts
+	// those that completed and so ended the previous one.
 	Rehandshakes, Replaced uint64
-	// Refused counts ClientHellos dropped because the relay was at its cap
-	// on associations; DialErrors those for which no upstream socket could
-	// be opened.
+	// Refused counts cookie echoes dropped because the relay was at its
+	// cap on associations; DialErrors ClientHellos for which no upstream
+	// socket could be opened.
 	Refused, DialErrors uint64
 	// FromClients counts datagrams read from clients; ToServer and ToClient
 	// those forwarded each way.
 	FromClients, ToServer, ToClient uint64
 	// DroppedQuiet counts, by reason, datagrams from clients in their quiet
-	// period that did not open an association: the strays.
+	// period that no association took: the strays.
 	DroppedQuiet [strayfilter.NumReasons]uint64
-	// DroppedUnknown counts datagrams from clients with no association and
-	// no quiet period that did not open one (an association that timed out,
-	// a relay restart, a quiet period that ended or was evicted, garbage),
-	// and protected records for an association whose server has not
-	// answered yet (what a previous association left in flight). From a
-	// quiet client, both count in DroppedQuiet instead.
+	// DroppedUnknown counts datagrams no association took from clients
+	// that are not quiet: from a client without one (an association that
+	// timed out, a relay restart, a quiet period that ended, garbage), or
+	// records its handshakes cannot take before the client proved its
+	// address (what a previous association left in flight).
 	DroppedUnknown uint64
+	// DroppedInvalid counts epoch-0 alerts and application data sent to a
+	// completed association: no server may accept them (RFC 6347
+	// §4.1.2.7), and a forged one would end it in some.
+	DroppedInvalid uint64
 	// WriteErrors counts datagrams a socket refused to send.
 	WriteErrors uint64
 	// Table is the quiet-client table's own counters.
@@ -75,25 +86,39 @@ func (s Stats) DroppedStrays() uint64 {
 // Stats returns the relay's counters.
 func (r *Relay) Stats() Stats {
 	r.mu.Lock()
-	n := r.count
+	g, mc := r.sm.Gauges(), r.sm.Counters()
+	naive := len(r.naive)
 	r.mu.Unlock()
 	c := &r.counters
 	s := Stats{
-		Associations:      n,
-		Opened:            c.opened.Load(),
-		ServerClosed:      c.serverClosed.Load(),
-		IdleClosed:        c.idleClosed.Load(),
-		HandshakeTimeouts: c.handshakeTimeouts.Load(),
-		Rehandshakes:      c.rehandshakes.Load(),
-		Replaced:          c.replaced.Load(),
-		Refused:           c.refused.Load(),
-		DialErrors:        c.dialErrors.Load(),
-		FromClients:       c.fromClients.Load(),
-		ToServer:          c.toServer.Load(),
-		ToClient:          c.toClient.Load(),
-		DroppedUnknown:    c.droppedUnknown.Load(),
-		WriteErrors:       c.writeErrors.Load(),
-		Table:             r.table.Stats(),
+		Associations:       g.Unverified + g.Handshaking + g.Established + g.Closing + naive,
+		Unverified:         g.Unverified,
+		Pending:            g.Handshaking,
+		Live:               g.Established + g.Closing,
+		Closing:            g.Closing,
+		Opened:             mc.Opened,
+		Verified:           mc.Verified,
+		ServerClosed:       mc.Ended[assoc.EndServerAlert],
+		IdleClosed:         mc.Ended[assoc.EndIdle],
+		HandshakeTimeouts:  mc.Ended[assoc.EndHandshakeTimeout],
+		UnverifiedTimeouts: mc.Ended[assoc.EndUnverifiedTimeout],
+		Evicted:            mc.Ended[assoc.EndEvicted],
+		Lingered:           mc.Ended[assoc.EndLinger],
+		Reclaimed:          mc.Ended[assoc.EndReclaimed],
+		Rehandshakes:       mc.Rehandshakes,
+		Replaced:           mc.Replaced,
+		Refused:            mc.Refused,
+		DialErrors:         c.dialErrors.Load(),
+		FromClients:        c.fromClients.Load(),
+		ToServer:           c.toServer.Load(),
+		ToClient:           c.toClient.Load(),
+		DroppedUnknown:     c.droppedUnknown.Load(),
+		DroppedInvalid:     c.droppedInvalid.Load(),
+		WriteErrors:        c.writeErrors.Load(),
+		Table:              r.table.Stats(),
+	}
+	if !r.cfg.filter {
+		s.Opened = r.counters.naiveOpened.Load()
 	}
 	for i := range s.DroppedQuiet {
 		s.DroppedQuiet[i] = r.dropQuiet[i].Load()
@@ -105,23 +130,33 @@ func (r *Relay) Stats() Stats {
 // expvar and for log lines.
 func (s Stats) Map() map[string]uint64 {
 	m := map[string]uint64{
-		"associations":       uint64(s.Associations),
-		"opened":             s.Opened,
-		"server_closed":      s.ServerClosed,
-		"idle_closed":        s.IdleClosed,
-		"handshake_timeouts": s.HandshakeTimeouts,
-		"rehandshakes":       s.Rehandshakes,
-		"replaced":           s.Replaced,
-		"refused":            s.Refused,
-		"dial_errors":        s.DialErrors,
-		"from_clients":       s.FromClients,
-		"to_server":          s.ToServer,
-		"to_client":          s.ToClient,
-		"dropped_strays":     s.DroppedStrays(),
-		"dropped_unknown":    s.DroppedUnknown,
-		"write_errors":       s.WriteErrors,
-		"quiet_clients":      uint64(s.Table.Len),
-		"quiet_evictions":    s.Table.Evictions,
+		"associations":        uint64(s.Associations),
+		"unverified":          uint64(s.Unverified),
+		"pending":             uint64(s.Pending),
+		"live":                uint64(s.Live),
+		"closing":             uint64(s.Closing),
+		"opened":              s.Opened,
+		"verified":            s.Verified,
+		"server_closed":       s.ServerClosed,
+		"idle_closed":         s.IdleClosed,
+		"handshake_timeouts":  s.HandshakeTimeouts,
+		"unverified_timeouts": s.UnverifiedTimeouts,
+		"evicted":             s.Evicted,
+		"lingered":            s.Lingered,
+		"reclaimed":           s.Reclaimed,
+		"rehandshakes":        s.Rehandshakes,
+		"replaced":            s.Replaced,
+		"refused":             s.Refused,
+		"dial_errors":         s.DialErrors,
+		"from_clients":        s.FromClients,
+		"to_server":           s.ToServer,
+		"to_client":           s.ToClient,
+		"dropped_strays":      s.DroppedStrays(),
+		"dropped_unknown":     s.DroppedUnknown,
+		"dropped_invalid":     s.DroppedInvalid,
+		"write_errors":        s.WriteErrors,
+		"quiet_clients":       uint64(s.Table.Len),
+		"quiet_evictions":     s.Table.Evictions,
 	}
 	for i, v := range s.DroppedQuiet {
 		m["dropped_stray_"+strayfilter.Reason(i).String()] = v
