@@ -40,5 +40,6 @@ func TestRehandshake(t *testing.T) {
 			}
 			return uc, c, nil
 		},
+		PionDiesOfPlaintextAlert: true,
 	}.Run(t)
 }

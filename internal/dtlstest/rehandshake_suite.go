@@ -27,6 +27,9 @@ type Rehandshake struct {
 	// client handshake on it to server, giving up after timeout. It
 	// returns the socket even when the handshake fails.
 	Client func(t *testing.T, local, server netip.AddrPort, timeout time.Duration) (*net.UDPConn, net.Conn, error)
+	// PionDiesOfPlaintextAlert says that pion's own listener ends an
+	// established connection for a forged plaintext close_notify (v2).
+	PionDiesOfPlaintextAlert bool
 }
 
 // Run runs every test of the suite as a subtest.
@@ -34,6 +37,11 @@ func (s Rehandshake) Run(t *testing.T) {
 	t.Run("RebootedClientIsServed", s.rebootedClientIsServed)
 	t.Run("PionListenerLocksOutRebootedClient", s.pionListenerLocksOut)
 	t.Run("SpoofedClientHelloLeavesLiveAssociation", s.spoofedClientHello)
+	t.Run("SpoofedClientHelloThenReboot", s.spoofedClientHelloThenReboot)
+	t.Run("SpoofedPlaintextAlertCutsNothing", s.spoofedPlaintextAlert)
+	if s.PionDiesOfPlaintextAlert {
+		t.Run("PionListenerDiesOfSpoofedPlaintextAlert", s.pionDiesOfPlaintextAlert)
+	}
 	t.Run("LateCopyOfOwnClientHelloStartsNothing", s.lateClientHelloCopy)
 	t.Run("LiveEndsDuringRehandshake", s.liveEndsDuringRehandshake)
 	t.Run("OpenSSLRebootFromBoundPort", s.openSSLReboot)
@@ -163,13 +171,13 @@ func (s Rehandshake) pionListenerLocksOut(t *testing.T) {
 }
 
 // spoofedClientHello: a ClientHello from a live peer's address (an
-// off-path attacker's spoof) starts a pending handshake that cannot pass
-// the cookie exchange; the live association keeps working, the pending one
-// is abandoned at its timeout, and conns and goroutines return to where
-// they were.
+// off-path attacker's spoof) starts an unverified handshake that cannot
+// pass the cookie exchange; the live association keeps working, the
+// unverified one is abandoned at its timeout, and conns and goroutines
+// return to where they were.
 func (s Rehandshake) spoofedClientHello(t *testing.T) {
 	hello := ClientHello(t)
-	ln := s.Listen(t, demux.WithHandshakeTimeout(300*time.Millisecond))
+	ln := s.Listen(t, demux.WithUnverifiedTimeout(300*time.Millisecond))
 	ended := serveTracking(t, ln)
 	server := addrPort(ln.Addr())
 	d := device{s: &s}
@@ -184,8 +192,9 @@ func (s Rehandshake) spoofedClientHello(t *testing.T) {
 		}
 		EchoOnce(t, d.conn, fmt.Sprint("still live ", i))
 	}
-	WaitFor(t, "pending handshake abandoned", func() bool {
-		return ln.Stats().RehandshakeAbandoned >= 1 && ln.Stats().PendingHandshakes == 0
+	WaitFor(t, "the spoofed handshake abandoned", func() bool {
+		st := ln.Stats()
+		return st.RehandshakeAbandoned >= 1 && st.Unverified == 0 && st.PendingHandshakes == 0
 	})
 	EchoOnce(t, d.conn, "still live at the end")
 	st := ln.Stats()
@@ -198,6 +207,90 @@ func (s Rehandshake) spoofedClientHello(t *testing.T) {
 	default:
 	}
 	checkGoroutines()
+}
+
+// spoofedClientHelloThenReboot: a spoofed ClientHello from a live
+// client's addr:port, then the real client reboots on that port. Its
+// ClientHello carries its own random, so it opens its own handshake
+// instead of landing in the spoofed one, and it is served at once. Before
+// ClientHellos were routed by random, the spoofed handshake took the real
+// one's datagrams and locked the client out for the handshake timeout.
+func (s Rehandshake) spoofedClientHelloThenReboot(t *testing.T) {
+	hello := ClientHello(t)
+	ln := s.Listen(t)
+	ended := serveTracking(t, ln)
+	server := addrPort(ln.Addr())
+	d := device{s: &s}
+	d.boot(t, server, "before the spoof")
+	if err := d.send(hello, server); err != nil {
+		t.Fatal(err)
+	}
+	EchoOnce(t, d.conn, "after the spoof") // the spoof has been dispatched
+	d.crash()
+	took := d.boot(t, server, "after the reboot")
+	defer d.conn.Close()
+	t.Logf("re-handshake after a spoofed ClientHello took %v", took)
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the old connection never ended")
+	}
+	if st := ln.Stats(); st.RehandshakeCompleted != 1 || st.RehandshakeStarted != 2 {
+		t.Fatalf("stats %+v: want two re-handshakes started (the spoof, the reboot), one completed", st)
+	}
+}
+
+// spoofedPlaintextAlert: plaintext (epoch-0) alerts from a live client's
+// addr:port, a close_notify and a fatal one, end nothing: no stack may
+// accept them once keys are agreed (RFC 6347 §4.1.2.7), and the adapter
+// drops them. pion v2 would act on them.
+func (s Rehandshake) spoofedPlaintextAlert(t *testing.T) {
+	ln := s.Listen(t)
+	ended := serveTracking(t, ln)
+	server := addrPort(ln.Addr())
+	d := device{s: &s}
+	d.boot(t, server, "before")
+	defer d.conn.Close()
+	for i, alert := range [][]byte{plaintextAlert(1, 0), plaintextAlert(2, 40)} {
+		if err := d.send(alert, server); err != nil {
+			t.Fatal(err)
+		}
+		EchoOnce(t, d.conn, fmt.Sprint("after spoofed alert ", i))
+	}
+	select {
+	case c := <-ended:
+		t.Fatalf("the live connection %v ended", c.RemoteAddr())
+	default:
+	}
+	if st := ln.Stats(); st.Invalid != 2 {
+		t.Fatalf("stats %+v: want both alerts dropped as invalid", st)
+	}
+}
+
+// pionDiesOfPlaintextAlert is the same spoof against pion's own listener:
+// one forged 15-byte datagram ends the association.
+func (s Rehandshake) pionDiesOfPlaintextAlert(t *testing.T) {
+	ln := s.PionListen(t)
+	serveTracking(t, ln)
+	server := addrPort(ln.Addr())
+	d := device{s: &s}
+	d.boot(t, server, "before")
+	defer d.conn.Close()
+	if err := d.send(plaintextAlert(1, 0), server); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.conn.Write([]byte("after")); err != nil {
+		return // already ended
+	}
+	buf := make([]byte, 64)
+	d.conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if n, err := d.conn.Read(buf); err == nil {
+		t.Fatalf("pion's listener echoed %q after a forged plaintext close_notify; the kill this project prevents is gone", buf[:n])
+	}
+}
+
+func plaintextAlert(level, desc byte) []byte {
+	return []byte{21, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0x42, 0, 2, level, desc}
 }
 
 // lateClientHelloCopy: a late copy of the live handshake's own ClientHello
