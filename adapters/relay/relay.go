@@ -404,9 +404,10 @@ func (r *Relay) forward(u *upstreamConn, d []byte) {
 func (r *Relay) pump(u *upstreamConn) {
 	defer r.wg.Done()
 	defer r.pumpDone(u)
-	buf := make([]byte, maxDatagram)
-	for {
-		n, err := u.conn.Read(buf)
+	read := upstreamReader(u.conn)
+	ended := false
+	for !ended {
+		err := read(func(d []byte) { ended = r.fromServer(u, d) })
 		if err != nil {
 			if transient(err) && !errors.Is(err, os.ErrDeadlineExceeded) {
 				// The server's port is closed (ICMP). It may come back; the
@@ -415,28 +416,30 @@ func (r *Relay) pump(u *upstreamConn) {
 			}
 			return
 		}
-		d := buf[:n]
-		v := assoc.Verdict{Forward: true}
-		if u.a != nil { // nil: a naive association
-			r.mu.Lock()
-			v = r.sm.Server(r.now(), u.a, d)
-			ending := r.takeEndingLocked()
-			r.mu.Unlock()
-			r.closeEnded(ending)
-		}
-		if v.Forward {
-			if _, err := r.pc.WriteToUDPAddrPort(d, u.client); err != nil {
-				r.counters.writeErrors.Add(1)
-				r.warn(warnClientWrite, "writing to client failed", "client", u.client, "err", err)
-			} else {
-				u.toClient.Add(1)
-				r.counters.toClient.Add(1)
-			}
-		}
-		if v.Ended {
-			return
+	}
+}
+
+// fromServer forwards one server datagram to the client unless the machine
+// says otherwise, and reports whether it ended the association.
+func (r *Relay) fromServer(u *upstreamConn, d []byte) (ended bool) {
+	v := assoc.Verdict{Forward: true}
+	if u.a != nil { // nil: a naive association
+		r.mu.Lock()
+		v = r.sm.Server(r.now(), u.a, d)
+		ending := r.takeEndingLocked()
+		r.mu.Unlock()
+		r.closeEnded(ending)
+	}
+	if v.Forward {
+		if _, err := r.pc.WriteToUDPAddrPort(d, u.client); err != nil {
+			r.counters.writeErrors.Add(1)
+			r.warn(warnClientWrite, "writing to client failed", "client", u.client, "err", err)
+		} else {
+			u.toClient.Add(1)
+			r.counters.toClient.Add(1)
 		}
 	}
+	return v.Ended
 }
 
 // pumpDone releases what is left of u once its pump returns.

@@ -15,6 +15,7 @@ import (
 type Recorder struct {
 	mu         sync.Mutex
 	sent       map[netip.AddrPort][][]byte
+	clients    []netip.AddrPort // in the order they first sent
 	holdAlerts bool
 }
 
@@ -35,11 +36,21 @@ func (r *Recorder) Hook(p Packet) Verdict {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if _, ok := r.sent[p.Client]; !ok {
+		r.clients = append(r.clients, p.Client)
+	}
 	r.sent[p.Client] = append(r.sent[p.Client], bytes.Clone(p.Data))
 	if r.holdAlerts && strayfilter.Inspect(p.Data).Class == strayfilter.ClassAlert {
 		return Verdict{Hold: true}
 	}
 	return Verdict{}
+}
+
+// Clients returns the clients seen, in the order they first sent.
+func (r *Recorder) Clients() []netip.AddrPort {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]netip.AddrPort(nil), r.clients...)
 }
 
 // ClientHellos returns the datagrams that client sent that open an

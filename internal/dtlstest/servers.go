@@ -1,0 +1,204 @@
+package dtlstest
+
+import (
+	"bufio"
+	"crypto/ecdsa"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// requireTool skips t when a command the test runs is not installed, but
+// fails it under CI (CI=true), whose .ci/run installs every one: a test
+// that CI skips proves nothing.
+func requireTool(t testing.TB, name, pkg string) {
+	t.Helper()
+	if _, err := exec.LookPath(name); err == nil {
+		return
+	}
+	msg := fmt.Sprintf("%s not installed (apt-get install -y %s); .ci/run installs it", name, pkg)
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+}
+
+// CertFiles writes the test certificate and its key as PEM files in a
+// temporary directory, for servers outside Go.
+func CertFiles(t testing.TB) (certPath, keyPath string) {
+	t.Helper()
+	cert := Certificate(t)
+	key, ok := cert.PrivateKey.(*ecdsa.PrivateKey)
+	if !ok {
+		t.Fatalf("test key is %T, want ECDSA", cert.PrivateKey)
+	}
+	der, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certPath, keyPath = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certPath, keyPath
+}
+
+// ExternalServer is a DTLS server in another language, run as a process
+// on loopback, with what it printed.
+type ExternalServer struct {
+	Addr netip.AddrPort
+	cmd  *exec.Cmd
+
+	mu    sync.Mutex
+	lines []string
+	seen  chan struct{} // signalled on every new line
+}
+
+// Lines returns what the server printed so far.
+func (s *ExternalServer) Lines() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.lines...)
+}
+
+// Count returns how many lines so far start with prefix.
+func (s *ExternalServer) Count(prefix string) int {
+	n := 0
+	for _, l := range s.Lines() {
+		if strings.HasPrefix(l, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+func (s *ExternalServer) stop() {
+	if s.cmd.Process != nil {
+		s.cmd.Process.Kill()
+		s.cmd.Wait()
+	}
+}
+
+// start runs cmd and collects its output lines; ready picks the listening
+// port out of a line, once.
+func startExternal(t testing.TB, cmd *exec.Cmd, ready func(line string) (netip.AddrPort, bool)) *ExternalServer {
+	t.Helper()
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	s := &ExternalServer{cmd: cmd, seen: make(chan struct{}, 1)}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.stop)
+	addr := make(chan netip.AddrPort, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		found := false
+		for sc.Scan() {
+			l := sc.Text()
+			if !found {
+				if ap, ok := ready(l); ok {
+					found = true
+					addr <- ap
+					continue
+				}
+			}
+			s.mu.Lock()
+			s.lines = append(s.lines, l)
+			s.mu.Unlock()
+		}
+	}()
+	select {
+	case s.Addr = <-addr:
+	case <-time.After(10 * time.Second):
+		s.stop()
+		t.Fatalf("%s did not start listening:\n%s", cmd.Path, strings.Join(s.Lines(), "\n"))
+	}
+	return s
+}
+
+// StartMbedTLS builds and starts the seed's server: Mbed TLS (Debian's
+// libmbedtls-dev) in the shape of its programs/ssl/dtls_server.c, which
+// serves one client at a time with a stateless cookie exchange, echoes one
+// message, closes and takes the first datagram from any address as a new
+// connection (testdata/mbedtls_dtls_server.c). Each connection attempt
+// prints a line: "hvr", "ok" or "fail -0x... <where>".
+func StartMbedTLS(t testing.TB) *ExternalServer {
+	t.Helper()
+	requireTool(t, "gcc", "gcc")
+	if _, err := os.Stat("/usr/include/mbedtls/ssl.h"); err != nil {
+		msg := "Mbed TLS headers not installed (apt-get install -y libmbedtls-dev); .ci/run installs them"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	bin := filepath.Join(t.TempDir(), "mbedtls_dtls_server")
+	src := filepath.Join(sourceDir(t), "testdata", "mbedtls_dtls_server.c")
+	if out, err := exec.Command("gcc", "-O2", "-Wall", "-o", bin, src, "-lmbedtls", "-lmbedx509", "-lmbedcrypto").CombinedOutput(); err != nil {
+		t.Fatalf("building the Mbed TLS server: %v\n%s", err, out)
+	}
+	certPath, keyPath := CertFiles(t)
+	return startExternal(t, exec.Command(bin, "127.0.0.1", "0", certPath, keyPath), func(l string) (netip.AddrPort, bool) {
+		port, ok := strings.CutPrefix(l, "listening ")
+		if !ok {
+			return netip.AddrPort{}, false
+		}
+		p, err := strconv.Atoi(port)
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(p)), err == nil
+	})
+}
+
+// StartGnuTLS starts `gnutls-serv --udp --echo` (Debian's gnutls-bin) on
+// a free loopback port. GnuTLS does not answer a client's close_notify.
+func StartGnuTLS(t testing.TB) *ExternalServer {
+	t.Helper()
+	requireTool(t, "gnutls-serv", "gnutls-bin")
+	certPath, keyPath := CertFiles(t)
+	port := freePort(t)
+	cmd := exec.Command("gnutls-serv", "--udp", "--echo", "--port", strconv.Itoa(int(port.Port())),
+		"--x509certfile", certPath, "--x509keyfile", keyPath)
+	return startExternal(t, cmd, func(l string) (netip.AddrPort, bool) {
+		return port, strings.Contains(l, "listening on") || strings.Contains(l, "UDP server ready")
+	})
+}
+
+// freePort returns a loopback UDP port that was free a moment ago.
+func freePort(t testing.TB) netip.AddrPort {
+	t.Helper()
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).AddrPort()
+}
+
+// sourceDir is this package's directory, where testdata lives: tests run
+// with the working directory of the package under test.
+func sourceDir(t testing.TB) string {
+	t.Helper()
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		t.Fatal("cannot locate internal/dtlstest")
+	}
+	return filepath.Dir(file)
+}
