@@ -39,9 +39,12 @@ datagrams of associations the server has closed, so a server that takes the
 first datagram from an address as a new connection never sees them.
 
 Every client association gets its own upstream socket (its own source port).
-When the server sends a closing alert, the association ends and the client is
-quiet for -quiet: its datagrams are dropped unless one is a ClientHello, which
-starts a new association on a fresh upstream socket.
+A ClientHello opens an unverified association (-max-unverified, the oldest
+evicted at the cap); the client proves its address by echoing the server's
+cookie, and only then takes one of -max-associations. When the server sends
+a closing alert, the association ends and the client is quiet for -quiet.
+Datagrams no association can take are dropped; a ClientHello starts a new
+association on a fresh upstream socket.
 
 Usage:
   strayrelay -listen <addr:port> -upstream <host:port> [flags]
@@ -53,12 +56,13 @@ Flags:
 `
 
 type flags struct {
-	listen, upstream, network string
-	quiet, idle, handshake    time.Duration
-	maxAssoc, maxQuiet        int
-	logLevel                  string
-	statsInterval             time.Duration
-	expvarAddr                string
+	listen, upstream, network         string
+	quiet, idle, handshake            time.Duration
+	unverifiedTimeout, linger         time.Duration
+	maxAssoc, maxQuiet, maxUnverified int
+	logLevel                          string
+	statsInterval                     time.Duration
+	expvarAddr                        string
 }
 
 func parse(args []string, stderr io.Writer) (flags, error) {
@@ -74,8 +78,11 @@ func parse(args []string, stderr io.Writer) (flags, error) {
 	fs.StringVar(&f.network, "network", "udp", "`udp`, udp4 or udp6: restricts both addresses to one family")
 	fs.DurationVar(&f.quiet, "quiet", conntrack.DefaultQuietPeriod, "how long a client's late datagrams are dropped after the server closed its association")
 	fs.DurationVar(&f.idle, "idle", relay.DefaultIdleTimeout, "end an association after this long with no datagram either way; set it above your clients' keepalive interval")
-	fs.DurationVar(&f.handshake, "handshake-timeout", relay.DefaultHandshakeTimeout, "end an association whose server sent no encrypted record this long after the first ClientHello (bounds spoofed ClientHellos)")
-	fs.IntVar(&f.maxAssoc, "max-associations", relay.DefaultMaxAssociations, "cap on concurrent associations (one upstream socket each); ClientHellos beyond it are refused and counted")
+	fs.DurationVar(&f.handshake, "handshake-timeout", relay.DefaultHandshakeTimeout, "end an association whose handshake has not completed this long after the first ClientHello")
+	fs.IntVar(&f.maxAssoc, "max-associations", relay.DefaultMaxAssociations, "cap on associations whose client proved its address (one upstream socket each); at the cap a closing one is reclaimed, else the client's cookie echo is refused and counted")
+	fs.IntVar(&f.maxUnverified, "max-unverified", relay.DefaultMaxUnverified, "cap on associations whose client has not yet proved its address (what a forged ClientHello opens); at the cap the oldest is evicted")
+	fs.DurationVar(&f.unverifiedTimeout, "unverified-timeout", relay.DefaultUnverifiedTimeout, "end an association whose client has not proved its address this long after its first ClientHello")
+	fs.DurationVar(&f.linger, "close-linger", relay.DefaultCloseLinger, "after a client's closing alert, end its association once nothing crossed for this long (for servers that do not answer it); 0: a client's alert ends nothing")
 	fs.IntVar(&f.maxQuiet, "max-quiet", conntrack.DefaultMaxEntries, "cap on clients in their quiet period; at the cap the oldest stops being quiet early")
 	fs.StringVar(&f.logLevel, "log-level", "info", "`level` of logs on stderr: debug (every association), info, warn or error")
 	fs.DurationVar(&f.statsInterval, "stats-interval", time.Minute, "log a one-line counter summary this often; 0 turns it off")
@@ -89,16 +96,21 @@ func parse(args []string, stderr io.Writer) (flags, error) {
 	if f.listen == "" || f.upstream == "" {
 		return f, errors.New("both -listen and -upstream are required")
 	}
-	for name, d := range map[string]time.Duration{"quiet": f.quiet, "idle": f.idle, "handshake-timeout": f.handshake} {
+	for name, d := range map[string]time.Duration{"quiet": f.quiet, "idle": f.idle, "handshake-timeout": f.handshake, "unverified-timeout": f.unverifiedTimeout} {
 		if d <= 0 {
 			return f, fmt.Errorf("-%s %v: must be positive", name, d)
 		}
 	}
+	if f.linger < 0 {
+		return f, fmt.Errorf("-close-linger %v: must not be negative", f.linger)
+	}
 	if f.statsInterval < 0 {
 		return f, fmt.Errorf("-stats-interval %v: must be positive, or 0 for none", f.statsInterval)
 	}
-	if f.maxAssoc < 1 || f.maxQuiet < 1 {
-		return f, fmt.Errorf("-max-associations %d, -max-quiet %d: both must be at least 1", f.maxAssoc, f.maxQuiet)
+	for name, n := range map[string]int{"max-associations": f.maxAssoc, "max-quiet": f.maxQuiet, "max-unverified": f.maxUnverified} {
+		if n < 1 {
+			return f, fmt.Errorf("-%s %d: must be at least 1", name, n)
+		}
 	}
 	if f.expvarAddr != "" {
 		if err := loopbackOnly(f.expvarAddr); err != nil {
@@ -154,7 +166,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	r, err := relay.Listen(f.network, f.listen, f.upstream,
 		relay.WithQuietPeriod(f.quiet), relay.WithMaxQuietClients(f.maxQuiet),
 		relay.WithIdleTimeout(f.idle), relay.WithHandshakeTimeout(f.handshake),
-		relay.WithMaxAssociations(f.maxAssoc), relay.WithLogger(log))
+		relay.WithMaxAssociations(f.maxAssoc), relay.WithMaxUnverified(f.maxUnverified),
+		relay.WithUnverifiedTimeout(f.unverifiedTimeout), relay.WithCloseLinger(f.linger), relay.WithLogger(log))
 	if err != nil {
 		fmt.Fprintf(stderr, "strayrelay: %v\n", err)
 		return 1

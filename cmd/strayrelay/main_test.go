@@ -47,7 +47,10 @@ func TestBadFlagsExitNonZero(t *testing.T) {
 	}{
 		{[]string{"-listen", "127.0.0.1:0"}, 2, "both -listen and -upstream are required"},
 		{[]string{"-listen", "127.0.0.1:0", "-upstream", "127.0.0.1:4434", "-quiet", "-1s"}, 2, "-quiet -1s: must be positive"},
-		{[]string{"-listen", "127.0.0.1:0", "-upstream", "127.0.0.1:4434", "-max-associations", "0"}, 2, "must be at least 1"},
+		{[]string{"-listen", "127.0.0.1:0", "-upstream", "127.0.0.1:4434", "-max-associations", "0"}, 2, "-max-associations 0: must be at least 1"},
+		{[]string{"-listen", "127.0.0.1:0", "-upstream", "127.0.0.1:4434", "-max-unverified", "-3"}, 2, "-max-unverified -3: must be at least 1"},
+		{[]string{"-listen", "127.0.0.1:0", "-upstream", "127.0.0.1:4434", "-close-linger", "-1s"}, 2, "-close-linger -1s: must not be negative"},
+		{[]string{"-listen", "127.0.0.1:4999", "-upstream", "127.0.0.1:4999"}, 1, "upstream is the relay's own listening address"},
 		{[]string{"-listen", "127.0.0.1:0", "-upstream", "127.0.0.1:4434", "-expvar", "0.0.0.0:9090"}, 2, "must be a loopback address"},
 		{[]string{"-listen", "127.0.0.1:0", "-upstream", "127.0.0.1:4434", "-log-level", "loud"}, 2, `-log-level "loud"`},
 		{[]string{"-bogus"}, 2, "flag provided but not defined: -bogus"},
@@ -72,7 +75,7 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 	if err != nil {
 		t.Fatalf("-h: %v\n%s", err, out)
 	}
-	for _, f := range []string{"-listen", "-upstream", "-quiet", "-idle", "-max-associations", "-log-level", "-stats-interval", "-expvar", "-handshake-timeout", "-max-quiet", "-network"} {
+	for _, f := range []string{"-listen", "-upstream", "-quiet", "-idle", "-max-associations", "-log-level", "-stats-interval", "-expvar", "-handshake-timeout", "-max-quiet", "-network", "-max-unverified", "-unverified-timeout", "-close-linger"} {
 		if !strings.Contains(string(out), "  "+f+" ") && !strings.Contains(string(out), "  "+f+"\n") {
 			t.Errorf("-h does not document %s:\n%s", f, out)
 		}
