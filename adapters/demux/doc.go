@@ -5,20 +5,69 @@
 // server handshake over a net.Conn or net.PacketConn can use it through
 // NewListener and a Handshake function.
 //
+// Which datagram belongs to which association, when a client counts as
+// proved and when a peer becomes quiet is decided by the association state
+// machine the relay shares (internal/assoc, whose documentation lists the
+// rules); this package is the I/O around it.
+//
 // Compared with pion's own listener (pion/transport's udp.Listener):
 //
 //   - A per-peer connection is created only for a datagram that opens an
 //     association: an epoch-0 ClientHello. pion admits any handshake record,
 //     so a late Finished becomes a connection.
 //   - Leftovers of closed associations are dropped below the stack by the
-//     stray filter. A peer enters its quiet period when the stack closes its
-//     connection, so no MarkClosed call is needed and DTLS 1.3 works too.
+//     stray filter. A peer enters its quiet period when the stack closes a
+//     connection whose handshake completed, so no MarkClosed call is needed
+//     and DTLS 1.3 works too.
 //   - Handshakes run concurrently, bounded in number and time, and Accept
 //     returns connections in the order they complete. pion v2 runs each
 //     handshake inside Accept, one at a time.
 //   - Routing is keyed by netip.AddrPort and allocates nothing per datagram
 //     in steady state; pion builds raddr.String() for every datagram.
 //   - The accept backlog is bounded and overflow is counted.
+//
+// # What a forged datagram can cost
+//
+// Any datagram may come from an off-path attacker who forges its source
+// address. Until a client proves it receives what is sent to its address,
+// by echoing the cookie of the server's HelloVerifyRequest, its handshake
+// is unverified, and an unverified handshake costs little and can be taken
+// away:
+//
+//   - A forged ClientHello opens one unverified handshake: a per-peer Conn
+//     and a pion server handshake that sends its HelloVerifyRequest to the
+//     forged address, about 13 KiB of heap, 13 KiB of stacks and four
+//     goroutines (benchmarks, BenchmarkUnverifiedCost). Unverified
+//     handshakes have a cap of their own (WithMaxUnverified, 1,024) and a
+//     short timeout (WithUnverifiedTimeout, 5 s); at the cap the oldest is
+//     evicted, so a ClientHello is never refused. Proved handshakes have
+//     their own cap (WithMaxPendingHandshakes) that no forged ClientHello
+//     can fill. During 20,000 forged ClientHellos from 20,000 addresses at
+//     5,000 a second, a real pion client completed every handshake, the
+//     slowest in 12 ms, with at most 4,200 goroutines and 49 MiB of heap
+//     (RELIABILITY.md). pion's own v3 listener served its client too, with
+//     73,000 goroutines and 384 MiB; a flood of the same rate kept every
+//     client out of this listener before staged admission (128 forged
+//     ClientHellos filled its slots for 30 s).
+//   - A handshake that never completes leaves nothing behind: only a
+//     completed association that the stack closes quiets its peer, so
+//     forged ClientHellos cannot fill the quiet table or push real closed
+//     peers out of it.
+//   - A forged ClientHello from a live client's own addr:port opens its own
+//     unverified handshake beside the client's association. ClientHellos are
+//     routed by client random, so the real client's re-handshake is never
+//     routed into it (this once locked a rebooted client out for 30 s).
+//   - A forged epoch-0 alert or application data is dropped once the
+//     handshake completed: no stack may accept one (RFC 6347 §4.1.2.7), and
+//     pion v2 ends the association for a plaintext close_notify.
+//   - Forged records of later epochs reach the association and are
+//     discarded by the stack, which cannot authenticate them.
+//
+// What it cannot prevent: a flood fast enough to evict a real client's
+// unverified handshake before its cookie echo arrives (the cap divided by
+// the flood's rate must exceed the client's round trip: 200 ms at 5,000
+// forged ClientHellos a second with the defaults), and, before a handshake
+// completes, the plaintext alerts that stacks accept during a handshake.
 //
 // # Re-handshakes from the same address
 //
@@ -30,23 +79,17 @@
 // ClientHello as a replay, locking the client out until it times out).
 //
 // Listener does it: an epoch-0 ClientHello with a new client random from a
-// peer with an established association starts a pending association beside
-// it. (A late copy of the live handshake's own ClientHello, duplicated or
-// delayed by the network, carries that handshake's random and goes to the
-// live connection; see strayfilter.ClientRandom.) While it is pending,
-// epoch-0 records go to it and records of later epochs to both, each stack
-// discarding what it cannot authenticate (RFC 6347 §4.1.2.7). When its
-// handshake completes it becomes the peer's association and the old
-// connection is closed, which the application sees as the connection
-// ending. When it fails or times out it is discarded, and the live
-// association never notices.
-//
-// Why this is safe: nothing a single datagram says switches routing or
-// closes the live association; only a completed handshake does. An off-path
-// attacker who spoofs the peer's address cannot complete the cookie
-// exchange (the HelloVerifyRequest goes to the real peer), so it can cost at
-// most one pending handshake per peer, bounded in time by the handshake
-// timeout and in number by WithMaxPendingHandshakes. Turn it off with
-// WithRehandshake(false). PacketListener cannot offer it: it does not see
-// when a handshake completes.
+// peer with an established association starts a handshake beside it. (A
+// late copy of the live handshake's own ClientHello, duplicated or delayed
+// by the network, carries that handshake's random and goes to the live
+// connection.) While it runs, clear-text records go to it and protected
+// records to both, each stack discarding what it cannot authenticate
+// (RFC 6347 §4.1.2.7). When its handshake completes it becomes the peer's
+// association and the old connection is closed, which the application sees
+// as the connection ending. When it fails or times out it is discarded, and
+// the live association never notices. Nothing a datagram says switches
+// routing or closes the live association; only a handshake that a proved
+// client completes does. Turn it off with WithRehandshake(false).
+// PacketListener cannot offer it: pion's listener on top of it runs the
+// handshake out of its sight.
 package demux

@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/dtls/v3"
+
 	"github.com/straydtls/straydtls/adapters/demux"
 	"github.com/straydtls/straydtls/internal/dtlstest"
 )
@@ -13,4 +15,17 @@ import (
 // staged admission, 128 of them filled every handshake slot for 30 s.
 func TestForgedHelloFlood(t *testing.T) {
 	dtlstest.RunAdapterFlood(t, func(t *testing.T) *demux.Listener { return listen(t) }, dtlstest.DialV3(t, 5*time.Second))
+}
+
+// TestPionListenerUnderFlood is the same flood against pion's own
+// listener, for contrast: run with -flood.pion.
+func TestPionListenerUnderFlood(t *testing.T) {
+	if !*dtlstest.FloodPion {
+		t.Skip("pion's own listener keeps every forged handshake; run with -flood.pion")
+	}
+	ln, err := dtls.Listen("udp", loopback, dtlstest.ServerV3(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dtlstest.RunListenerFlood(t, ln, dtlstest.DialV3(t, 5*time.Second))
 }

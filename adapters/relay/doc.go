@@ -4,66 +4,92 @@
 //
 // Clients talk to the relay; the relay talks to one upstream server. Like a
 // NAT, it gives every client association its own upstream socket, so the
-// server sees one peer per association. Unlike a NAT, it watches what the
-// server sends: a closing alert (any alert at epoch ≥ 1, or a plaintext
-// fatal alert or close_notify) ends the association once it has been
-// forwarded. The upstream socket is released and the client becomes quiet
-// for the quiet period, in a [conntrack.Table]. Whatever that client's old
-// association still has in flight (its own close_notify, application data,
-// a retransmitted Finished) is dropped and counted; the server, which has
-// gone back to waiting for new clients, never sees it. A ClientHello from
-// the same client starts a new association on a fresh upstream socket, so
-// the server can never mix the two.
+// server sees one peer per association. Unlike a NAT, it watches what
+// crosses, with the association state machine the in-process adapters
+// share (internal/assoc, whose documentation lists the rules):
 //
-// A client may start over while its association is still live: it rebooted
-// (RFC 6347 §4.2.8), or it reconnected from the same addr:port before the
-// server's close_notify for the old association reached the relay. A
-// ClientHello with a new client random after the handshake (see
-// [strayfilter.ClientRandom]; a late copy of the old handshake's own
-// ClientHello carries the old random and goes to the old association) opens
-// a pending association on its own upstream socket. Its clear-text records
-// go to it alone, later epochs to both, and each server discards what it
-// cannot authenticate. When the server sends the new association's first
-// encrypted record, the old association ends without a quiet period and
-// whatever its server still sends is dropped; if the old one ends first,
-// the new one carries on alone. Forwarding the ClientHello on the old
-// association instead would let the old close_notify, when it arrives, end
-// the new handshake halfway, and the client's next flight would land on a
-// fresh upstream socket as a ClientHello with message_seq 1, which servers
-// ignore.
+//   - Only a ClientHello opens an association, and it opens it unverified.
+//     The client proves its address by echoing the cookie of the server's
+//     HelloVerifyRequest (or, with a server that sends none, by answering
+//     its first flight); until then nothing protected is forwarded on the
+//     association, since nothing protected can belong to a handshake that
+//     has not got that far.
+//   - A handshake completes when the server sends its first protected record
+//     after the client proved its address.
+//   - A server's closing alert (any alert at epoch ≥ 1, or a plaintext fatal
+//     alert or close_notify) ends the association once it has been
+//     forwarded. The upstream socket is released and, if the association
+//     had completed, the client becomes quiet for the quiet period, in a
+//     [conntrack.Table]. Whatever that client's old association still has in
+//     flight (its own close_notify, application data, a retransmitted
+//     Finished) is dropped and counted; the server, which has gone back to
+//     waiting for new clients, never sees it.
+//   - A client's closing alert makes the association closing: it ends after
+//     WithCloseLinger if nothing crosses either way meanwhile (GnuTLS does
+//     not answer a client's close_notify), and at the cap on associations a
+//     closing one is reclaimed before a new client is refused.
+//   - A completed association drops epoch-0 alerts and application data,
+//     which no server may accept once keys are agreed (RFC 6347 §4.1.2.7).
 //
-// Only a datagram that opens an association (an epoch-0 ClientHello, see
-// [strayfilter.Record.OpensAssociation]) creates one. Anything else from a
-// client without an association is dropped: a server would take it as the
-// start of a new connection and fail, and the relay has no association to
-// give it. Such datagrams are counted as strays when the client is quiet
-// and as unknown otherwise (an association that idled out, a relay
-// restart, a quiet period that ended).
+// A ClientHello with a client random that none of the client's
+// associations has starts a new association on a fresh upstream socket
+// beside them: a client that rebooted (RFC 6347 §4.2.8), or reconnected
+// from the same addr:port before the server's close_notify for the old
+// association reached the relay. Its clear-text records go to it alone,
+// protected ones to the old association too, and each server discards
+// what it cannot authenticate. When it completes, the old association ends
+// without a quiet period and whatever its server still sends is dropped. A
+// copy of a handshake's own ClientHello (a retransmission, a duplicate)
+// carries that handshake's random and goes where it belongs. So the
+// server never mixes two associations of one client.
 //
-// What clients send never ends or silences an association: a spoofed alert
-// from a client's address is forwarded like any datagram, and the server
-// decides. Only the server's own records (its alerts, and the first
-// encrypted record of a new association that replaces an old one), the
-// idle timeout, the handshake timeout and shutdown end associations. A
-// spoofed ClientHello costs one association slot until the handshake
-// timeout, because the server answers it with a cookie (HelloVerifyRequest)
-// and never sends an encrypted record; from a live client's addr:port it
-// opens a pending association that cuts nothing.
-// Associations are capped; at the cap new ClientHellos are refused and
-// counted.
+// # What a forged datagram can cost
 //
-// Until the server has answered an association, only clear-text records
-// are forwarded on it: nothing protected can belong to a handshake that has
-// not got that far, and a server whose ClientHello was lost would take it
-// as a new connection. DTLS 1.3 early data sent with the ClientHello is
-// therefore dropped; RFC 9147 lets a server reject it anyway, and the
-// client sends it again after the handshake.
+// Any datagram may come from an off-path attacker who forges its source
+// address; nothing a client sends is believed until the client proves its
+// address.
 //
-// Limits: alerts inside tls12_cid (RFC 9146) and DTLS 1.3 ciphertext
-// records cannot be seen, so such associations end by idle timeout instead
-// of at once, and their strays reach the server as before. In DTLS 1.2
-// every encrypted alert is taken as closing; servers send no other kind
-// after the handshake in practice. The relay learns of a close when it
+//   - A forged ClientHello opens one unverified association: an upstream
+//     socket and a goroutine parked on it, about 1 KiB of heap and 2 KiB of
+//     stack (benchmarks, BenchmarkUnverifiedCost), for at most
+//     WithUnverifiedTimeout (5 s). They have a cap of their own
+//     (WithMaxUnverified, 1,024): at the cap the oldest is evicted, so a
+//     ClientHello is never refused, and forged ClientHellos never take the
+//     slots of associations whose client proved its address
+//     (WithMaxAssociations). During 20,000 forged ClientHellos at 2,000 a
+//     second from 1,000 addresses, a real client that connected once a
+//     second through the relay was served every time, in front of the
+//     seed's Mbed TLS server and in front of pion, with at most 1,037
+//     descriptors; they went back to where they were once the flood's
+//     associations timed out (RELIABILITY.md). Before staged admission, 137
+//     forged ClientHellos a second kept new clients out.
+//   - The server's answer to a forged ClientHello is a HelloVerifyRequest,
+//     which is not an answer: one forged ClientHello right after a server's
+//     close no longer lets the old association's late close_notify through
+//     (it made every one of ten Mbed TLS connections fail).
+//   - A forged ClientHello from a live client's addr:port opens its own
+//     association beside the client's and ends at the unverified timeout,
+//     touching nothing.
+//   - A forged alert at epoch ≥ 1 makes an association closing; any
+//     datagram crossing before the linger ends makes it live again, so on a
+//     busy association it changes nothing. On one idle for longer than the
+//     linger it ends the association, as the client's own close_notify
+//     would: the relay cannot tell the two apart. The client's next
+//     datagram is then dropped and it has to shake hands again.
+//   - A forged epoch-0 alert or application data on a completed association
+//     is dropped.
+//
+// # Limits
+//
+// Alerts inside tls12_cid (RFC 9146) and DTLS 1.3 ciphertext records
+// cannot be seen, so such associations end by idle timeout instead of at
+// once, and their strays reach the server as before. In DTLS 1.2 every
+// encrypted alert is taken as closing; servers send no other kind after the
+// handshake in practice. With a server that sends no cookie, nothing
+// proves a client's address: the answer to the server's first flight is
+// taken as proof, which a forger who guesses the server's answer can
+// imitate. A session resumed with such a server completes only when the
+// server next sends a protected record. The relay learns of a close when it
 // reads the server's alert, not when the server sends it: a client datagram
 // that reaches the relay in between is forwarded, and a server that has
 // already forgotten the client takes it as a new connection. With the relay

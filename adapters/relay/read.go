@@ -10,19 +10,36 @@ var bufPool = sync.Pool{New: func() any { return new([maxDatagram]byte) }}
 func getBuf() *[maxDatagram]byte  { return bufPool.Get().(*[maxDatagram]byte) }
 func putBuf(b *[maxDatagram]byte) { bufPool.Put(b) }
 
-// bufferedReader reads c with a buffer of its own: for conns that are not
+// batch is the datagrams one read of an upstream socket returned, in
+// pooled buffers.
+type batch struct {
+	bufs [8]*[maxDatagram]byte
+	lens [8]int
+	n    int
+}
+
+func (b *batch) datagram(i int) []byte { return b.bufs[i][:b.lens[i]] }
+
+// release returns the buffers to the pool.
+func (b *batch) release() {
+	for i := range b.n {
+		putBuf(b.bufs[i])
+		b.bufs[i] = nil
+	}
+	b.n = 0
+}
+
+// bufferedReader reads c one datagram at a time: for conns that are not
 // sockets (tests) and systems without raw reads.
-func bufferedReader(c net.Conn) func(handle func([]byte)) error {
-	var buf []byte
-	return func(handle func([]byte)) error {
-		if buf == nil {
-			buf = make([]byte, maxDatagram)
-		}
-		n, err := c.Read(buf)
+func bufferedReader(c net.Conn) func(*batch) error {
+	return func(b *batch) error {
+		buf := getBuf()
+		n, err := c.Read(buf[:])
 		if err != nil {
+			putBuf(buf)
 			return err
 		}
-		handle(buf[:n])
+		b.bufs[0], b.lens[0], b.n = buf, n, 1
 		return nil
 	}
 }

@@ -4,4 +4,4 @@ package relay
 
 import "net"
 
-func upstreamReader(c net.Conn) func(handle func([]byte)) error { return bufferedReader(c) }
+func upstreamReader(c net.Conn) func(*batch) error { return bufferedReader(c) }

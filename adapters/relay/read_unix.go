@@ -8,11 +8,13 @@ import (
 )
 
 // upstreamReader reads an upstream socket without holding a buffer while
-// it waits: the goroutine parks in the netpoller with none, and only a
-// datagram that has arrived borrows one from the pool. So an idle
+// it waits: the goroutine parks in the netpoller with none, and only
+// datagrams that have arrived borrow buffers from the pool. So an idle
 // association (or a forged one waiting to be evicted) costs its goroutine
-// and socket, not 64 KiB.
-func upstreamReader(c net.Conn) func(handle func([]byte)) error {
+// and socket, not 64 KiB. It reads every datagram already queued, up to a
+// batch, so that the relay learns of a server's close_notify queued behind
+// its last reply before the client sees that reply and answers it.
+func upstreamReader(c net.Conn) func(*batch) error {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return bufferedReader(c)
@@ -21,34 +23,33 @@ func upstreamReader(c net.Conn) func(handle func([]byte)) error {
 	if err != nil {
 		return bufferedReader(c)
 	}
-	return func(handle func([]byte)) error {
-		var (
-			buf  *[maxDatagram]byte
-			n    int
-			rerr error
-		)
+	return func(b *batch) error {
+		var rerr error
 		err := rc.Read(func(fd uintptr) bool {
-			b := getBuf()
-			n, rerr = syscall.Read(int(fd), b[:])
-			if rerr == syscall.EAGAIN || rerr == syscall.EINTR {
-				putBuf(b)
-				return false // park until the next datagram
-			}
-			if rerr == nil {
-				buf = b
-			} else {
-				putBuf(b)
+			for b.n < len(b.bufs) {
+				buf := getBuf()
+				n, err := syscall.Read(int(fd), buf[:])
+				if err != nil {
+					putBuf(buf)
+					if err == syscall.EAGAIN || err == syscall.EINTR {
+						// Park only if nothing was read yet.
+						return b.n > 0
+					}
+					rerr = err
+					return true
+				}
+				b.bufs[b.n], b.lens[b.n] = buf, n
+				b.n++
 			}
 			return true
 		})
-		if buf != nil {
-			// Outside the read: handle may close the socket, and a close
-			// waits for reads in progress to finish.
-			handle(buf[:n])
-			putBuf(buf)
-		}
 		if err != nil {
 			return err
+		}
+		if b.n > 0 {
+			// An error after datagrams is dropped: on a connected UDP
+			// socket it is an ICMP report, which ends nothing.
+			return nil
 		}
 		return rerr
 	}

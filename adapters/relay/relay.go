@@ -405,10 +405,10 @@ func (r *Relay) pump(u *upstreamConn) {
 	defer r.wg.Done()
 	defer r.pumpDone(u)
 	read := upstreamReader(u.conn)
-	ended := false
-	for !ended {
-		err := read(func(d []byte) { ended = r.fromServer(u, d) })
-		if err != nil {
+	var b batch
+	var verdicts [len(b.bufs)]assoc.Verdict
+	for {
+		if err := read(&b); err != nil {
 			if transient(err) && !errors.Is(err, os.ErrDeadlineExceeded) {
 				// The server's port is closed (ICMP). It may come back; the
 				// machine's timeouts end the association if it does not.
@@ -416,30 +416,43 @@ func (r *Relay) pump(u *upstreamConn) {
 			}
 			return
 		}
+		// The machine sees every datagram the server queued before the
+		// client sees any of them: a close_notify queued behind the last
+		// reply quiets the client before the reply can prompt its own.
+		ended := false
+		if u.a != nil { // nil: a naive association
+			r.mu.Lock()
+			for i := 0; i < b.n && !ended; i++ {
+				verdicts[i] = r.sm.Server(r.now(), u.a, b.datagram(i))
+				ended = verdicts[i].Ended
+			}
+			ending := r.takeEndingLocked()
+			r.mu.Unlock()
+			r.closeEnded(ending)
+		}
+		for i := range b.n {
+			if u.a == nil || verdicts[i].Forward {
+				r.toClient(u, b.datagram(i))
+			}
+			if u.a != nil && verdicts[i].Ended {
+				break
+			}
+		}
+		b.release()
+		if ended {
+			return
+		}
 	}
 }
 
-// fromServer forwards one server datagram to the client unless the machine
-// says otherwise, and reports whether it ended the association.
-func (r *Relay) fromServer(u *upstreamConn, d []byte) (ended bool) {
-	v := assoc.Verdict{Forward: true}
-	if u.a != nil { // nil: a naive association
-		r.mu.Lock()
-		v = r.sm.Server(r.now(), u.a, d)
-		ending := r.takeEndingLocked()
-		r.mu.Unlock()
-		r.closeEnded(ending)
+func (r *Relay) toClient(u *upstreamConn, d []byte) {
+	if _, err := r.pc.WriteToUDPAddrPort(d, u.client); err != nil {
+		r.counters.writeErrors.Add(1)
+		r.warn(warnClientWrite, "writing to client failed", "client", u.client, "err", err)
+		return
 	}
-	if v.Forward {
-		if _, err := r.pc.WriteToUDPAddrPort(d, u.client); err != nil {
-			r.counters.writeErrors.Add(1)
-			r.warn(warnClientWrite, "writing to client failed", "client", u.client, "err", err)
-		} else {
-			u.toClient.Add(1)
-			r.counters.toClient.Add(1)
-		}
-	}
-	return v.Ended
+	u.toClient.Add(1)
+	r.counters.toClient.Add(1)
 }
 
 // pumpDone releases what is left of u once its pump returns.
