@@ -18,10 +18,10 @@ func TestForgedHelloFlood(t *testing.T) {
 }
 
 // TestPionListenerUnderFlood is the same flood against pion's own
-// listener, for contrast: run with -flood.pion.
+// listener, for contrast: run with -flood.contrast.
 func TestPionListenerUnderFlood(t *testing.T) {
-	if !*dtlstest.FloodPion {
-		t.Skip("pion's own listener keeps every forged handshake; run with -flood.pion")
+	if !*dtlstest.FloodContrast {
+		t.Skip("pion's own listener keeps every forged handshake; run with -flood.contrast")
 	}
 	ln, err := dtls.Listen("udp", loopback, dtlstest.ServerV3(t))
 	if err != nil {

@@ -24,10 +24,10 @@ var (
 	floodHellos  = flag.Int("flood.hellos", 20000, "forged ClientHellos a flood test sends")
 	floodRate    = flag.Float64("flood.rate", 5000, "forged ClientHellos per second")
 	floodSources = flag.Int("flood.sources", 0, "distinct forged source addresses (0: one per ClientHello)")
-	// FloodPion runs the flood against pion's own listener too, for
-	// contrast; it is off by default, because pion's listener keeps every
-	// forged handshake (hundreds of MiB at the default size).
-	FloodPion = flag.Bool("flood.pion", false, "also flood pion's own listener, for contrast")
+	// FloodContrast runs the floods against the unprotected servers too:
+	// pion's own listener, which keeps every forged handshake (hundreds of
+	// MiB at the default size), and the Mbed TLS server without the relay.
+	FloodContrast = flag.Bool("flood.contrast", false, "also flood the unprotected servers, for contrast")
 )
 
 // Flood is a forged-ClientHello flood with a real client connecting
@@ -52,7 +52,11 @@ type Flood struct {
 
 // NewFlood returns the flood the command line asks for (by default the
 // issue's: 20,000 ClientHellos from as many addresses at 5,000 a second),
-// with rate and sources as given when the flag is not set.
+// with rate and sources as given when the flag is not set. Under -short,
+// and under the race detector, it sends a tenth as many at a tenth of the
+// rate, for as long: the race detector slows the server five to ten
+// times, and the figures are measured without it (.ci/run runs the floods
+// at full size on their own).
 func NewFlood(t testing.TB, rate float64, sources int) *Flood {
 	f := &Flood{Hellos: *floodHellos, Rate: rate, Sources: sources, Every: 200 * time.Millisecond, sampleEvery: 10 * time.Millisecond}
 	if flagSet("flood.rate") {
@@ -64,8 +68,11 @@ func NewFlood(t testing.TB, rate float64, sources int) *Flood {
 	if f.Sources == 0 {
 		f.Sources = f.Hellos
 	}
-	if testing.Short() && !flagSet("flood.hellos") {
+	if (testing.Short() || RaceEnabled) && !flagSet("flood.hellos") {
 		f.Hellos /= 10
+		if !flagSet("flood.rate") {
+			f.Rate /= 10
+		}
 	}
 	return f
 }
@@ -257,8 +264,10 @@ func RunAdapterFlood(t *testing.T, listen func(t *testing.T) *demux.Listener, di
 	if limit := f.BaseGo + 10*demux.DefaultMaxUnverified; f.PeakGo > limit {
 		t.Errorf("peak %d goroutines: more than %d, ten per unverified slot", f.PeakGo, limit)
 	}
-	if st.Created < uint64(f.Sent) {
-		t.Errorf("%d associations created for %d forged ClientHellos: the flood did not reach the machine", st.Created, f.Sent)
+	// Under load the socket may drop some of the flood; enough of it must
+	// arrive to overflow the cap, or the test proved nothing.
+	if f.Sent > 2*demux.DefaultMaxUnverified && st.Evicted == 0 {
+		t.Errorf("%d associations created, none evicted, for %d forged ClientHellos: the flood did not fill the cap", st.Created, f.Sent)
 	}
 	return f
 }
