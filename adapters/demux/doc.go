@@ -44,11 +44,11 @@
 //     their own cap (WithMaxPendingHandshakes) that no forged ClientHello
 //     can fill. During 20,000 forged ClientHellos from 20,000 addresses at
 //     5,000 a second, a real pion client completed every handshake, the
-//     slowest in 12 ms, with at most 4,200 goroutines and 49 MiB of heap
+//     slowest in 9 ms, with at most 4,200 goroutines and 48 MiB of heap
 //     (RELIABILITY.md). pion's own v3 listener served its client too, with
-//     73,000 goroutines and 384 MiB; a flood of the same rate kept every
-//     client out of this listener before staged admission (128 forged
-//     ClientHellos filled its slots for 30 s).
+//     80,000 goroutines and 422 MiB; before staged admission such a flood
+//     kept every client out of this listener (128 forged ClientHellos
+//     filled its slots for 30 s).
 //   - A handshake that never completes leaves nothing behind: only a
 //     completed association that the stack closes quiets its peer, so
 //     forged ClientHellos cannot fill the quiet table or push real closed
