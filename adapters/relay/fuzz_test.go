@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"sync"
@@ -297,21 +298,25 @@ func FuzzRelayPackets(f *testing.F) {
 			opens := strayfilter.Inspect(data).OpensAssociation()
 			r.handleClient(data, client)
 			settled("after a client datagram")
+			var problem string
 			r.mu.Lock()
 			for o := range r.all {
 				got := fake(o).count() - writes[fake(o)]
 				switch {
 				case got > 1:
-					t.Fatalf("%x written %d times on one socket", data, got)
+					problem = fmt.Sprintf("%x written %d times on one socket", data, got)
 				case got == 1 && o.client != client:
-					t.Fatalf("%x from %v written to %v's association", data, client, o.client)
+					problem = fmt.Sprintf("%x from %v written to %v's association", data, client, o.client)
 				case got == 1 && len(mine) == 0 && !opens:
-					t.Fatalf("%x, which opens nothing, from a client without an association reached a server", data)
+					problem = fmt.Sprintf("%x, which opens nothing, from a client without an association reached a server", data)
 				case fake(o).sentEarly():
-					t.Fatalf("%x: a server was sent a protected record before it answered", data)
+					problem = fmt.Sprintf("%x: a server was sent a protected record before it answered", data)
 				}
 			}
-			r.mu.Unlock()
+			r.mu.Unlock() // before failing: endAll takes it
+			if problem != "" {
+				t.Fatal(problem)
+			}
 		}
 	})
 }

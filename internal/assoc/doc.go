@@ -45,9 +45,12 @@
 //     other than ClientHellos go to the peer's newest verified handshake;
 //     failing that, to its newest answered one (which they then verify);
 //     failing that, to its established association. Protected records go
-//     to the established association and to every verified or answered
-//     handshake, each stack discarding what it cannot authenticate
-//     (RFC 6347 §4.1.2.7). A record no association can take is dropped.
+//     to the established association and to every answered handshake
+//     (which they verify if it was not), each stack discarding what it
+//     cannot authenticate (RFC 6347 §4.1.2.7); never to a handshake whose
+//     server has not answered, which may have forgotten the client after
+//     its cookie and would take the record as a new connection. A record
+//     no association can take is dropped.
 //  5. An established association drops what can never be valid on it: a
 //     plaintext (epoch-0) alert or epoch-0 application data. Everything
 //     else passes untouched.

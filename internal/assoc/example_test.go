@@ -10,8 +10,8 @@ import (
 
 // A Machine fed by hand: a forged ClientHello and a real one from the
 // same address open two unverified associations; only the real client's
-// cookie echo verifies its own, protected records go to it alone, and the
-// forged one times out leaving nothing behind. The shell's handles here are
+// cookie echo verifies its own, protected records go to it alone once its
+// server answered, and the forged one times out leaving nothing behind. The shell's handles here are
 // strings.
 func ExampleMachine() {
 	m, _ := assoc.New[string](assoc.Config{
@@ -32,6 +32,7 @@ func ExampleMachine() {
 	m.Server(now, real, helloVerify([]byte("cookie")))
 	r := m.Client(now, peer, hello(0x11, []byte("cookie")))
 	fmt.Println("cookie echo to", r.To[0].Handle, "now", real.State())
+	m.Server(now, real, handshake(2, append([]byte{0xfe, 0xfd}, make([]byte, 35)...))) // ServerHello
 	r = m.Client(now, peer, []byte{23, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 1, 0, 1, 0})
 	fmt.Println("an encrypted record to", r.N, "association:", r.To[0].Handle)
 	m.Expire(now + int64(5*time.Second))

@@ -363,7 +363,10 @@ func (m *Machine[T]) Client(now int64, from netip.AddrPort, d []byte) (r Route[T
 			m.toLive(now, p.live, d, &r)
 		}
 		for i := 0; i < p.n; i++ {
-			if a := p.hs[i]; a.state == Handshaking {
+			// Not before the server answered: a server that forgot the
+			// client after its cookie (Mbed TLS, OpenSSL) and never got
+			// the cookie echo would take the record as a new connection.
+			if a := p.hs[i]; a.state == Handshaking && a.answered {
 				m.deliver(now, a, &r)
 			}
 		}

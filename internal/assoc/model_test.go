@@ -343,7 +343,7 @@ func (mo *model) clientEvent(peer netip.AddrPort, kind, arg byte) {
 			want = append(want, live.a)
 		}
 		for _, s := range hs {
-			if s.state == Handshaking || s.state == Unverified && s.answered && s.a.state == Handshaking {
+			if s.answered && s.a.state == Handshaking {
 				want = append(want, s.a)
 			}
 		}
