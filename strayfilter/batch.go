@@ -3,6 +3,7 @@ package strayfilter
 import (
 	"net"
 
+	"github.com/straydtls/straydtls/record"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 )
@@ -98,7 +99,7 @@ func (c *Conn) readOne(ms []ipv4.Message) (int, error) {
 func (c *Conn) WriteBatch(ms []ipv4.Message, flags int) (int, error) {
 	if c.learnAlerts {
 		for i := range ms {
-			if len(ms[i].Buffers) > 0 && CarriesClosingAlert(ms[i].Buffers[0]) {
+			if len(ms[i].Buffers) > 0 && record.CarriesClosingAlert(ms[i].Buffers[0]) {
 				if ap, ok := addrPort(ms[i].Addr); ok {
 					c.closeFromAlert(ap)
 				}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/straydtls/straydtls/conntrack"
+	"github.com/straydtls/straydtls/record"
 )
 
 // Conn is a net.PacketConn that drops the leftovers of associations closed
@@ -28,7 +29,7 @@ type Conn struct {
 	learnAlerts bool
 	dropNonDTLS bool
 	logger      *slog.Logger
-	onDrop      func(netip.AddrPort, Reason)
+	onDrop      func(netip.AddrPort, record.Reason)
 	closed      atomic.Bool
 
 	passed      atomic.Uint64
@@ -45,8 +46,8 @@ var _ net.PacketConn = (*Conn)(nil)
 const dropStripes = 8
 
 type dropCounters struct {
-	n [NumReasons]atomic.Uint64
-	_ [128 - NumReasons*8%128]byte
+	n [record.NumReasons]atomic.Uint64
+	_ [128 - record.NumReasons*8%128]byte
 }
 
 // New wraps pc. The returned Conn can replace pc anywhere a net.PacketConn is
@@ -106,7 +107,7 @@ func (c *Conn) ReadFrom(b []byte) (int, net.Addr, error) {
 // CarriesClosingAlert) and alert detection is on, addr enters its quiet
 // period before the datagram leaves, so that no reply can overtake it.
 func (c *Conn) WriteTo(b []byte, addr net.Addr) (int, error) {
-	if c.learnAlerts && CarriesClosingAlert(b) {
+	if c.learnAlerts && record.CarriesClosingAlert(b) {
 		if ap, ok := addrPort(addr); ok {
 			c.closeFromAlert(ap)
 		}
@@ -198,7 +199,7 @@ func (c *Conn) drop(ap netip.AddrPort, p []byte) bool {
 	if !c.table.Quiet(ap) {
 		return false
 	}
-	r := Inspect(p)
+	r := record.Inspect(p)
 	if r.OpensAssociation() {
 		// RFC 6347 §4.2.8: the client starts afresh; so does the filter.
 		if c.table.Forget(ap) {
@@ -206,10 +207,10 @@ func (c *Conn) drop(ap netip.AddrPort, p []byte) bool {
 		}
 		return false
 	}
-	if r.Class == ClassNotDTLS && !c.dropNonDTLS {
+	if r.Class == record.ClassNotDTLS && !c.dropNonDTLS {
 		return false
 	}
-	reason := ReasonOf(r)
+	reason := record.ReasonOf(r)
 	c.drops[ap.Port()%dropStripes].n[reason].Add(1)
 	if c.onDrop != nil {
 		c.onDrop(ap, reason)
@@ -339,7 +340,7 @@ func (c *Conn) ReadMsgUDP(b, oob []byte) (n, oobn, flags int, addr *net.UDPAddr,
 // WriteToUDPAddrPort is WriteTo for a netip.AddrPort, allocation-free when
 // the wrapped conn is a *net.UDPConn.
 func (c *Conn) WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error) {
-	if c.learnAlerts && CarriesClosingAlert(b) {
+	if c.learnAlerts && record.CarriesClosingAlert(b) {
 		c.closeFromAlert(addr)
 	}
 	if c.udp == nil {
@@ -359,7 +360,7 @@ func (c *Conn) WriteMsgUDPAddrPort(b, oob []byte, addr netip.AddrPort) (n, oobn 
 	if c.udp == nil {
 		return 0, 0, c.unsupported("WriteMsgUDPAddrPort")
 	}
-	if c.learnAlerts && CarriesClosingAlert(b) {
+	if c.learnAlerts && record.CarriesClosingAlert(b) {
 		c.closeFromAlert(addr)
 	}
 	return c.udp.WriteMsgUDPAddrPort(b, oob, addr)
@@ -370,7 +371,7 @@ func (c *Conn) WriteMsgUDP(b, oob []byte, addr *net.UDPAddr) (n, oobn int, err e
 	if c.udp == nil {
 		return 0, 0, c.unsupported("WriteMsgUDP")
 	}
-	if c.learnAlerts && CarriesClosingAlert(b) {
+	if c.learnAlerts && record.CarriesClosingAlert(b) {
 		if ap, ok := addrPort(addr); ok {
 			c.closeFromAlert(ap)
 		}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/straydtls/straydtls/conntrack"
 	"github.com/straydtls/straydtls/internal/dtlstest"
+	"github.com/straydtls/straydtls/record"
 	"github.com/straydtls/straydtls/strayfilter"
 )
 
@@ -48,7 +49,7 @@ func (r *recordingConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	r.mu.Lock()
 	r.sent = append(r.sent, bytes.Clone(b))
 	hold := r.hold
-	if hold && strayfilter.Inspect(b).Class == strayfilter.ClassAlert && r.alerted != nil {
+	if hold && record.Inspect(b).Class == record.ClassAlert && r.alerted != nil {
 		close(r.alerted)
 		r.alerted = nil
 	}
@@ -75,12 +76,12 @@ func (r *recordingConn) release() {
 
 func (r *recordingConn) Close() error { return nil } // the test closes the socket itself
 
-func (r *recordingConn) find(t *testing.T, pred func(strayfilter.Record) bool) []byte {
+func (r *recordingConn) find(t *testing.T, pred func(record.Record) bool) []byte {
 	t.Helper()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, d := range r.sent {
-		if pred(strayfilter.Inspect(d)) {
+		if pred(record.Inspect(d)) {
 			return d
 		}
 	}
@@ -190,11 +191,11 @@ func TestConnDropsLeftoversOfClosedAssociation(t *testing.T) {
 	}
 
 	// 2. More leftovers of the old association, re-sent from its address.
-	flight5 := client.find(t, func(r strayfilter.Record) bool {
-		return r.Class == strayfilter.ClassHandshake && r.Epoch == 0 && r.MsgType == 16
+	flight5 := client.find(t, func(r record.Record) bool {
+		return r.Class == record.ClassHandshake && r.Epoch == 0 && r.MsgType == 16
 	})
-	appData := client.find(t, func(r strayfilter.Record) bool { return r.Class == strayfilter.ClassApplicationData })
-	closeNotify := client.find(t, func(r strayfilter.Record) bool { return r.Class == strayfilter.ClassAlert && r.Epoch == 1 })
+	appData := client.find(t, func(r record.Record) bool { return r.Class == record.ClassApplicationData })
+	closeNotify := client.find(t, func(r record.Record) bool { return r.Class == record.ClassAlert && r.Epoch == 1 })
 	finished := loadRecord(t, "pion-v2-mtu60-11-client-handshake-epoch1.hex")
 	strays := [][]byte{flight5, appData, closeNotify, finished}
 	for _, s := range strays {
@@ -234,11 +235,11 @@ func TestConnDropsLeftoversOfClosedAssociation(t *testing.T) {
 		}
 	}
 	s := sc.Stats()
-	wantDrops := map[strayfilter.Reason]uint64{
-		strayfilter.ReasonAlert:           1,
-		strayfilter.ReasonNotClientHello:  1,
-		strayfilter.ReasonApplicationData: 1,
-		strayfilter.ReasonHandshakeEpoch:  1,
+	wantDrops := map[record.Reason]uint64{
+		record.ReasonAlert:           1,
+		record.ReasonNotClientHello:  1,
+		record.ReasonApplicationData: 1,
+		record.ReasonHandshakeEpoch:  1,
 	}
 	for reason, want := range wantDrops {
 		if got := s.Dropped[reason]; got != want {
@@ -306,7 +307,7 @@ func TestReadDeadlineFiresDuringStrayFlood(t *testing.T) {
 	if elapsed > 10*deadline {
 		t.Fatalf("ReadFrom returned after %v with a %v deadline", elapsed, deadline)
 	}
-	if sc.Stats().Dropped[strayfilter.ReasonAlert] == 0 {
+	if sc.Stats().Dropped[record.ReasonAlert] == 0 {
 		t.Fatal("the flood never reached the filter")
 	}
 }
@@ -383,8 +384,8 @@ func TestMarkClosedRejectsNonIPAddress(t *testing.T) {
 func loadRecord(t *testing.T, name string) []byte {
 	t.Helper()
 	for _, rf := range loadRecords(t) {
-		if rf.name == name {
-			return rf.data
+		if rf.Name == name {
+			return rf.Data
 		}
 	}
 	t.Fatalf("no record %s in testdata", name)

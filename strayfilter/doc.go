@@ -9,9 +9,10 @@
 // listener runs a doomed handshake that stalls Accept for 30 s).
 //
 // [New] wraps the server's net.PacketConn. The wrapper remembers peers whose
-// association was closed locally and, for a quiet period, drops every
-// datagram from them that does not open a new association, that is, whose
-// first record is not an epoch-0 handshake record carrying a ClientHello.
+// association was closed locally (in a conntrack.Table) and, for a quiet
+// period, drops every datagram from them that does not open a new
+// association, that is, whose first record is not an epoch-0 handshake
+// record carrying a ClientHello (see package record, which reads it).
 // A ClientHello passes and ends the quiet period: the client starts afresh
 // (RFC 6347 §4.2.8).
 //

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/straydtls/straydtls/internal/dtlstest"
+	"github.com/straydtls/straydtls/record"
 	"github.com/straydtls/straydtls/strayfilter"
 )
 
@@ -160,7 +162,7 @@ func TestNonDTLSFromQuietPeer(t *testing.T) {
 		if passed := len(got) == 1; passed == drop {
 			t.Errorf("WithDropNonDTLS(%v): STUN passed = %v", drop, passed)
 		}
-		if drop && c.Stats().Dropped[strayfilter.ReasonNotDTLS] != 1 {
+		if drop && c.Stats().Dropped[record.ReasonNotDTLS] != 1 {
 			t.Errorf("STUN drop not counted as not-dtls: %+v", c.Stats())
 		}
 	}
@@ -170,8 +172,8 @@ func TestDropHookAndLogger(t *testing.T) {
 	fc := newFakeConn()
 	var logs bytes.Buffer
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	var hooked []strayfilter.Reason
-	c, err := strayfilter.New(fc, strayfilter.WithLogger(logger), strayfilter.WithDropHook(func(p netip.AddrPort, r strayfilter.Reason) {
+	var hooked []record.Reason
+	c, err := strayfilter.New(fc, strayfilter.WithLogger(logger), strayfilter.WithDropHook(func(p netip.AddrPort, r record.Reason) {
 		if p != netip.MustParseAddrPort("192.0.2.1:1000") {
 			t.Errorf("hook got peer %v", p)
 		}
@@ -185,7 +187,7 @@ func TestDropHookAndLogger(t *testing.T) {
 	fc.push(loadRecord(t, "pion-v2-06-client-application-data-epoch1.hex"), peer)
 	fc.push(loadRecord(t, "synthetic-dtls13-unified-long.hex"), peer)
 	readAll(t, c)
-	if len(hooked) != 2 || hooked[0] != strayfilter.ReasonApplicationData || hooked[1] != strayfilter.ReasonCiphertext {
+	if len(hooked) != 2 || hooked[0] != record.ReasonApplicationData || hooked[1] != record.ReasonCiphertext {
 		t.Fatalf("hook saw %v", hooked)
 	}
 	if !strings.Contains(logs.String(), "reason=application-data") || !strings.Contains(logs.String(), "peer=192.0.2.1:1000") {
@@ -231,14 +233,14 @@ func TestIncomingPacketsNeverCreateState(t *testing.T) {
 	c.MarkClosed(closed)
 	records := loadRecords(t)
 	for i, rf := range records {
-		fc.push(rf.data, udpAddr(netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}), 9).String()))
+		fc.push(rf.Data, udpAddr(netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}), 9).String()))
 	}
 	got := readAll(t, c)
 	if len(got) != len(records) {
 		t.Fatalf("%d of %d datagrams from live peers passed", len(got), len(records))
 	}
 	for i, g := range got {
-		if !bytes.Equal(g.data, records[i].data) {
+		if !bytes.Equal(g.data, records[i].Data) {
 			t.Fatalf("datagram %d changed", i)
 		}
 	}
@@ -300,3 +302,5 @@ func TestHotPathDoesNotAllocate(t *testing.T) {
 		t.Fatalf("ReadFromUDPAddrPort allocates %v times per datagram", n)
 	}
 }
+
+func loadRecords(t testing.TB) []dtlstest.RecordFile { return dtlstest.Records(t, false) }

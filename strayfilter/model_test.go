@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/straydtls/straydtls/record"
 	"github.com/straydtls/straydtls/strayfilter"
 )
 
@@ -257,7 +258,7 @@ func TestModelConcurrentReaders(t *testing.T) {
 	fc := newFakeConn()
 	clock := newTestClock()
 	c, err := strayfilter.New(fc, strayfilter.WithQuietPeriod(time.Hour), strayfilter.WithMaxPeers(64),
-		strayfilter.WithClock(clock.now), strayfilter.WithDropHook(func(netip.AddrPort, strayfilter.Reason) { dropped.Add(1) }))
+		strayfilter.WithClock(clock.now), strayfilter.WithDropHook(func(netip.AddrPort, record.Reason) { dropped.Add(1) }))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/straydtls/straydtls/conntrack"
+	"github.com/straydtls/straydtls/record"
 )
 
 // ErrInvalidOption is wrapped by every error New returns for a bad option. It
@@ -32,7 +33,7 @@ type config struct {
 	noAlerts    bool
 	dropNonDTLS bool
 	logger      *slog.Logger
-	onDrop      func(netip.AddrPort, Reason)
+	onDrop      func(netip.AddrPort, record.Reason)
 }
 
 func invalid(format string, args ...any) error {
@@ -124,7 +125,7 @@ func WithLogger(l *slog.Logger) Option {
 
 // WithDropHook calls f for every dropped datagram, on the reading goroutine.
 // f must be fast and must not call back into the Conn's read methods.
-func WithDropHook(f func(peer netip.AddrPort, reason Reason)) Option {
+func WithDropHook(f func(peer netip.AddrPort, reason record.Reason)) Option {
 	return func(c *config) error {
 		c.onDrop = f
 		return nil

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/straydtls/straydtls/record"
 	"github.com/straydtls/straydtls/strayfilter"
 )
 
@@ -73,7 +74,7 @@ func TestOversizeAndEmptyDatagrams(t *testing.T) {
 		t.Fatal(err)
 	}
 	big := make([]byte, 65507) // the largest IPv4 UDP payload
-	big[0] = strayfilter.ContentTypeApplicationData
+	big[0] = record.ContentTypeApplicationData
 	for _, d := range [][]byte{big, {}} {
 		quiet.WriteTo(d, pc.LocalAddr())
 		live.WriteTo(d, pc.LocalAddr())

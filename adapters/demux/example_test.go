@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/straydtls/straydtls/adapters/demux"
+	"github.com/straydtls/straydtls/record"
 	"github.com/straydtls/straydtls/strayfilter"
 )
 
@@ -89,7 +90,7 @@ func ExampleNewPacketListener() {
 	defer conn.Close()
 	buf := make([]byte, 1500)
 	n, _, _ := conn.ReadFrom(buf)
-	r := strayfilter.Inspect(buf[:n])
+	r := record.Inspect(buf[:n])
 	fmt.Println("from the client:", peer.String() == client.LocalAddr().String())
 	fmt.Println("first record opens an association:", r.OpensAssociation())
 	// Output:

@@ -17,6 +17,7 @@ import (
 	"github.com/straydtls/straydtls/adapters/pionv2"
 	"github.com/straydtls/straydtls/internal/dtlstest"
 	"github.com/straydtls/straydtls/internal/udprelay"
+	"github.com/straydtls/straydtls/record"
 	"github.com/straydtls/straydtls/strayfilter"
 )
 
@@ -90,7 +91,7 @@ func TestStrayDoesNotStallNextClient(t *testing.T) {
 			if s.Created != 2 || s.HandshakeFailed != 0 {
 				t.Fatalf("stray became a connection: %+v", s)
 			}
-			if quiet && s.Filter.Dropped[strayfilter.ReasonHandshakeEpoch] != 1 {
+			if quiet && s.Filter.Dropped[record.ReasonHandshakeEpoch] != 1 {
 				t.Fatalf("filter did not drop the stray: %+v", s.Filter)
 			}
 			if !quiet && s.UnknownPeer != 1 {

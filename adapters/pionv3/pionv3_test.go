@@ -15,6 +15,7 @@ import (
 	"github.com/straydtls/straydtls/adapters/pionv3"
 	"github.com/straydtls/straydtls/internal/dtlstest"
 	"github.com/straydtls/straydtls/internal/udprelay"
+	"github.com/straydtls/straydtls/record"
 	"github.com/straydtls/straydtls/strayfilter"
 )
 
@@ -94,7 +95,7 @@ func TestStrayIsNotAConnection(t *testing.T) {
 	if n := len(accepted); n != 2 {
 		t.Fatalf("application saw %d connections, want 2 real ones", n)
 	}
-	if s := ln.Stats(); s.Filter.Dropped[strayfilter.ReasonHandshakeEpoch] != 1 || s.Created != 2 {
+	if s := ln.Stats(); s.Filter.Dropped[record.ReasonHandshakeEpoch] != 1 || s.Created != 2 {
 		t.Fatalf("stats %+v", s)
 	}
 	ln.Close()
@@ -253,7 +254,7 @@ func TestPacketListenerUnderPionListener(t *testing.T) {
 	if n := len(accepted); n != 2 {
 		t.Fatalf("application saw %d connections, want 2", n)
 	}
-	if s := inner.Stats(); s.Filter.Dropped[strayfilter.ReasonHandshakeEpoch] != 1 {
+	if s := inner.Stats(); s.Filter.Dropped[record.ReasonHandshakeEpoch] != 1 {
 		t.Fatalf("stats %+v", s)
 	}
 	ln.Close()

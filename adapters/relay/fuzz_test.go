@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/straydtls/straydtls/internal/assoc"
-	"github.com/straydtls/straydtls/strayfilter"
+	"github.com/straydtls/straydtls/record"
 )
 
 // fakeUpstream is an upstream socket in memory: what the relay writes is
@@ -67,7 +67,7 @@ func (f *fakeUpstream) Read(b []byte) (int, error) {
 func (f *fakeUpstream) serve(t *testing.T, d []byte) {
 	t.Helper()
 	f.mu.Lock()
-	if !strayfilter.AsksForCookie(d) {
+	if !record.Inspect(d).AsksForCookie() {
 		f.answered = true
 	}
 	f.mu.Unlock()
@@ -106,7 +106,7 @@ func (f *fakeUpstream) Write(b []byte) (int, error) {
 	}
 	f.mu.Lock()
 	f.written++
-	if !f.answered && strayfilter.Inspect(b).Protected() {
+	if !f.answered && record.Inspect(b).Protected() {
 		f.early = true
 	}
 	f.mu.Unlock()
@@ -273,7 +273,7 @@ func FuzzRelayPackets(f *testing.F) {
 				before := u.a.State()
 				fake(u).serve(t, d)
 				settled("after the server spoke")
-				if strayfilter.CarriesClosingAlert(d) {
+				if record.CarriesClosingAlert(d) {
 					if st := u.a.State(); st != assoc.Ended {
 						t.Fatalf("a server alert left the association %v", st)
 					}
@@ -295,7 +295,7 @@ func FuzzRelayPackets(f *testing.F) {
 				writes[fake(o)] = fake(o).count()
 			}
 			r.mu.Unlock()
-			opens := strayfilter.Inspect(data).OpensAssociation()
+			opens := record.Inspect(data).OpensAssociation()
 			r.handleClient(data, client)
 			settled("after a client datagram")
 			var problem string

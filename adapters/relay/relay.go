@@ -14,6 +14,7 @@ import (
 
 	"github.com/straydtls/straydtls/conntrack"
 	"github.com/straydtls/straydtls/internal/assoc"
+	"github.com/straydtls/straydtls/record"
 	"github.com/straydtls/straydtls/strayfilter"
 )
 
@@ -52,7 +53,7 @@ type Relay struct {
 	served    atomic.Bool
 	lastWarn  [numWarnings]atomic.Int64
 	counters  counters
-	dropQuiet [strayfilter.NumReasons]atomic.Uint64
+	dropQuiet [record.NumReasons]atomic.Uint64
 }
 
 // upstreamConn is one association's socket towards the server.
@@ -379,7 +380,7 @@ func (r *Relay) drop(from netip.AddrPort, d []byte, why assoc.Drop) {
 	case why == assoc.DropRefused:
 		// Counted by the machine.
 	case r.table.Quiet(from):
-		r.dropQuiet[strayfilter.ReasonOf(strayfilter.Inspect(d))].Add(1)
+		r.dropQuiet[record.ReasonOf(record.Inspect(d))].Add(1)
 	default:
 		r.counters.droppedUnknown.Add(1)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/straydtls/straydtls/adapters/relay"
 	"github.com/straydtls/straydtls/internal/dtlstest"
 	"github.com/straydtls/straydtls/internal/udprelay"
+	"github.com/straydtls/straydtls/record"
 	"github.com/straydtls/straydtls/strayfilter"
 )
 
@@ -97,7 +98,7 @@ func TestOpenSSLClientsThroughRelay(t *testing.T) {
 	}
 	naive, r, held := seed(t, true, n)
 	dtlstest.WaitFor(t, "late close_notifies dropped", func() bool {
-		return r.Stats().DroppedQuiet[strayfilter.ReasonAlert] == uint64(held)
+		return r.Stats().DroppedQuiet[record.ReasonAlert] == uint64(held)
 	})
 	if b := naive.Bogus.Load(); b != 0 {
 		t.Errorf("server saw %d bogus connections", b)
@@ -203,7 +204,7 @@ func TestReconnectBeforeServerCloseArrives(t *testing.T) {
 	// the test releases them; the client's are dropped, so the server never
 	// takes one for a new connection.
 	mid, err := udprelay.New(naive.Addr(), func(p udprelay.Packet) udprelay.Verdict {
-		alert := len(p.Data) > 0 && p.Data[0] == strayfilter.ContentTypeAlert
+		alert := len(p.Data) > 0 && p.Data[0] == record.ContentTypeAlert
 		return udprelay.Verdict{Hold: alert && p.Dir == udprelay.ToClient, Drop: alert && p.Dir == udprelay.ToServer}
 	})
 	if err != nil {

@@ -5,7 +5,7 @@ import (
 
 	"github.com/straydtls/straydtls/conntrack"
 	"github.com/straydtls/straydtls/internal/assoc"
-	"github.com/straydtls/straydtls/strayfilter"
+	"github.com/straydtls/straydtls/record"
 )
 
 type counters struct {
@@ -57,7 +57,7 @@ type Stats struct {
 	FromClients, ToServer, ToClient uint64
 	// DroppedQuiet counts, by reason, datagrams from clients in their quiet
 	// period that no association took: the strays.
-	DroppedQuiet [strayfilter.NumReasons]uint64
+	DroppedQuiet [record.NumReasons]uint64
 	// DroppedUnknown counts datagrams no association took from clients
 	// that are not quiet: from a client without one (an association that
 	// timed out, a relay restart, a quiet period that ended, garbage), or
@@ -159,7 +159,7 @@ func (s Stats) Map() map[string]uint64 {
 		"quiet_evictions":     s.Table.Evictions,
 	}
 	for i, v := range s.DroppedQuiet {
-		m["dropped_stray_"+strayfilter.Reason(i).String()] = v
+		m["dropped_stray_"+record.Reason(i).String()] = v
 	}
 	return m
 }

@@ -31,7 +31,7 @@ import (
 	"github.com/straydtls/straydtls/adapters/pionv3"
 	"github.com/straydtls/straydtls/adapters/relay"
 	"github.com/straydtls/straydtls/internal/dtlstest"
-	"github.com/straydtls/straydtls/strayfilter"
+	"github.com/straydtls/straydtls/record"
 )
 
 func main() {
@@ -153,11 +153,11 @@ func main() {
 	}
 }
 
-func reasons(d [strayfilter.NumReasons]uint64) string {
+func reasons(d [record.NumReasons]uint64) string {
 	s := ""
 	for i, n := range d {
 		if n != 0 {
-			s += fmt.Sprintf("%v=%d ", strayfilter.Reason(i), n)
+			s += fmt.Sprintf("%v=%d ", record.Reason(i), n)
 		}
 	}
 	if s == "" {

@@ -25,7 +25,7 @@ import (
 
 	"github.com/straydtls/straydtls/adapters/relay"
 	"github.com/straydtls/straydtls/conntrack"
-	"github.com/straydtls/straydtls/strayfilter"
+	"github.com/straydtls/straydtls/record"
 )
 
 func main() {
@@ -226,7 +226,7 @@ func statsArgs(s relay.Stats) []any {
 			if b.Len() > 0 {
 				b.WriteByte(',')
 			}
-			fmt.Fprintf(&b, "%s=%d", strayfilter.Reason(i), v)
+			fmt.Fprintf(&b, "%s=%d", record.Reason(i), v)
 		}
 	}
 	return []any{

@@ -31,6 +31,7 @@ import (
 	"github.com/pion/dtls/v3"
 	"github.com/pion/dtls/v3/pkg/crypto/selfsign"
 
+	"github.com/straydtls/straydtls/record"
 	"github.com/straydtls/straydtls/strayfilter"
 )
 
@@ -62,7 +63,7 @@ func main() {
 		<-stop
 		if filter != nil {
 			s := filter.Stats()
-			log.Printf("strays dropped: %d (late alerts: %d)", s.DroppedTotal(), s.Dropped[strayfilter.ReasonAlert])
+			log.Printf("strays dropped: %d (late alerts: %d)", s.DroppedTotal(), s.Dropped[record.ReasonAlert])
 		}
 		pc.Close()
 	}()

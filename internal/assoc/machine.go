@@ -7,7 +7,7 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/straydtls/straydtls/strayfilter"
+	"github.com/straydtls/straydtls/record"
 )
 
 // MaxPerPeer bounds the handshakes one addr:port can have under way at
@@ -120,7 +120,7 @@ type Config struct {
 	// a protected record (rule 7), for shells that cannot ask the stack.
 	InferCompletion bool
 	// EndOnServerAlert ends an association once its server sent a closing
-	// alert (see strayfilter.CarriesClosingAlert).
+	// alert (see record.CarriesClosingAlert).
 	EndOnServerAlert bool
 }
 
@@ -315,22 +315,22 @@ func (m *Machine[T]) StopAccepting() { m.accepting = false }
 // clock that does not go backwards.
 func (m *Machine[T]) Client(now int64, from netip.AddrPort, d []byte) (r Route[T]) {
 	p := m.peers[from]
-	if p != nil && p.n == 0 && p.live != nil && (len(d) == 0 || d[0] != strayfilter.ContentTypeHandshake) {
+	if p != nil && p.n == 0 && p.live != nil && (len(d) == 0 || d[0] != record.ContentTypeHandshake) {
 		// The common case: an established association alone, and a
 		// datagram that cannot be a ClientHello.
 		m.toLive(now, p.live, d, &r)
 		return r
 	}
-	rec := strayfilter.Inspect(d)
+	rec := record.Inspect(d)
 	if rec.OpensAssociation() {
-		m.clientHello(now, from, p, d, &r)
+		m.clientHello(now, from, p, rec, d, &r)
 		return r
 	}
 	if p == nil {
 		return m.drop(&r, DropNoAssociation)
 	}
 	switch {
-	case rec.Class == strayfilter.ClassNotDTLS:
+	case rec.Class == record.ClassNotDTLS:
 		// Another protocol sharing the port belongs with the client's
 		// association, not with a handshake.
 		if p.live != nil {
@@ -391,14 +391,14 @@ func (m *Machine[T]) deliver(now int64, a *Assoc[T], r *Route[T]) {
 // toLive delivers to the peer's established association, applying rules 5
 // and 6.
 func (m *Machine[T]) toLive(now int64, a *Assoc[T], d []byte, r *Route[T]) {
-	if len(d) >= 13 && (d[0] == strayfilter.ContentTypeAlert || d[0] == strayfilter.ContentTypeApplicationData) &&
+	if len(d) >= 13 && (d[0] == record.ContentTypeAlert || d[0] == record.ContentTypeApplicationData) &&
 		d[1] == 0xfe && d[3] == 0 && d[4] == 0 {
 		// Rule 5: no stack accepts these once keys are agreed, and pion v2
 		// acts on a plaintext alert: one forged datagram would end it.
 		m.drop(r, DropInvalid)
 		return
 	}
-	if m.cfg.CloseLinger > 0 && len(d) > 0 && d[0] == strayfilter.ContentTypeAlert && strayfilter.CarriesClosingAlert(d) {
+	if m.cfg.CloseLinger > 0 && len(d) > 0 && d[0] == record.ContentTypeAlert && record.CarriesClosingAlert(d) {
 		if a.state == Established {
 			m.setClosing(now, a)
 		}
@@ -408,8 +408,8 @@ func (m *Machine[T]) toLive(now int64, a *Assoc[T], d []byte, r *Route[T]) {
 	m.deliver(now, a, r)
 }
 
-func (m *Machine[T]) clientHello(now int64, from netip.AddrPort, p *peer[T], d []byte, r *Route[T]) {
-	ch, hasRandom := strayfilter.ParseClientHello(d)
+func (m *Machine[T]) clientHello(now int64, from netip.AddrPort, p *peer[T], rec record.Record, d []byte, r *Route[T]) {
+	ch, hasRandom := rec.ClientHello(d)
 	if p != nil {
 		if hasRandom {
 			if a := p.byRandom(ch.Random); a != nil {
@@ -594,16 +594,17 @@ func (m *Machine[T]) Server(now int64, a *Assoc[T], d []byte) Verdict {
 	case Closing:
 		m.unclose(a)
 	case Unverified, Handshaking:
-		if cookie, ok := strayfilter.HelloVerifyCookie(d); ok {
+		rec := record.Inspect(d)
+		if cookie, ok := rec.HelloVerifyCookie(d); ok {
 			a.cookie, a.hasCookie = maphash.Bytes(m.seed, cookie), true
-		} else if !strayfilter.AsksForCookie(d) {
+		} else if !rec.AsksForCookie() {
 			a.answered = true
 		}
-		if m.cfg.InferCompletion && a.state == Handshaking && strayfilter.CarriesProtectedRecord(d) {
+		if m.cfg.InferCompletion && a.state == Handshaking && record.CarriesProtectedRecord(d) {
 			m.complete(now, a)
 		}
 	}
-	if m.cfg.EndOnServerAlert && strayfilter.CarriesClosingAlert(d) {
+	if m.cfg.EndOnServerAlert && record.CarriesClosingAlert(d) {
 		m.end(a, EndServerAlert, m.quiets(a))
 		return Verdict{Forward: true, Ended: true}
 	}

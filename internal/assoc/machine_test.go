@@ -353,7 +353,7 @@ func TestOnlyCompletedAssociationsQuiet(t *testing.T) {
 	h.m.Closed(b) // the stack gave up on the handshake
 	died = append(died, b)
 	c := h.open(addr(4), 4)
-	h.m.Server(h.now, c, record(21, 0, []byte{2, 40})) // the server refused it
+	h.m.Server(h.now, c, dtlsRecord(21, 0, []byte{2, 40})) // the server refused it
 	died = append(died, c)
 	for _, d := range died {
 		if e := h.endsOf(d); len(e) != 1 || e[0].quiet {

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/straydtls/straydtls/strayfilter"
+	"github.com/straydtls/straydtls/record"
 )
 
 // The model test drives a Machine with random events (client datagrams of
@@ -161,7 +161,7 @@ func serverAnswer(kind byte) []byte {
 	case 4:
 		return encryptedAlert
 	case 5:
-		return record(21, 0, []byte{2, 40}) // plaintext fatal alert
+		return dtlsRecord(21, 0, []byte{2, 40}) // plaintext fatal alert
 	default:
 		return changeCipherSpec
 	}
@@ -228,7 +228,7 @@ func (mo *model) clientEvent(peer netip.AddrPort, kind, arg byte) {
 	if r.Open != nil {
 		mo.all = append(mo.all, r.Open)
 	}
-	rec := strayfilter.Inspect(d)
+	rec := record.Inspect(d)
 
 	// No client datagram ends or quiets a proved association: it can
 	// evict an unverified one (rule 1, 2) or reclaim a closing one (rule 6).
@@ -273,7 +273,7 @@ func (mo *model) clientEvent(peer netip.AddrPort, kind, arg byte) {
 	case live == nil && len(hs) == 0 && !rec.OpensAssociation():
 		mo.wantDrop(r, DropNoAssociation)
 	case rec.OpensAssociation():
-		ch, hasRandom := strayfilter.ParseClientHello(d)
+		ch, hasRandom := record.Inspect(d).ClientHello(d)
 		var match *Assoc[int]
 		for _, s := range known {
 			if hasRandom && s.hasRandom && s.random == ch.Random {
@@ -312,7 +312,7 @@ func (mo *model) clientEvent(peer netip.AddrPort, kind, arg byte) {
 				mo.fail("re-handshake mark %v with a live association %v", r.Open.Rehandshake(), live != nil)
 			}
 		}
-	case rec.Class == strayfilter.ClassNotDTLS:
+	case rec.Class == record.ClassNotDTLS:
 		if live != nil {
 			mo.wantOnly(r, live.a)
 		} else if a := newest(func(s snap) bool { return s.state == Handshaking }); a != nil {
@@ -374,7 +374,7 @@ func (mo *model) checkClosingRule(live *snap, d []byte) {
 	if a.state == Ended {
 		return
 	}
-	alert := mo.cfg.CloseLinger > 0 && len(d) > 0 && d[0] == 21 && strayfilter.CarriesClosingAlert(d)
+	alert := mo.cfg.CloseLinger > 0 && len(d) > 0 && d[0] == 21 && record.CarriesClosingAlert(d)
 	switch {
 	case alert && live.state == Established && a.state != Closing:
 		mo.fail("a client alert left %d %v", a.Handle, a.state)
@@ -422,7 +422,7 @@ func (mo *model) serverEvent(a *Assoc[int], kind byte) {
 	if !v.Forward {
 		mo.fail("a live association's server datagram not forwarded")
 	}
-	completed := before == Handshaking && mo.cfg.InferCompletion && strayfilter.CarriesProtectedRecord(d)
+	completed := before == Handshaking && mo.cfg.InferCompletion && record.CarriesProtectedRecord(d)
 	for _, e := range h.ends {
 		switch {
 		case e.a == a && e.why == EndServerAlert:
@@ -435,7 +435,7 @@ func (mo *model) serverEvent(a *Assoc[int], kind byte) {
 			mo.fail("server datagram on %d ended %v as %v (quiet %v)", a.Handle, e.a.Handle, e.why, e.quiet)
 		}
 	}
-	if v.Ended != (mo.cfg.EndOnServerAlert && strayfilter.CarriesClosingAlert(d)) {
+	if v.Ended != (mo.cfg.EndOnServerAlert && record.CarriesClosingAlert(d)) {
 		mo.fail("ended %v for %x", v.Ended, head(d))
 	}
 	if before == Unverified && a.state != Unverified && a.state != Ended {

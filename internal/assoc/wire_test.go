@@ -9,7 +9,7 @@ import (
 // Datagrams as stacks send them, built byte by byte so each test says
 // exactly what is on the wire.
 
-func record(typ byte, epoch uint16, body []byte) []byte {
+func dtlsRecord(typ byte, epoch uint16, body []byte) []byte {
 	d := []byte{typ, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0}
 	binary.BigEndian.PutUint16(d[3:5], epoch)
 	binary.BigEndian.PutUint16(d[11:13], uint16(len(body)))
@@ -22,7 +22,7 @@ func handshakeMsg(msgType byte, seq uint16, body []byte) []byte {
 	h[1], h[2], h[3] = byte(n>>16), byte(n>>8), byte(n)
 	binary.BigEndian.PutUint16(h[4:6], seq)
 	h[9], h[10], h[11] = byte(n>>16), byte(n>>8), byte(n)
-	return record(22, 0, append(h, body...))
+	return dtlsRecord(22, 0, append(h, body...))
 }
 
 // clientHello is a ClientHello whose random is 32 bytes of rnd, echoing
@@ -74,12 +74,12 @@ func helloRetry() []byte {
 
 var (
 	clientKeyExchange = handshakeMsg(16, 2, []byte{1, 2, 3, 4})
-	changeCipherSpec  = record(20, 0, []byte{1})
-	finished          = record(22, 1, make([]byte, 40)) // encrypted, epoch 1
-	appData           = record(23, 1, make([]byte, 30))
-	encryptedAlert    = record(21, 1, make([]byte, 26))
-	plainCloseNotify  = record(21, 0, []byte{1, 0})
-	plainAppData      = record(23, 0, []byte("hello"))
+	changeCipherSpec  = dtlsRecord(20, 0, []byte{1})
+	finished          = dtlsRecord(22, 1, make([]byte, 40)) // encrypted, epoch 1
+	appData           = dtlsRecord(23, 1, make([]byte, 30))
+	encryptedAlert    = dtlsRecord(21, 1, make([]byte, 26))
+	plainCloseNotify  = dtlsRecord(21, 0, []byte{1, 0})
+	plainAppData      = dtlsRecord(23, 0, []byte("hello"))
 	stun              = []byte{0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}
 )
 

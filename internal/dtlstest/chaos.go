@@ -16,6 +16,7 @@ import (
 
 	"github.com/straydtls/straydtls/adapters/demux"
 	"github.com/straydtls/straydtls/internal/udprelay"
+	"github.com/straydtls/straydtls/record"
 	"github.com/straydtls/straydtls/strayfilter"
 )
 
@@ -54,7 +55,7 @@ var chaosMessage = regexp.MustCompile(`^w[0-9]+ r[0-9]+$`)
 
 // OnDrop is the filter's drop hook: a datagram may be dropped only from a
 // peer the server closed.
-func (c *ChaosRun) OnDrop(peer netip.AddrPort, reason strayfilter.Reason) {
+func (c *ChaosRun) OnDrop(peer netip.AddrPort, reason record.Reason) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.closed[peer] {

@@ -13,8 +13,7 @@ import (
 
 	dtlsv3 "github.com/pion/dtls/v3"
 	"github.com/pion/transport/v2/packetio"
-
-	"github.com/straydtls/straydtls/strayfilter"
+	"github.com/straydtls/straydtls/record"
 )
 
 // NaiveServer is a real DTLS server (pion v3) behind the demultiplexing of
@@ -122,7 +121,7 @@ func (s *NaiveServer) loop() {
 			s.conns[from] = c
 			s.peers = append(s.peers, from)
 			s.Conns.Add(1)
-			if !strayfilter.Inspect(buf[:n]).OpensAssociation() {
+			if !record.Inspect(buf[:n]).OpensAssociation() {
 				s.Bogus.Add(1)
 				s.bogus = append(s.bogus, fmt.Sprintf("%s from %v: % x", time.Now().Format("15:04:05.000000"), from, buf[:min(n, 16)]))
 			}

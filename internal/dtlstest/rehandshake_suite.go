@@ -11,7 +11,7 @@ import (
 
 	"github.com/straydtls/straydtls/adapters/demux"
 	"github.com/straydtls/straydtls/internal/udprelay"
-	"github.com/straydtls/straydtls/strayfilter"
+	"github.com/straydtls/straydtls/record"
 )
 
 // Rehandshake is the RFC 6347 §4.2.8 suite (a client that loses its state
@@ -348,8 +348,8 @@ func (s Rehandshake) liveEndsDuringRehandshake(t *testing.T) {
 		// The client's flight after the cookie exchange: its key exchange,
 		// in the clear (only epoch-0 handshake records have a readable
 		// handshake header), not a ClientHello.
-		r := strayfilter.Inspect(p.Data)
-		second := r.HasHandshakeHeader && r.MsgType != strayfilter.HandshakeTypeClientHello
+		r := record.Inspect(p.Data)
+		second := r.HasHandshakeHeader && r.MsgType != record.HandshakeTypeClientHello
 		return udprelay.Verdict{Hold: hold.Load() && p.Dir == udprelay.ToServer && second}
 	})
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/straydtls/straydtls/internal/udprelay"
+	"github.com/straydtls/straydtls/record"
 	"github.com/straydtls/straydtls/strayfilter"
 )
 
@@ -83,7 +84,7 @@ func RunOpenSSLLateCloseNotify(t *testing.T, ln interface {
 			got <- string(buf[:m])
 		}
 	}()
-	before := ln.Filter().Stats().Dropped[strayfilter.ReasonAlert]
+	before := ln.Filter().Stats().Dropped[record.ReasonAlert]
 	held := 0
 	for i := range n {
 		want := fmt.Sprintf("hello %d\n", i)
@@ -110,7 +111,7 @@ func RunOpenSSLLateCloseNotify(t *testing.T, ln interface {
 		t.Fatalf("only %d of %d clients sent a close_notify to delay", held, n)
 	}
 	WaitFor(t, "late close_notify dropped", func() bool {
-		return ln.Filter().Stats().Dropped[strayfilter.ReasonAlert]-before == uint64(held)
+		return ln.Filter().Stats().Dropped[record.ReasonAlert]-before == uint64(held)
 	})
 	ln.Close()
 	<-done

@@ -6,7 +6,7 @@ import (
 	"net/netip"
 	"sync"
 
-	"github.com/straydtls/straydtls/strayfilter"
+	"github.com/straydtls/straydtls/record"
 )
 
 // Recorder is a relay hook that keeps a copy of what each client sends and,
@@ -40,7 +40,7 @@ func (r *Recorder) Hook(p Packet) Verdict {
 		r.clients = append(r.clients, p.Client)
 	}
 	r.sent[p.Client] = append(r.sent[p.Client], bytes.Clone(p.Data))
-	if r.holdAlerts && strayfilter.Inspect(p.Data).Class == strayfilter.ClassAlert {
+	if r.holdAlerts && record.Inspect(p.Data).Class == record.ClassAlert {
 		return Verdict{Hold: true}
 	}
 	return Verdict{}
@@ -60,7 +60,7 @@ func (r *Recorder) ClientHellos(client netip.AddrPort) [][]byte {
 	defer r.mu.Unlock()
 	var hellos [][]byte
 	for _, d := range r.sent[client] {
-		if strayfilter.Inspect(d).OpensAssociation() {
+		if record.Inspect(d).OpensAssociation() {
 			hellos = append(hellos, bytes.Clone(d))
 		}
 	}
@@ -80,7 +80,7 @@ func (r *Recorder) EpochOneHandshake(client netip.AddrPort) ([]byte, bool) {
 				break
 			}
 			rec := d[off : off+n]
-			if rec[0] == strayfilter.ContentTypeHandshake && binary.BigEndian.Uint16(rec[3:5]) == 1 {
+			if rec[0] == record.ContentTypeHandshake && binary.BigEndian.Uint16(rec[3:5]) == 1 {
 				return bytes.Clone(rec), true
 			}
 			off += n

@@ -1,4 +1,4 @@
-package strayfilter_test
+package record_test
 
 import (
 	"bytes"
@@ -10,45 +10,45 @@ import (
 	"github.com/pion/dtls/v3/pkg/protocol/handshake"
 	"github.com/pion/dtls/v3/pkg/protocol/recordlayer"
 
-	"github.com/straydtls/straydtls/strayfilter"
+	"github.com/straydtls/straydtls/record"
 )
 
 func TestInspectCapturedRecords(t *testing.T) {
 	var multiRecord, laterFragment, cid, unified, opens int
 	for _, rf := range loadRecords(t) {
-		t.Run(rf.name, func(t *testing.T) {
-			r := strayfilter.Inspect(rf.data)
-			if got, want := r.Class.String(), rf.expect["class"]; got != want {
+		t.Run(rf.Name, func(t *testing.T) {
+			r := record.Inspect(rf.Data)
+			if got, want := r.Class.String(), rf.Expect["class"]; got != want {
 				t.Fatalf("class = %s, want %s (record %+v)", got, want, r)
 			}
-			if got, want := strconv.FormatBool(r.OpensAssociation()), rf.expect["opens"]; got != want {
+			if got, want := strconv.FormatBool(r.OpensAssociation()), rf.Expect["opens"]; got != want {
 				t.Errorf("OpensAssociation = %s, want %s", got, want)
 			}
-			if r.Class != strayfilter.ClassMalformed {
-				if got, want := strconv.Itoa(int(r.Epoch)), rf.expect["epoch"]; got != want {
+			if r.Class != record.ClassMalformed {
+				if got, want := strconv.Itoa(int(r.Epoch)), rf.Expect["epoch"]; got != want {
 					t.Errorf("epoch = %s, want %s", got, want)
 				}
 			}
-			if want, ok := rf.expect["msgtype"]; ok && strconv.Itoa(int(r.MsgType)) != want {
+			if want, ok := rf.Expect["msgtype"]; ok && strconv.Itoa(int(r.MsgType)) != want {
 				t.Errorf("msg_type = %d, want %s", r.MsgType, want)
 			}
-			if want, ok := rf.expect["fragoff"]; ok && strconv.Itoa(int(r.FragmentOffset)) != want {
+			if want, ok := rf.Expect["fragoff"]; ok && strconv.Itoa(int(r.FragmentOffset)) != want {
 				t.Errorf("fragment_offset = %d, want %s", r.FragmentOffset, want)
 			}
 		})
-		if recs, err := recordlayer.UnpackDatagram(rf.data); err == nil && len(recs) > 1 {
+		if recs, err := recordlayer.UnpackDatagram(rf.Data); err == nil && len(recs) > 1 {
 			multiRecord++
 		}
-		if rf.expect["opens"] == "true" && rf.expect["fragoff"] != "0" {
+		if rf.Expect["opens"] == "true" && rf.Expect["fragoff"] != "0" {
 			laterFragment++
 		}
-		switch rf.expect["class"] {
+		switch rf.Expect["class"] {
 		case "connection-id":
 			cid++
 		case "dtls13-ciphertext":
 			unified++
 		}
-		if rf.expect["opens"] == "true" {
+		if rf.Expect["opens"] == "true" {
 			opens++
 		}
 	}
@@ -65,7 +65,7 @@ func TestInspectCapturedRecords(t *testing.T) {
 
 func TestInspectAgreesWithPionOnCapturedRecords(t *testing.T) {
 	for _, rf := range loadRecords(t) {
-		checkAgainstPion(t, rf.data)
+		checkAgainstPion(t, rf.Data)
 	}
 }
 
@@ -73,27 +73,27 @@ func TestInspectAgreesWithPionOnCapturedRecords(t *testing.T) {
 // one the project was asked about) on DTLSPlaintext input.
 func checkAgainstPion(t *testing.T, data []byte) {
 	t.Helper()
-	r := strayfilter.Inspect(data)
+	r := record.Inspect(data)
 	var h dtlsv2.Header
 	pionErr := h.Unmarshal(data)
-	plaintext := len(data) > 0 && data[0] >= 20 && data[0] <= 31 && data[0] != strayfilter.ContentTypeConnectionID
+	plaintext := len(data) > 0 && data[0] >= 20 && data[0] <= 31 && data[0] != record.ContentTypeConnectionID
 	if !plaintext {
 		return
 	}
-	if pionErr == nil && r.Class != strayfilter.ClassMalformed {
+	if pionErr == nil && r.Class != record.ClassMalformed {
 		if uint8(h.ContentType) != r.Type || h.Epoch != r.Epoch || h.SequenceNumber != r.Seq ||
 			uint16(h.Version.Major)<<8|uint16(h.Version.Minor) != r.Version {
 			t.Fatalf("% x: pion reads %+v, Inspect reads %+v", data, h, r)
 		}
 	}
 	validVersion := len(data) >= 3 && data[1] == 0xfe && (data[2] == 0xff || data[2] == 0xfd)
-	if r.Class != strayfilter.ClassMalformed && validVersion && pionErr != nil {
+	if r.Class != record.ClassMalformed && validVersion && pionErr != nil {
 		t.Fatalf("% x: Inspect reads a record (%v) where pion fails: %v", data, r.Class, pionErr)
 	}
-	if pionErr != nil && validVersion && r.Class != strayfilter.ClassMalformed {
+	if pionErr != nil && validVersion && r.Class != record.ClassMalformed {
 		t.Fatalf("% x: pion fails (%v) but Inspect reads %v", data, pionErr, r.Class)
 	}
-	if r.Class == strayfilter.ClassMalformed || r.Class == strayfilter.ClassNotDTLS {
+	if r.Class == record.ClassMalformed || r.Class == record.ClassNotDTLS {
 		return
 	}
 	// A well-formed record is one pion can cut out of the datagram, and an
@@ -117,14 +117,14 @@ func checkAgainstPion(t *testing.T, data []byte) {
 	}
 	// CarriesProtectedRecord stops at content types it does not know
 	// (ClassOther); for the rest the first record decides alike.
-	if r.Protected() && r.Class != strayfilter.ClassMalformed && r.Class != strayfilter.ClassOther && !strayfilter.CarriesProtectedRecord(data) {
+	if r.Protected() && r.Class != record.ClassMalformed && r.Class != record.ClassOther && !record.CarriesProtectedRecord(data) {
 		t.Fatalf("% x: the first record is protected (%v, epoch %d) but CarriesProtectedRecord says no", data, r.Class, r.Epoch)
 	}
 	if r.OpensAssociation() && !r.ClearText() {
 		t.Fatalf("% x: a record that is not clear text opens an association", data)
 	}
 
-	random, ok := strayfilter.ClientRandom(data)
+	random, ok := clientRandom(data)
 	if ok != (r.OpensAssociation() && r.FragmentOffset == 0 && r.FragmentLength >= 34) {
 		t.Fatalf("% x: ClientRandom ok=%v for %+v", data, ok, r)
 	}
@@ -143,7 +143,7 @@ func checkAgainstPion(t *testing.T, data []byte) {
 func TestClientRandom(t *testing.T) {
 	files := map[string][]byte{}
 	for _, rf := range loadRecords(t) {
-		files[rf.name] = rf.data
+		files[rf.Name] = rf.Data
 	}
 	for _, pair := range [][2]string{
 		{"openssl-s_client-00-client-ClientHello-frag0.hex", "openssl-s_client-02-client-ClientHello-frag0.hex"},
@@ -151,14 +151,14 @@ func TestClientRandom(t *testing.T) {
 		{"pion-v2-mtu60-00-client-ClientHello-frag0.hex", "pion-v2-mtu60-03-client-ClientHello-frag0.hex"},
 		{"pion-v3-cid-00-client-ClientHello-frag0.hex", "pion-v3-cid-02-client-ClientHello-frag0.hex"},
 	} {
-		first, ok1 := strayfilter.ClientRandom(files[pair[0]])
-		second, ok2 := strayfilter.ClientRandom(files[pair[1]])
+		first, ok1 := clientRandom(files[pair[0]])
+		second, ok2 := clientRandom(files[pair[1]])
 		if !ok1 || !ok2 || first != second {
 			t.Errorf("%s and %s: randoms %x (%v) and %x (%v); want the same", pair[0], pair[1], first, ok1, second, ok2)
 		}
 	}
-	a, _ := strayfilter.ClientRandom(files["pion-v2-00-client-ClientHello-frag0.hex"])
-	b, _ := strayfilter.ClientRandom(files["pion-v3-cid-00-client-ClientHello-frag0.hex"])
+	a, _ := clientRandom(files["pion-v2-00-client-ClientHello-frag0.hex"])
+	b, _ := clientRandom(files["pion-v3-cid-00-client-ClientHello-frag0.hex"])
 	if a == b {
 		t.Error("two handshakes drew the same random")
 	}
@@ -167,7 +167,7 @@ func TestClientRandom(t *testing.T) {
 		"pion-v2-01-server-HelloVerifyRequest-frag0.hex",
 		"pion-v2-06-client-application-data-epoch1.hex",
 	} {
-		if r, ok := strayfilter.ClientRandom(files[name]); ok {
+		if r, ok := clientRandom(files[name]); ok {
 			t.Errorf("%s: ClientRandom = %x, true; want none", name, r)
 		}
 	}
@@ -175,16 +175,16 @@ func TestClientRandom(t *testing.T) {
 
 func FuzzInspect(f *testing.F) {
 	for _, rf := range loadRecords(f) {
-		f.Add(rf.data)
+		f.Add(rf.Data)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		orig := bytes.Clone(data)
 		checkAgainstPion(t, data)
 		checkClearText(t, data)
 		checkHellosAgainstPion(t, data)
-		strayfilter.CarriesClosingAlert(data)
-		strayfilter.CarriesProtectedRecord(data)
-		strayfilter.ClientRandom(data)
+		record.CarriesClosingAlert(data)
+		record.CarriesProtectedRecord(data)
+		clientRandom(data)
 		if !bytes.Equal(orig, data) {
 			t.Fatal("inspection modified its input")
 		}
@@ -196,7 +196,7 @@ func FuzzInspect(f *testing.F) {
 // DTLSPlaintext header naming an epoch other than 0 are never clear text.
 func checkClearText(t *testing.T, data []byte) {
 	t.Helper()
-	r := strayfilter.Inspect(data)
+	r := record.Inspect(data)
 	if !r.ClearText() || len(data) == 0 {
 		return
 	}
@@ -204,7 +204,7 @@ func checkClearText(t *testing.T, data []byte) {
 	if b0 < 20 || b0 > 63 {
 		t.Fatalf("% x: another protocol's datagram taken as clear text", data)
 	}
-	if r.Class == strayfilter.ClassCiphertext || r.Class == strayfilter.ClassConnectionID {
+	if r.Class == record.ClassCiphertext || r.Class == record.ClassConnectionID {
 		t.Fatalf("% x: a %v record taken as clear text", data, r.Class)
 	}
 	if len(data) >= 13 && b0&0xe0 != 0x20 && binary.BigEndian.Uint16(data[3:5]) != 0 {
@@ -215,7 +215,7 @@ func checkClearText(t *testing.T, data []byte) {
 func TestCarriesClosingAlert(t *testing.T) {
 	files := map[string][]byte{}
 	for _, rf := range loadRecords(t) {
-		files[rf.name] = rf.data
+		files[rf.Name] = rf.Data
 	}
 	alert := files["pion-v2-08-client-alert-epoch1.hex"]
 	appData := files["pion-v2-06-client-application-data-epoch1.hex"]
@@ -245,7 +245,7 @@ func TestCarriesClosingAlert(t *testing.T) {
 		{"empty", nil, false},
 		{"STUN", files["synthetic-stun-binding-request.hex"], false},
 	} {
-		if got := strayfilter.CarriesClosingAlert(tc.data); got != tc.want {
+		if got := record.CarriesClosingAlert(tc.data); got != tc.want {
 			t.Errorf("%s: CarriesClosingAlert = %v, want %v", tc.name, got, tc.want)
 		}
 	}
@@ -254,7 +254,7 @@ func TestCarriesClosingAlert(t *testing.T) {
 func TestCarriesProtectedRecord(t *testing.T) {
 	files := map[string][]byte{}
 	for _, rf := range loadRecords(t) {
-		files[rf.name] = rf.data
+		files[rf.Name] = rf.Data
 	}
 	for _, tc := range []struct {
 		name string
@@ -270,24 +270,29 @@ func TestCarriesProtectedRecord(t *testing.T) {
 		if data == nil {
 			t.Fatalf("%s missing; re-run TestCapture", tc.name)
 		}
-		if got := strayfilter.CarriesProtectedRecord(data); got != tc.want {
+		if got := record.CarriesProtectedRecord(data); got != tc.want {
 			t.Errorf("%s: CarriesProtectedRecord = %v, want %v", tc.name, got, tc.want)
 		}
 	}
 	for _, d := range [][]byte{nil, {0x16, 0xfe}, []byte("not dtls"), {0x17, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 1, 0, 9}} {
-		if strayfilter.CarriesProtectedRecord(d) {
+		if record.CarriesProtectedRecord(d) {
 			t.Errorf("%x: protected, want not (too short or truncated)", d)
 		}
 	}
 }
 
 func TestInspectDoesNotAllocate(t *testing.T) {
-	data := loadRecords(t)[0].data
+	data := loadRecords(t)[0].Data
 	if n := testing.AllocsPerRun(100, func() {
-		strayfilter.Inspect(data)
-		strayfilter.CarriesClosingAlert(data)
-		strayfilter.CarriesProtectedRecord(data)
+		record.Inspect(data)
+		record.CarriesClosingAlert(data)
+		record.CarriesProtectedRecord(data)
 	}); n != 0 {
 		t.Fatalf("Inspect allocates %v times per call", n)
 	}
+}
+
+func clientRandom(d []byte) ([32]byte, bool) {
+	ch, ok := clientHello(d)
+	return ch.Random, ok
 }

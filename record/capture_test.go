@@ -1,10 +1,8 @@
-package strayfilter_test
+package record_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/hex"
 	"flag"
 	"fmt"
 	"net"
@@ -311,79 +309,6 @@ func (e expectation) String() string {
 	return s
 }
 
-type recordFile struct {
-	name   string
-	data   []byte
-	expect map[string]string
-}
-
-// recordsMemo keeps the parsed records: the model harness and its fuzz
-// target load them for every execution, and reading 75 files each time
-// held FuzzConnEvents to a few dozen executions per second.
-var recordsMemo struct {
-	sync.Mutex
-	files []recordFile
-}
-
-// loadRecords returns every record in testdata/records, each with its own
-// copy of the bytes.
-func loadRecords(t testing.TB) []recordFile {
-	t.Helper()
-	recordsMemo.Lock()
-	defer recordsMemo.Unlock()
-	if recordsMemo.files == nil || *capture {
-		recordsMemo.files = readRecords(t)
-	}
-	out := make([]recordFile, len(recordsMemo.files))
-	for i, rf := range recordsMemo.files {
-		out[i] = rf
-		out[i].data = bytes.Clone(rf.data)
-	}
-	return out
-}
-
-// readRecords reads and parses every file in testdata/records.
-func readRecords(t testing.TB) []recordFile {
-	t.Helper()
-	files, err := filepath.Glob(filepath.Join(recordsDir, "*.hex"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no records in %s (%v)", recordsDir, err)
-	}
-	var out []recordFile
-	for _, f := range files {
-		raw, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rf := recordFile{name: filepath.Base(f), expect: map[string]string{}}
-		var hexText strings.Builder
-		sc := bufio.NewScanner(bytes.NewReader(raw))
-		for sc.Scan() {
-			line := strings.TrimSpace(sc.Text())
-			if rest, ok := strings.CutPrefix(line, "# expect "); ok {
-				for _, kv := range strings.Fields(rest) {
-					k, v, _ := strings.Cut(kv, "=")
-					rf.expect[k] = v
-				}
-				continue
-			}
-			if line == "" || strings.HasPrefix(line, "#") {
-				continue
-			}
-			hexText.WriteString(line)
-		}
-		rf.data, err = hex.DecodeString(hexText.String())
-		if err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-		if len(rf.expect) == 0 {
-			t.Fatalf("%s: no expect line", f)
-		}
-		out = append(out, rf)
-	}
-	return out
-}
-
 func atoi(t testing.TB, s string) int {
 	t.Helper()
 	n, err := strconv.Atoi(s)
@@ -392,3 +317,6 @@ func atoi(t testing.TB, s string) int {
 	}
 	return n
 }
+
+// loadRecords is dtlstest.Records, read afresh after a capture.
+func loadRecords(t testing.TB) []dtlstest.RecordFile { return dtlstest.Records(t, *capture) }

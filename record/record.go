@@ -1,4 +1,4 @@
-package strayfilter
+package record
 
 import "encoding/binary"
 
@@ -117,6 +117,13 @@ type Record struct {
 	MessageSeq         uint16
 	FragmentOffset     uint32
 	FragmentLength     uint32
+
+	// What the hello messages' first fragments say, read once here so no
+	// one reads the datagram again: see ClientHello, HelloVerifyCookie and
+	// AsksForCookie.
+	hello     helloKind
+	cookieAt  uint16 // datagram offset of the cookie
+	cookieLen uint8
 }
 
 // OpensAssociation reports whether the datagram starts a new handshake: its
@@ -199,8 +206,12 @@ func Inspect(datagram []byte) Record {
 		r.Class = ClassAlert
 	case ContentTypeHandshake:
 		r.Class = ClassHandshake
-		if r.Epoch == 0 && !inspectHandshake(&r, datagram[recordHeaderLen:recordHeaderLen+int(r.Length)]) {
-			r.Class = ClassMalformed
+		if r.Epoch == 0 {
+			if inspectHandshake(&r, datagram[recordHeaderLen:recordHeaderLen+int(r.Length)]) {
+				inspectHello(&r, datagram)
+			} else {
+				r.Class = ClassMalformed
+			}
 		}
 	case ContentTypeApplicationData:
 		r.Class = ClassApplicationData
@@ -282,18 +293,6 @@ func CarriesClosingAlert(datagram []byte) bool {
 		return !found
 	})
 	return found
-}
-
-// ClientRandom returns the client random of the ClientHello a datagram
-// starts with, if the datagram holds that ClientHello's first fragment.
-// Every copy of one handshake's ClientHello carries the same random (a
-// retransmission, a duplicate, the one that answers a HelloVerifyRequest:
-// RFC 6347 §4.2.1), and a new handshake draws a new one, so it tells a late
-// copy of an old handshake's ClientHello from a client starting over on the
-// same addr:port.
-func ClientRandom(datagram []byte) (random [32]byte, ok bool) {
-	ch, ok := ParseClientHello(datagram)
-	return ch.Random, ok
 }
 
 // CarriesProtectedRecord reports whether any record in the datagram is

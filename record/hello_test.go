@@ -1,4 +1,4 @@
-package strayfilter_test
+package record_test
 
 import (
 	"bytes"
@@ -6,7 +6,7 @@ import (
 
 	"github.com/pion/dtls/v3/pkg/protocol/handshake"
 
-	"github.com/straydtls/straydtls/strayfilter"
+	"github.com/straydtls/straydtls/record"
 )
 
 // TestCookieEcho: in every captured handshake the second ClientHello
@@ -19,15 +19,15 @@ func TestCookieEcho(t *testing.T) {
 		{"pion-v2-00-client-ClientHello-frag0.hex", "pion-v2-01-server-HelloVerifyRequest-frag0.hex", "pion-v2-02-client-ClientHello-frag0.hex"},
 		{"pion-v3-cid-00-client-ClientHello-frag0.hex", "pion-v3-cid-01-server-HelloVerifyRequest-frag0.hex", "pion-v3-cid-02-client-ClientHello-frag0.hex"},
 	} {
-		cookie, ok := strayfilter.HelloVerifyCookie(files[c.hvr])
+		cookie, ok := record.Inspect(files[c.hvr]).HelloVerifyCookie(files[c.hvr])
 		if !ok || len(cookie) == 0 {
 			t.Fatalf("%s: HelloVerifyCookie = %x, %v", c.hvr, cookie, ok)
 		}
-		if !strayfilter.AsksForCookie(files[c.hvr]) {
+		if !record.Inspect(files[c.hvr]).AsksForCookie() {
 			t.Errorf("%s: AsksForCookie = false", c.hvr)
 		}
-		first, ok1 := strayfilter.ParseClientHello(files[c.first])
-		second, ok2 := strayfilter.ParseClientHello(files[c.second])
+		first, ok1 := clientHello(files[c.first])
+		second, ok2 := clientHello(files[c.second])
 		if !ok1 || !ok2 || !first.CookieRead || !second.CookieRead {
 			t.Fatalf("%s, %s: parsed %v %v, cookie read %v %v", c.first, c.second, ok1, ok2, first.CookieRead, second.CookieRead)
 		}
@@ -45,7 +45,7 @@ func TestCookieEcho(t *testing.T) {
 	cut := bytes.Clone(files["pion-v2-02-client-ClientHello-frag0.hex"][:13+12+40])
 	cut[11], cut[12] = 0, 12+40          // record length
 	cut[22], cut[23], cut[24] = 0, 0, 40 // fragment_length
-	ch, ok := strayfilter.ParseClientHello(cut)
+	ch, ok := clientHello(cut)
 	if !ok || ch.CookieRead || len(ch.Cookie) != 0 {
 		t.Errorf("fragment cut inside the cookie: ok %v, cookie read %v (%x); want true, false", ok, ch.CookieRead, ch.Cookie)
 	}
@@ -54,7 +54,7 @@ func TestCookieEcho(t *testing.T) {
 		"pion-v2-01-server-HelloVerifyRequest-frag0.hex",
 		"pion-v2-06-client-application-data-epoch1.hex",
 	} {
-		if _, ok := strayfilter.ParseClientHello(files[name]); ok {
+		if _, ok := clientHello(files[name]); ok {
 			t.Errorf("%s: parsed as a ClientHello", name)
 		}
 	}
@@ -64,7 +64,7 @@ func TestCookieEcho(t *testing.T) {
 		"pion-v2-05-server-change-cipher-spec-epoch0.hex",
 		"openssl-s_client-08-server-alert-epoch1.hex",
 	} {
-		if _, ok := strayfilter.HelloVerifyCookie(files[name]); ok || strayfilter.AsksForCookie(files[name]) {
+		if _, ok := record.Inspect(files[name]).HelloVerifyCookie(files[name]); ok || record.Inspect(files[name]).AsksForCookie() {
 			t.Errorf("%s: read as a request for a cookie", name)
 		}
 	}
@@ -75,7 +75,7 @@ func TestCookieEcho(t *testing.T) {
 // HelloVerifyRequest; any other ServerHello answers.
 func TestHelloRetryRequestAsksForCookie(t *testing.T) {
 	sh := recordsByName(t)["pion-v2-03-server-ServerHello-frag0.hex"]
-	if strayfilter.AsksForCookie(sh) {
+	if record.Inspect(sh).AsksForCookie() {
 		t.Fatal("a ServerHello asks for a cookie")
 	}
 	hrr := bytes.Clone(sh)
@@ -83,43 +83,45 @@ func TestHelloRetryRequestAsksForCookie(t *testing.T) {
 		0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91,
 		0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
 	})
-	if !strayfilter.AsksForCookie(hrr) {
+	if !record.Inspect(hrr).AsksForCookie() {
 		t.Fatal("a HelloRetryRequest does not ask for a cookie")
 	}
 }
+
+func clientHello(d []byte) (record.ClientHello, bool) { return record.Inspect(d).ClientHello(d) }
 
 func recordsByName(t testing.TB) map[string][]byte {
 	t.Helper()
 	files := map[string][]byte{}
 	for _, rf := range loadRecords(t) {
-		files[rf.name] = rf.data
+		files[rf.Name] = rf.Data
 	}
 	return files
 }
 
-// checkHellosAgainstPion compares ParseClientHello and HelloVerifyCookie
+// checkHellosAgainstPion compares ClientHello and HelloVerifyCookie
 // with pion's message parsers wherever a datagram holds a whole message.
 func checkHellosAgainstPion(t *testing.T, data []byte) {
 	t.Helper()
-	r := strayfilter.Inspect(data)
-	ch, ok := strayfilter.ParseClientHello(data)
+	r := record.Inspect(data)
+	ch, ok := r.ClientHello(data)
 	if ok != (r.OpensAssociation() && r.FragmentOffset == 0 && r.FragmentLength >= 34) {
-		t.Fatalf("% x: ParseClientHello ok=%v for %+v", data, ok, r)
+		t.Fatalf("% x: ClientHello ok=%v for %+v", data, ok, r)
 	}
 	if ok && r.FragmentLength == r.MessageLength {
 		var m handshake.MessageClientHello
 		if err := m.Unmarshal(data[13+12 : 13+12+int(r.FragmentLength)]); err == nil {
 			if m.Random.MarshalFixed() != ch.Random || !ch.CookieRead || !bytes.Equal(m.Cookie, ch.Cookie) {
-				t.Fatalf("% x: pion reads random %x cookie %x, ParseClientHello %x %x (read %v)",
+				t.Fatalf("% x: pion reads random %x cookie %x, ClientHello %x %x (read %v)",
 					data, m.Random.MarshalFixed(), m.Cookie, ch.Random, ch.Cookie, ch.CookieRead)
 			}
 		}
 	}
-	cookie, ok := strayfilter.HelloVerifyCookie(data)
-	if ok && !strayfilter.AsksForCookie(data) {
+	cookie, ok := r.HelloVerifyCookie(data)
+	if ok && !r.AsksForCookie() {
 		t.Fatalf("% x: a HelloVerifyRequest that does not ask for a cookie", data)
 	}
-	if r.Class == strayfilter.ClassHandshake && r.HasHandshakeHeader && r.MsgType == strayfilter.HandshakeTypeHelloVerifyRequest && r.FragmentOffset == 0 && r.FragmentLength == r.MessageLength {
+	if r.Class == record.ClassHandshake && r.HasHandshakeHeader && r.MsgType == record.HandshakeTypeHelloVerifyRequest && r.FragmentOffset == 0 && r.FragmentLength == r.MessageLength {
 		var m handshake.MessageHelloVerifyRequest
 		if err := m.Unmarshal(data[13+12 : 13+12+int(r.FragmentLength)]); err == nil && (!ok || !bytes.Equal(m.Cookie, cookie)) {
 			t.Fatalf("% x: pion reads cookie %x, HelloVerifyCookie %x (%v)", data, m.Cookie, cookie, ok)
@@ -132,9 +134,10 @@ func TestHelloParsingDoesNotAllocate(t *testing.T) {
 	ch2 := files["pion-v2-02-client-ClientHello-frag0.hex"]
 	hvr := files["pion-v2-01-server-HelloVerifyRequest-frag0.hex"]
 	if n := testing.AllocsPerRun(100, func() {
-		strayfilter.ParseClientHello(ch2)
-		strayfilter.HelloVerifyCookie(hvr)
-		strayfilter.AsksForCookie(hvr)
+		record.Inspect(ch2).ClientHello(ch2)
+		r := record.Inspect(hvr)
+		r.HelloVerifyCookie(hvr)
+		r.AsksForCookie()
 	}); n != 0 {
 		t.Fatalf("hello parsing allocates %v times per call", n)
 	}
