@@ -28,12 +28,12 @@ func livePeer(i int) netip.AddrPort {
 // underlying conn is never used: Drop is the decision alone.
 func filterWith(b *testing.B, n int) *strayfilter.Conn {
 	b.Helper()
-	table, err := conntrack.New(conntrack.WithMaxEntries(max(n, 1)), conntrack.WithQuietPeriod(time.Hour))
+	table, err := conntrack.New(conntrack.WithMaxQuietPeers(max(n, 1)), conntrack.WithQuietPeriod(time.Hour))
 	if err != nil {
 		b.Fatal(err)
 	}
 	for i := range n {
-		table.Close(quietPeer(i))
+		table.MarkClosed(quietPeer(i))
 	}
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {

@@ -24,7 +24,7 @@ func BenchmarkTableClose(b *testing.B) {
 				t = newTable(b, cap)
 				b.StartTimer()
 			}
-			t.Close(quietPeer(i % cap))
+			t.MarkClosed(quietPeer(i % cap))
 		}
 	})
 	// A full table: every Close of a new peer evicts the oldest; a Close
@@ -33,7 +33,7 @@ func BenchmarkTableClose(b *testing.B) {
 	full := func(b *testing.B) *conntrack.Table {
 		t := newTable(b, cap)
 		for i := range cap {
-			t.Close(quietPeer(i))
+			t.MarkClosed(quietPeer(i))
 		}
 		b.ReportAllocs()
 		b.ResetTimer()
@@ -42,13 +42,13 @@ func BenchmarkTableClose(b *testing.B) {
 	b.Run("case=evict", func(b *testing.B) {
 		t := full(b)
 		for i := range b.N {
-			t.Close(quietPeer(cap + i))
+			t.MarkClosed(quietPeer(cap + i))
 		}
 	})
 	b.Run("case=reclose", func(b *testing.B) {
 		t := full(b)
 		for i := range b.N {
-			t.Close(quietPeer(i % cap))
+			t.MarkClosed(quietPeer(i % cap))
 		}
 	})
 }
@@ -63,7 +63,7 @@ func BenchmarkTableMemory(b *testing.B) {
 				before := liveHeap()
 				t := newTable(b, n)
 				for i := range n {
-					t.Close(quietPeer(i))
+					t.MarkClosed(quietPeer(i))
 				}
 				after := liveHeap()
 				if t.Len() != n {
@@ -84,19 +84,19 @@ func BenchmarkMillionCloses(b *testing.B) {
 	b.ReportAllocs()
 	for range b.N {
 		b.StopTimer()
-		t := newTable(b, conntrack.DefaultMaxEntries)
+		t := newTable(b, conntrack.DefaultMaxQuietPeers)
 		b.StartTimer()
 		for i := range 1_000_000 {
-			t.Close(quietPeer(i))
+			t.MarkClosed(quietPeer(i))
 		}
-		if t.Len() != conntrack.DefaultMaxEntries {
-			b.Fatalf("Len = %d, want the cap %d", t.Len(), conntrack.DefaultMaxEntries)
+		if t.Len() != conntrack.DefaultMaxQuietPeers {
+			b.Fatalf("Len = %d, want the cap %d", t.Len(), conntrack.DefaultMaxQuietPeers)
 		}
 	}
 }
 
 func newTable(b *testing.B, cap int) *conntrack.Table {
-	t, err := conntrack.New(conntrack.WithMaxEntries(cap), conntrack.WithQuietPeriod(time.Hour))
+	t, err := conntrack.New(conntrack.WithMaxQuietPeers(cap), conntrack.WithQuietPeriod(time.Hour))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -11,7 +11,7 @@
 //   - Every entry has the same quiet period, so the order in which entries
 //     expire is the order in which they were closed. A FIFO (a doubly linked
 //     list, so that a re-close can move an entry to the back) makes expiry
-//     and eviction O(1). Expiry is lazy: the next Close, Forget, Len or
+//     and eviction O(1). Expiry is lazy: the next MarkClosed, Forget, Len or
 //     Stats removes what has expired. There is no goroutine and no timer.
 //   - The table is bounded (default 65,536 entries). At the cap the entry
 //     closed longest ago is evicted, which only ends its filtering early.

@@ -10,7 +10,7 @@ import (
 )
 
 func ExampleNew() {
-	table, err := conntrack.New(conntrack.WithQuietPeriod(10*time.Second), conntrack.WithMaxEntries(1000))
+	table, err := conntrack.New(conntrack.WithQuietPeriod(10*time.Second), conntrack.WithMaxQuietPeers(1000))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -23,7 +23,7 @@ func ExampleWithClock() {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	table, _ := conntrack.New(conntrack.WithQuietPeriod(10*time.Second), conntrack.WithClock(func() time.Time { return now }))
 	peer := netip.MustParseAddrPort("192.0.2.1:5684")
-	table.Close(peer)
+	table.MarkClosed(peer)
 	now = now.Add(9 * time.Second)
 	fmt.Println(table.Quiet(peer))
 	now = now.Add(time.Second)
@@ -33,14 +33,14 @@ func ExampleWithClock() {
 	// false
 }
 
-func ExampleTable_Close() {
+func ExampleTable_MarkClosed() {
 	table, _ := conntrack.New()
 	// The IPv4-mapped form and the IPv4 form are the same peer.
-	if err := table.Close(netip.MustParseAddrPort("[::ffff:192.0.2.1]:5684")); err != nil {
+	if err := table.MarkClosed(netip.MustParseAddrPort("[::ffff:192.0.2.1]:5684")); err != nil {
 		log.Fatal(err)
 	}
 	fmt.Println(table.Quiet(netip.MustParseAddrPort("192.0.2.1:5684")))
-	fmt.Println(table.Close(netip.AddrPort{}))
+	fmt.Println(table.MarkClosed(netip.AddrPort{}))
 	// Output:
 	// true
 	// conntrack: close invalid AddrPort: invalid peer address
@@ -49,17 +49,17 @@ func ExampleTable_Close() {
 func ExampleTable_Forget() {
 	table, _ := conntrack.New()
 	peer := netip.MustParseAddrPort("192.0.2.1:5684")
-	table.Close(peer)
+	table.MarkClosed(peer)
 	fmt.Println(table.Forget(peer), table.Quiet(peer))
 	// Output: true false
 }
 
 func ExampleTable_Stats() {
-	table, _ := conntrack.New(conntrack.WithMaxEntries(2))
+	table, _ := conntrack.New(conntrack.WithMaxQuietPeers(2))
 	for port := range uint16(3) {
-		table.Close(netip.AddrPortFrom(netip.MustParseAddr("192.0.2.1"), 1000+port))
+		table.MarkClosed(netip.AddrPortFrom(netip.MustParseAddr("192.0.2.1"), 1000+port))
 	}
 	s := table.Stats()
-	fmt.Println(s.Closes, s.Evictions, s.Len)
+	fmt.Println(s.Closes, s.Evictions, s.QuietPeers)
 	// Output: 3 1 2
 }

@@ -15,8 +15,8 @@ import (
 
 // Defaults for a Table built without options.
 const (
-	DefaultQuietPeriod = 10 * time.Second
-	DefaultMaxEntries  = 1 << 16
+	DefaultQuietPeriod   = 10 * time.Second
+	DefaultMaxQuietPeers = 1 << 16
 )
 
 // Errors returned by this package; match them with errors.Is.
@@ -27,7 +27,7 @@ var (
 
 // Table remembers peers whose association was closed locally, each for the
 // same quiet period. Queries are lock-free and write no shared memory;
-// Close and Forget serialise on a mutex. A Table may be shared by any number
+// MarkClosed and Forget serialise on a mutex. A Table may be shared by any number
 // of conns and goroutines.
 type Table struct {
 	// n is the number of stored entries (expired ones included until the
@@ -54,11 +54,11 @@ type Table struct {
 
 // Stats are a Table's counters since it was created.
 type Stats struct {
-	Closes    uint64 // Close calls that started or restarted a quiet period
-	Forgets   uint64 // entries removed by Forget
-	Evictions uint64 // entries removed early because the table was at its cap
-	Expired   uint64 // entries removed lazily after their quiet period
-	Len       int    // entries stored now (see Table.Len)
+	Closes     uint64 // MarkClosed calls that started or restarted a quiet period
+	Forgets    uint64 // entries removed by Forget
+	Evictions  uint64 // entries removed early because the table was at its cap
+	Expired    uint64 // entries removed lazily after their quiet period
+	QuietPeers int    // peers quiet now, as Table.Len
 }
 
 const none = ^uint32(0)
@@ -134,12 +134,12 @@ func WithQuietPeriod(d time.Duration) Option {
 	}
 }
 
-// WithMaxEntries caps the number of quiet peers (default 65,536). At the cap
+// WithMaxQuietPeers caps the number of quiet peers (default 65,536). At the cap
 // the peer closed longest ago is evicted, which only ends its filtering early.
-func WithMaxEntries(n int) Option {
+func WithMaxQuietPeers(n int) Option {
 	return func(t *Table) error {
 		if n < 1 || n > 1<<30 {
-			return fmt.Errorf("conntrack: max entries %d: must be between 1 and %d: %w", n, 1<<30, ErrInvalidOption)
+			return fmt.Errorf("conntrack: max quiet peers %d: must be between 1 and %d: %w", n, 1<<30, ErrInvalidOption)
 		}
 		t.max = n
 		return nil
@@ -163,7 +163,7 @@ func WithClock(now func() time.Time) Option {
 func New(opts ...Option) (*Table, error) {
 	t := &Table{
 		quiet: int64(DefaultQuietPeriod),
-		max:   DefaultMaxEntries,
+		max:   DefaultMaxQuietPeers,
 		head:  none,
 		tail:  none,
 		free:  none,
@@ -178,7 +178,7 @@ func New(opts ...Option) (*Table, error) {
 	if t.clock != nil {
 		t.base = t.clock()
 	}
-	// One empty slot and no entries: every lookup misses until the first Close.
+	// One empty slot and no entries: every lookup misses until the first MarkClosed.
 	t.st.Store(&state{index: make([]atomic.Uint64, 1), seed: t.seed})
 	return t, nil
 }
@@ -267,10 +267,10 @@ func (s *state) slot(k key, h uint64) int {
 	return -1
 }
 
-// Close starts the quiet period of peer now, or restarts it if the peer is
+// MarkClosed starts the quiet period of peer now, or restarts it if the peer is
 // already quiet. An IPv4-mapped IPv6 address is the same peer as its IPv4
 // form. It fails only for an invalid address.
-func (t *Table) Close(peer netip.AddrPort) error {
+func (t *Table) MarkClosed(peer netip.AddrPort) error {
 	if !peer.IsValid() {
 		return fmt.Errorf("conntrack: close %v: %w", peer, ErrInvalidPeer)
 	}
@@ -352,7 +352,7 @@ func (t *Table) Stats() Stats {
 	defer t.mu.Unlock()
 	t.sweep()
 	s := t.stats
-	s.Len = t.count
+	s.QuietPeers = t.count
 	return s
 }
 

@@ -39,7 +39,7 @@ func TestQuietPeriodExpires(t *testing.T) {
 	if tab.Quiet(p) {
 		t.Fatal("peer quiet before Close")
 	}
-	if err := tab.Close(p); err != nil {
+	if err := tab.MarkClosed(p); err != nil {
 		t.Fatal(err)
 	}
 	if !tab.Quiet(p) {
@@ -116,13 +116,13 @@ func TestForget(t *testing.T) {
 	if tab.Quiet(p) {
 		t.Fatal("peer quiet after Forget")
 	}
-	if s := tab.Stats(); s.Forgets != 1 || s.Len != 0 {
+	if s := tab.Stats(); s.Forgets != 1 || s.QuietPeers != 0 {
 		t.Fatalf("stats = %+v", s)
 	}
 }
 
 func TestEvictionAtCap(t *testing.T) {
-	tab, clk := newTable(t, WithMaxEntries(3))
+	tab, clk := newTable(t, WithMaxQuietPeers(3))
 	for i := range 3 {
 		mustClose(t, tab, peer(i))
 		clk.advance(time.Millisecond)
@@ -138,7 +138,7 @@ func TestEvictionAtCap(t *testing.T) {
 		}
 	}
 	s := tab.Stats()
-	if s.Evictions != 1 || s.Len != 3 {
+	if s.Evictions != 1 || s.QuietPeers != 3 {
 		t.Fatalf("stats = %+v, want 1 eviction and 3 entries", s)
 	}
 }
@@ -148,12 +148,12 @@ func TestMillionClosesStayAtCap(t *testing.T) {
 		t.Skip("short")
 	}
 	const max = 1000
-	tab, _ := newTable(t, WithMaxEntries(max))
+	tab, _ := newTable(t, WithMaxQuietPeers(max))
 	for i := range 1_000_000 {
 		mustClose(t, tab, peer(i))
 	}
 	s := tab.Stats()
-	if s.Len != max || s.Evictions != 1_000_000-max {
+	if s.QuietPeers != max || s.Evictions != 1_000_000-max {
 		t.Fatalf("stats = %+v, want Len %d and %d evictions", s, max, 1_000_000-max)
 	}
 	if got := len(tab.st.Load().entries); got != max {
@@ -207,7 +207,7 @@ func TestZonesAreDistinctPeers(t *testing.T) {
 
 func TestInvalidInput(t *testing.T) {
 	tab, _ := newTable(t)
-	err := tab.Close(netip.AddrPort{})
+	err := tab.MarkClosed(netip.AddrPort{})
 	if !errors.Is(err, ErrInvalidPeer) {
 		t.Fatalf("Close(invalid) = %v, want ErrInvalidPeer", err)
 	}
@@ -220,9 +220,9 @@ func TestInvalidInput(t *testing.T) {
 	}{
 		{WithQuietPeriod(0), "quiet period 0s"},
 		{WithQuietPeriod(-time.Second), "quiet period -1s"},
-		{WithMaxEntries(0), "max entries 0"},
-		{WithMaxEntries(-5), "max entries -5"},
-		{WithMaxEntries(1<<30 + 1), "max entries 1073741825"},
+		{WithMaxQuietPeers(0), "max quiet peers 0"},
+		{WithMaxQuietPeers(-5), "max quiet peers -5"},
+		{WithMaxQuietPeers(1<<30 + 1), "max quiet peers 1073741825"},
 		{WithClock(nil), "clock"},
 	} {
 		_, err := New(tc.opt)
@@ -240,7 +240,7 @@ func TestModel(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 42))
 			max := 1 + rng.IntN(40)
 			quiet := time.Duration(1+rng.IntN(100)) * time.Millisecond
-			tab, clk := newTable(t, WithMaxEntries(max), WithQuietPeriod(quiet))
+			tab, clk := newTable(t, WithMaxQuietPeers(max), WithQuietPeriod(quiet))
 			type mentry struct {
 				deadline time.Time
 				order    int
@@ -309,7 +309,7 @@ func TestModel(t *testing.T) {
 // once and never touched again must always be quiet; peers never closed must
 // never be. Run with -race.
 func TestConcurrentReadersSeeStableAnswers(t *testing.T) {
-	tab, _ := newTable(t, WithMaxEntries(100_000))
+	tab, _ := newTable(t, WithMaxQuietPeers(100_000))
 	const stable = 500
 	for i := range stable {
 		mustClose(t, tab, peer(i))
@@ -325,7 +325,7 @@ func TestConcurrentReadersSeeStableAnswers(t *testing.T) {
 				p := peer(10_000 + rng.IntN(5_000))
 				if rng.IntN(3) == 0 {
 					tab.Forget(p)
-				} else if err := tab.Close(p); err != nil {
+				} else if err := tab.MarkClosed(p); err != nil {
 					t.Error(err)
 					return
 				}
@@ -363,7 +363,7 @@ func TestConcurrentReadersSeeStableAnswers(t *testing.T) {
 
 func mustClose(t testing.TB, tab *Table, p netip.AddrPort) {
 	t.Helper()
-	if err := tab.Close(p); err != nil {
+	if err := tab.MarkClosed(p); err != nil {
 		t.Fatal(err)
 	}
 }

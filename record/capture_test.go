@@ -22,7 +22,7 @@ import (
 	"github.com/pion/dtls/v3/pkg/protocol/recordlayer"
 
 	"github.com/straydtls/straydtls/internal/dtlstest"
-	"github.com/straydtls/straydtls/internal/udprelay"
+	"github.com/straydtls/straydtls/udprelay"
 )
 
 // The records in testdata/records are real datagrams from pion and OpenSSL

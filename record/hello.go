@@ -1,7 +1,8 @@
 package record
 
-// Handshake message types the admission rules read.
+// Handshake message types the inspection reads.
 const (
+	HandshakeTypeClientHello        = 1
 	HandshakeTypeServerHello        = 2
 	HandshakeTypeHelloVerifyRequest = 3
 )

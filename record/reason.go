@@ -70,4 +70,3 @@ func ReasonOf(r Record) Reason {
 		return ReasonMalformed
 	}
 }
-

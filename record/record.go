@@ -14,11 +14,6 @@ const (
 	ContentTypeACK              = 26 // RFC 9147 §7
 )
 
-// Handshake message types used by the inspection.
-const (
-	HandshakeTypeClientHello = 1
-)
-
 const (
 	recordHeaderLen    = 13
 	handshakeHeaderLen = 12

@@ -84,7 +84,7 @@ func TestReadBatchDropsStraysInPlace(t *testing.T) {
 					t.Fatal("ReadBatch replaced a caller's buffer")
 				}
 			}
-			if s := c.Stats(); s.Dropped[record.ReasonAlert] != 10 || s.Passed != 10 {
+			if s := c.Stats(); s.Strays[record.ReasonAlert] != 10 || s.Passed != 10 {
 				t.Fatalf("stats %+v", s)
 			}
 		})
@@ -109,7 +109,7 @@ func TestReadBatchAllStraysHonoursDeadline(t *testing.T) {
 	if time.Since(start) > 2*time.Second {
 		t.Fatal("ReadBatch ignored its deadline")
 	}
-	if c.Stats().Dropped[record.ReasonAlert] != 20 {
+	if c.Stats().Strays[record.ReasonAlert] != 20 {
 		t.Fatalf("stats %+v", c.Stats())
 	}
 }
@@ -189,7 +189,7 @@ func TestReadBatchAddrPort(t *testing.T) {
 					got++
 				}
 			}
-			if s := c.Stats(); s.Dropped[record.ReasonAlert] != n {
+			if s := c.Stats(); s.Strays[record.ReasonAlert] != n {
 				t.Fatalf("stats %+v", s)
 			}
 		})

@@ -128,7 +128,7 @@ func (c *Conn) MarkClosed(addr net.Addr) error {
 
 // MarkClosedAddrPort is MarkClosed for a netip.AddrPort.
 func (c *Conn) MarkClosedAddrPort(ap netip.AddrPort) error {
-	if err := c.table.Close(ap); err != nil {
+	if err := c.table.MarkClosed(ap); err != nil {
 		return fmt.Errorf("strayfilter: MarkClosed: %w", err)
 	}
 	c.closes.Add(1)
@@ -136,7 +136,7 @@ func (c *Conn) MarkClosedAddrPort(ap netip.AddrPort) error {
 }
 
 func (c *Conn) closeFromAlert(ap netip.AddrPort) {
-	if c.table.Close(ap) == nil {
+	if c.table.MarkClosed(ap) == nil {
 		c.closes.Add(1)
 		c.alertCloses.Add(1)
 	}
@@ -150,13 +150,13 @@ func (c *Conn) Stats() Stats {
 		AlertCloses: c.alertCloses.Load(),
 		Forgets:     c.forgets.Load(),
 	}
-	for i := range s.Dropped {
+	for i := range s.Strays {
 		for j := range c.drops {
-			s.Dropped[i] += c.drops[j].n[i].Load()
+			s.Strays[i] += c.drops[j].n[i].Load()
 		}
 	}
 	ts := c.table.Stats()
-	s.Evictions, s.Peers = ts.Evictions, ts.Len
+	s.Evictions, s.QuietPeers = ts.Evictions, ts.QuietPeers
 	return s
 }
 

@@ -242,16 +242,16 @@ func TestConnDropsLeftoversOfClosedAssociation(t *testing.T) {
 		record.ReasonHandshakeEpoch:  1,
 	}
 	for reason, want := range wantDrops {
-		if got := s.Dropped[reason]; got != want {
+		if got := s.Strays[reason]; got != want {
 			t.Errorf("dropped[%v] = %d, want %d (stats %+v)", reason, got, want, s)
 		}
 	}
-	if s.DroppedTotal() != uint64(len(strays)) {
-		t.Errorf("dropped %d datagrams, want %d", s.DroppedTotal(), len(strays))
+	if s.TotalStrays() != uint64(len(strays)) {
+		t.Errorf("dropped %d datagrams, want %d", s.TotalStrays(), len(strays))
 	}
 	// The spoofed alert from the live peer changed nothing.
-	if sc.Table().Quiet(other.LocalAddr().(*net.UDPAddr).AddrPort()) || s.Peers != 1 {
-		t.Fatalf("incoming alert created state: peers = %d", s.Peers)
+	if sc.Table().Quiet(other.LocalAddr().(*net.UDPAddr).AddrPort()) || s.QuietPeers != 1 {
+		t.Fatalf("incoming alert created state: peers = %d", s.QuietPeers)
 	}
 
 	// 4. The same addr:port opens a new association: its ClientHello passes,
@@ -307,7 +307,7 @@ func TestReadDeadlineFiresDuringStrayFlood(t *testing.T) {
 	if elapsed > 10*deadline {
 		t.Fatalf("ReadFrom returned after %v with a %v deadline", elapsed, deadline)
 	}
-	if sc.Stats().Dropped[record.ReasonAlert] == 0 {
+	if sc.Stats().Strays[record.ReasonAlert] == 0 {
 		t.Fatal("the flood never reached the filter")
 	}
 }
@@ -353,8 +353,9 @@ func TestOptionsAreValidated(t *testing.T) {
 		{"nil conn", nil, nil, "packet conn is nil"},
 		{"zero quiet period", pc, []strayfilter.Option{strayfilter.WithQuietPeriod(0)}, "quiet period 0s"},
 		{"negative quiet period", pc, []strayfilter.Option{strayfilter.WithQuietPeriod(-time.Second)}, "quiet period -1s"},
-		{"cap 0", pc, []strayfilter.Option{strayfilter.WithMaxPeers(0)}, "max peers 0"},
-		{"cap too large", pc, []strayfilter.Option{strayfilter.WithMaxPeers(1 << 31)}, "max entries 2147483648"},
+		{"cap 0", pc, []strayfilter.Option{strayfilter.WithMaxQuietPeers(0)}, "max quiet peers 0"},
+		{"cap too large", pc, []strayfilter.Option{strayfilter.WithMaxQuietPeers(1 << 31)}, "max quiet peers 2147483648"},
+		{"nil logger", pc, []strayfilter.Option{strayfilter.WithLogger(nil)}, "logger is nil"},
 		{"nil clock", pc, []strayfilter.Option{strayfilter.WithClock(nil)}, "clock is nil"},
 		{"nil table", pc, []strayfilter.Option{strayfilter.WithTable(nil)}, "table is nil"},
 		{"table and quiet period", pc, []strayfilter.Option{strayfilter.WithTable(table), strayfilter.WithQuietPeriod(time.Second)}, "WithQuietPeriod conflicts with WithTable"},

@@ -27,7 +27,7 @@ func ExampleNew() {
 	defer conn.Close()
 	// Give conn to the stack: pion's dtls.Server(conn, peer, config), or an
 	// adapter from github.com/straydtls/straydtls/adapters.
-	fmt.Println(conn.Stats().Peers, "quiet peers")
+	fmt.Println(conn.Stats().QuietPeers, "quiet peers")
 	// Output: 0 quiet peers
 }
 
@@ -79,7 +79,7 @@ func ExampleConn_Stats() {
 	conn, _ := strayfilter.New(pc)
 	defer conn.Close()
 	s := conn.Stats()
-	fmt.Println(s.Passed, s.DroppedTotal(), s.Dropped[record.ReasonAlert])
+	fmt.Println(s.Passed, s.TotalStrays(), s.Strays[record.ReasonAlert])
 	// Output: 0 0 0
 }
 

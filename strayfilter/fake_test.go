@@ -162,7 +162,7 @@ func TestNonDTLSFromQuietPeer(t *testing.T) {
 		if passed := len(got) == 1; passed == drop {
 			t.Errorf("WithDropNonDTLS(%v): STUN passed = %v", drop, passed)
 		}
-		if drop && c.Stats().Dropped[record.ReasonNotDTLS] != 1 {
+		if drop && c.Stats().Strays[record.ReasonNotDTLS] != 1 {
 			t.Errorf("STUN drop not counted as not-dtls: %+v", c.Stats())
 		}
 	}

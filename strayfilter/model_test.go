@@ -118,7 +118,7 @@ const sentinelPort = 1
 func newHarness(t *testing.T, quiet time.Duration, cap int, peers int) *harness {
 	fc := newFakeConn()
 	clock := newTestClock()
-	c, err := strayfilter.New(fc, strayfilter.WithQuietPeriod(quiet), strayfilter.WithMaxPeers(cap), strayfilter.WithClock(clock.now))
+	c, err := strayfilter.New(fc, strayfilter.WithQuietPeriod(quiet), strayfilter.WithMaxQuietPeers(cap), strayfilter.WithClock(clock.now))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,8 +217,8 @@ func TestModel(t *testing.T) {
 			h.step(uint8(rng.UintN(256)), uint8(rng.UintN(256)), uint8(rng.UintN(256)))
 		}
 		s := h.c.Stats()
-		if s.Peers > 4 {
-			t.Fatalf("seed %d: %d peers in a table capped at 4", seed, s.Peers)
+		if s.QuietPeers > 4 {
+			t.Fatalf("seed %d: %d peers in a table capped at 4", seed, s.QuietPeers)
 		}
 	}
 }
@@ -257,7 +257,7 @@ func TestModelConcurrentReaders(t *testing.T) {
 	var dropped atomic.Int64
 	fc := newFakeConn()
 	clock := newTestClock()
-	c, err := strayfilter.New(fc, strayfilter.WithQuietPeriod(time.Hour), strayfilter.WithMaxPeers(64),
+	c, err := strayfilter.New(fc, strayfilter.WithQuietPeriod(time.Hour), strayfilter.WithMaxQuietPeers(64),
 		strayfilter.WithClock(clock.now), strayfilter.WithDropHook(func(netip.AddrPort, record.Reason) { dropped.Add(1) }))
 	if err != nil {
 		t.Fatal(err)
@@ -387,8 +387,8 @@ func TestModelConcurrentReaders(t *testing.T) {
 	if n := wrong.Load(); n != 0 {
 		t.Errorf("the table gave %d wrong answers for peers whose state never changed", n)
 	}
-	if s := c.Stats(); s.Passed+s.DroppedTotal() != uint64(sent) {
-		t.Errorf("counters: %d passed + %d dropped, %d sent", s.Passed, s.DroppedTotal(), sent)
+	if s := c.Stats(); s.Passed+s.TotalStrays() != uint64(sent) {
+		t.Errorf("counters: %d passed + %d dropped, %d sent", s.Passed, s.TotalStrays(), sent)
 	}
 	t.Logf("%d datagrams: %d live, %d quiet, %d churn delivered, %d dropped", sent, fromLive.Load(), fromQuiet.Load(), fromChurn.Load(), dropped.Load())
 }

@@ -18,8 +18,8 @@ var ErrInvalidOption = conntrack.ErrInvalidOption
 // says otherwise. See the package documentation for why.
 const DefaultQuietPeriod = conntrack.DefaultQuietPeriod
 
-// DefaultMaxPeers is the default cap on quiet peers.
-const DefaultMaxPeers = conntrack.DefaultMaxEntries
+// DefaultMaxQuietPeers is the default cap on quiet peers.
+const DefaultMaxQuietPeers = conntrack.DefaultMaxQuietPeers
 
 // Option configures a Conn.
 type Option func(*config) error
@@ -53,15 +53,15 @@ func WithQuietPeriod(d time.Duration) Option {
 	}
 }
 
-// WithMaxPeers caps how many peers can be quiet at once (default 65,536). At
+// WithMaxQuietPeers caps how many peers can be quiet at once (default 65,536). At
 // the cap the peer closed longest ago stops being filtered early.
-func WithMaxPeers(n int) Option {
+func WithMaxQuietPeers(n int) Option {
 	return func(c *config) error {
 		if n < 1 {
-			return invalid("max peers %d must be at least 1", n)
+			return invalid("max quiet peers %d must be at least 1", n)
 		}
 		c.maxPeers = n
-		c.tableOpts = append(c.tableOpts, "WithMaxPeers")
+		c.tableOpts = append(c.tableOpts, "WithMaxQuietPeers")
 		return nil
 	}
 }
@@ -114,10 +114,13 @@ func WithDropNonDTLS(on bool) Option {
 	}
 }
 
-// WithLogger logs every dropped datagram at Debug level. A nil logger turns
-// logging off. Nothing is formatted unless Debug is enabled.
+// WithLogger logs every dropped datagram at Debug level. Nothing is
+// formatted unless Debug is enabled. Without it nothing is logged.
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) error {
+		if l == nil {
+			return invalid("logger is nil (leave WithLogger out to log nothing)")
+		}
 		c.logger = l
 		return nil
 	}
@@ -144,7 +147,7 @@ func (c *config) buildTable() (*conntrack.Table, error) {
 		opts = append(opts, conntrack.WithQuietPeriod(c.quiet))
 	}
 	if c.maxPeers != 0 {
-		opts = append(opts, conntrack.WithMaxEntries(c.maxPeers))
+		opts = append(opts, conntrack.WithMaxQuietPeers(c.maxPeers))
 	}
 	if c.clock != nil {
 		opts = append(opts, conntrack.WithClock(c.clock))

@@ -48,7 +48,7 @@ func TestMillionSourcesLeaveMemoryFlat(t *testing.T) {
 		}
 	}
 	after := heapAlloc()
-	if s := c.Stats(); s.Peers != 1 || s.DroppedTotal() != 0 {
+	if s := c.Stats(); s.QuietPeers != 1 || s.TotalStrays() != 0 {
 		t.Fatalf("stats %+v: want the one quiet peer and no drops", s)
 	}
 	if grew := int64(after) - int64(before); grew > 256<<10 {
@@ -100,7 +100,7 @@ func TestOversizeAndEmptyDatagrams(t *testing.T) {
 		t.Fatalf("live peer's datagrams read as %v bytes, want [%d 0]", got, len(big))
 	}
 	// The quiet peer's two datagrams were read and dropped on the way.
-	if s := c.Stats(); s.DroppedTotal() != 2 {
+	if s := c.Stats(); s.TotalStrays() != 2 {
 		t.Fatalf("stats %+v: want the quiet peer's 2 datagrams dropped", s)
 	}
 }

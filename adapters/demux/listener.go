@@ -3,6 +3,7 @@ package demux
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -11,8 +12,9 @@ import (
 )
 
 // ErrListenerClosed is returned by Accept after Close. It matches
-// net.ErrClosed.
-var ErrListenerClosed = fmt.Errorf("demux: listener closed: %w", net.ErrClosed)
+// net.ErrClosed, and io.EOF, which is how go-coap's DTLS server recognises
+// a closed listener.
+var ErrListenerClosed = fmt.Errorf("demux: listener closed: %w (%w)", net.ErrClosed, io.EOF)
 
 // Handshake runs the server side of a DTLS handshake over c and returns the
 // established connection. It must return when ctx ends. On error it
@@ -101,7 +103,12 @@ func (l *Listener) handshake(c *Conn) {
 }
 
 // Accept returns the next connection whose handshake completed.
-func (l *Listener) Accept() (net.Conn, error) {
+func (l *Listener) Accept() (net.Conn, error) { return l.AcceptWithContext(context.Background()) }
+
+// AcceptWithContext is Accept that also returns when ctx ends, with ctx's
+// error. It is the method go-coap's DTLS server (dtls/server.Listener)
+// takes a listener by.
+func (l *Listener) AcceptWithContext(ctx context.Context) (net.Conn, error) {
 	select {
 	case dc := <-l.acceptCh:
 		l.m.stats.accepted.Add(1)
@@ -109,7 +116,9 @@ func (l *Listener) Accept() (net.Conn, error) {
 	case <-l.done:
 		return nil, ErrListenerClosed
 	case <-l.m.readDone:
-		return nil, fmt.Errorf("demux: socket read failed: %w", l.m.readErr)
+		return nil, l.m.acceptErr(l.done)
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
 }
 
@@ -150,6 +159,17 @@ func (l *Listener) log(msg string, c *Conn, attrs ...slog.Attr) {
 	}
 	attrs = append(attrs, slog.String("peer", c.addr.String()), slog.Bool("rehandshake", c.a.Rehandshake()))
 	lg.LogAttrs(context.Background(), slog.LevelDebug, "demux: "+msg, attrs...)
+}
+
+// acceptErr is Accept's error once the socket is gone: the listener's own
+// Close closes it too, and then that is what Accept reports.
+func (m *mux) acceptErr(done <-chan struct{}) error {
+	select {
+	case <-done:
+		return ErrListenerClosed
+	default:
+		return fmt.Errorf("demux: socket read failed: %w", m.readErr)
+	}
 }
 
 // PacketListener hands out per-peer Conns as soon as a ClientHello creates
@@ -196,6 +216,12 @@ func (l *PacketListener) hand(c *Conn) {
 
 // Accept returns the next new association's Conn and its peer's address.
 func (l *PacketListener) Accept() (net.PacketConn, net.Addr, error) {
+	return l.AcceptWithContext(context.Background())
+}
+
+// AcceptWithContext is Accept that also returns when ctx ends, with ctx's
+// error.
+func (l *PacketListener) AcceptWithContext(ctx context.Context) (net.PacketConn, net.Addr, error) {
 	select {
 	case c := <-l.acceptCh:
 		l.m.stats.accepted.Add(1)
@@ -203,7 +229,9 @@ func (l *PacketListener) Accept() (net.PacketConn, net.Addr, error) {
 	case <-l.done:
 		return nil, nil, ErrListenerClosed
 	case <-l.m.readDone:
-		return nil, nil, fmt.Errorf("demux: socket read failed: %w", l.m.readErr)
+		return nil, nil, l.m.acceptErr(l.done)
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
 	}
 }
 

@@ -152,9 +152,13 @@ func WithRehandshake(on bool) Option {
 	}
 }
 
-// WithLogger logs handshake failures and refusals at Debug level.
+// WithLogger logs handshake failures at Debug level. Without it nothing is
+// logged.
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) error {
+		if l == nil {
+			return invalid("logger is nil (leave WithLogger out to log nothing)")
+		}
 		c.logger = l
 		return nil
 	}

@@ -16,9 +16,9 @@ import (
 	"github.com/straydtls/straydtls/adapters/demux"
 	"github.com/straydtls/straydtls/adapters/pionv2"
 	"github.com/straydtls/straydtls/internal/dtlstest"
-	"github.com/straydtls/straydtls/internal/udprelay"
 	"github.com/straydtls/straydtls/record"
 	"github.com/straydtls/straydtls/strayfilter"
+	"github.com/straydtls/straydtls/udprelay"
 )
 
 var loopback = &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}
@@ -91,7 +91,7 @@ func TestStrayDoesNotStallNextClient(t *testing.T) {
 			if s.Created != 2 || s.HandshakeFailed != 0 {
 				t.Fatalf("stray became a connection: %+v", s)
 			}
-			if quiet && s.Filter.Dropped[record.ReasonHandshakeEpoch] != 1 {
+			if quiet && s.Filter.Strays[record.ReasonHandshakeEpoch] != 1 {
 				t.Fatalf("filter did not drop the stray: %+v", s.Filter)
 			}
 			if !quiet && s.UnknownPeer != 1 {

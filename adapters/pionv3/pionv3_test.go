@@ -14,9 +14,9 @@ import (
 	"github.com/straydtls/straydtls/adapters/demux"
 	"github.com/straydtls/straydtls/adapters/pionv3"
 	"github.com/straydtls/straydtls/internal/dtlstest"
-	"github.com/straydtls/straydtls/internal/udprelay"
 	"github.com/straydtls/straydtls/record"
 	"github.com/straydtls/straydtls/strayfilter"
+	"github.com/straydtls/straydtls/udprelay"
 )
 
 var loopback = &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}
@@ -95,7 +95,7 @@ func TestStrayIsNotAConnection(t *testing.T) {
 	if n := len(accepted); n != 2 {
 		t.Fatalf("application saw %d connections, want 2 real ones", n)
 	}
-	if s := ln.Stats(); s.Filter.Dropped[record.ReasonHandshakeEpoch] != 1 || s.Created != 2 {
+	if s := ln.Stats(); s.Filter.Strays[record.ReasonHandshakeEpoch] != 1 || s.Created != 2 {
 		t.Fatalf("stats %+v", s)
 	}
 	ln.Close()
@@ -254,7 +254,7 @@ func TestPacketListenerUnderPionListener(t *testing.T) {
 	if n := len(accepted); n != 2 {
 		t.Fatalf("application saw %d connections, want 2", n)
 	}
-	if s := inner.Stats(); s.Filter.Dropped[record.ReasonHandshakeEpoch] != 1 {
+	if s := inner.Stats(); s.Filter.Strays[record.ReasonHandshakeEpoch] != 1 {
 		t.Fatalf("stats %+v", s)
 	}
 	ln.Close()

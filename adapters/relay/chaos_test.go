@@ -12,7 +12,7 @@ import (
 
 	"github.com/straydtls/straydtls/adapters/relay"
 	"github.com/straydtls/straydtls/internal/dtlstest"
-	"github.com/straydtls/straydtls/internal/udprelay"
+	"github.com/straydtls/straydtls/udprelay"
 )
 
 // TestChaos runs clients that open, exchange, close and reconnect (every
@@ -57,7 +57,7 @@ func TestChaos(t *testing.T) {
 			}
 			s := r.Stats()
 			t.Logf("seed %d: relay %d associations, %d strays dropped, %d unknown dropped; upstream %d conns",
-				seed, s.Opened, s.DroppedStrays(), s.DroppedUnknown, naive.Conns.Load())
+				seed, s.Opened, s.TotalStrays(), s.DroppedUnknown, naive.Conns.Load())
 			network.Close()
 			r.Close()
 			naive.Close()

@@ -54,12 +54,15 @@ type config struct {
 	linger            time.Duration
 	filter            bool
 	logger            *slog.Logger
+	// tableOpts names the options a shared table overrides, to report a
+	// conflict with WithTable.
+	tableOpts []string
 }
 
 func defaultConfig() config {
 	return config{
 		quiet:             conntrack.DefaultQuietPeriod,
-		maxQuiet:          conntrack.DefaultMaxEntries,
+		maxQuiet:          conntrack.DefaultMaxQuietPeers,
 		idle:              DefaultIdleTimeout,
 		handshakeTimeout:  DefaultHandshakeTimeout,
 		maxAssoc:          DefaultMaxAssociations,
@@ -82,24 +85,28 @@ func WithQuietPeriod(d time.Duration) Option {
 			return invalid("quiet period %v must be positive", d)
 		}
 		c.quiet = d
+		c.tableOpts = append(c.tableOpts, "WithQuietPeriod")
 		return nil
 	}
 }
 
-// WithMaxQuietClients caps how many clients can be quiet at once (default
+// WithMaxQuietPeers caps how many clients can be quiet at once (default
 // 65,536); at the cap the client closed longest ago stops being quiet early.
-func WithMaxQuietClients(n int) Option {
+func WithMaxQuietPeers(n int) Option {
 	return func(c *config) error {
 		if n < 1 {
-			return invalid("max quiet clients %d must be at least 1", n)
+			return invalid("max quiet peers %d must be at least 1", n)
 		}
 		c.maxQuiet = n
+		c.tableOpts = append(c.tableOpts, "WithMaxQuietPeers")
 		return nil
 	}
 }
 
 // WithTable shares a quiet-peer table, for example between relays on two
-// address families. It replaces WithQuietPeriod and WithMaxQuietClients.
+// address families or SO_REUSEPORT readers. The table carries its own
+// quiet period and cap, so WithTable excludes WithQuietPeriod and
+// WithMaxQuietPeers.
 func WithTable(t *conntrack.Table) Option {
 	return func(c *config) error {
 		if t == nil {
@@ -206,12 +213,12 @@ func WithFiltering(on bool) Option {
 }
 
 // WithLogger sets where the relay logs: associations opening and closing at
-// debug level, refused ClientHellos and socket errors at warn (at most one
-// line per second per kind). The default discards.
+// debug level, socket errors at warn (at most one line per second per
+// kind). Without it nothing is logged.
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) error {
 		if l == nil {
-			return invalid("nil logger")
+			return invalid("logger is nil (leave WithLogger out to log nothing)")
 		}
 		c.logger = l
 		return nil

@@ -124,9 +124,12 @@ func New(pc *net.UDPConn, upstream netip.AddrPort, opts ...Option) (*Relay, erro
 		}
 	}
 	table := cfg.table
+	if table != nil && len(cfg.tableOpts) > 0 {
+		return nil, invalid("%s conflicts with WithTable: a shared table has its own quiet period and cap", cfg.tableOpts[0])
+	}
 	if table == nil {
 		var err error
-		table, err = conntrack.New(conntrack.WithQuietPeriod(cfg.quiet), conntrack.WithMaxEntries(cfg.maxQuiet))
+		table, err = conntrack.New(conntrack.WithQuietPeriod(cfg.quiet), conntrack.WithMaxQuietPeers(cfg.maxQuiet))
 		if err != nil {
 			return nil, fmt.Errorf("relay: %w", err)
 		}
@@ -317,7 +320,7 @@ func (r *Relay) machineEnded(a *assoc.Assoc[*upstreamConn], why assoc.EndReason,
 	if quiet {
 		// Quiet before unrouted: nothing sees the client unrouted until
 		// r.mu is released.
-		r.table.Close(a.Peer())
+		r.table.MarkClosed(a.Peer())
 	}
 	if u := a.Handle; u != nil {
 		u.why.Store(uint32(why))

@@ -6,16 +6,18 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
 	dtlsv3 "github.com/pion/dtls/v3"
 
 	"github.com/straydtls/straydtls/adapters/relay"
+	"github.com/straydtls/straydtls/conntrack"
 	"github.com/straydtls/straydtls/internal/dtlstest"
-	"github.com/straydtls/straydtls/internal/udprelay"
 	"github.com/straydtls/straydtls/record"
 	"github.com/straydtls/straydtls/strayfilter"
+	"github.com/straydtls/straydtls/udprelay"
 )
 
 // start runs a relay in front of upstream on the loopback address of
@@ -98,7 +100,7 @@ func TestOpenSSLClientsThroughRelay(t *testing.T) {
 	}
 	naive, r, held := seed(t, true, n)
 	dtlstest.WaitFor(t, "late close_notifies dropped", func() bool {
-		return r.Stats().DroppedQuiet[record.ReasonAlert] == uint64(held)
+		return r.Stats().Strays[record.ReasonAlert] == uint64(held)
 	})
 	if b := naive.Bogus.Load(); b != 0 {
 		t.Errorf("server saw %d bogus connections", b)
@@ -240,7 +242,7 @@ func TestReconnectBeforeServerCloseArrives(t *testing.T) {
 	}
 	echo(t, c, "second")
 	s := r.Stats()
-	if s.Rehandshakes != 1 || s.Replaced != 1 || s.Table.Len != 0 || naive.Bogus.Load() != 0 {
+	if s.Rehandshakes != 1 || s.Replaced != 1 || s.Table.QuietPeers != 0 || naive.Bogus.Load() != 0 {
 		t.Fatalf("stats %+v, %d bogus: want one re-handshake that replaced the old association, no client quiet, nothing bogus",
 			s, naive.Bogus.Load())
 	}
@@ -328,7 +330,7 @@ func TestSpoofedInputCutsNothing(t *testing.T) {
 	echo(t, c, "at the end")
 	s := r.Stats()
 	if s.Associations != 1 || s.Live != 1 || s.Closing != 0 || s.Opened != 2 || s.Rehandshakes != 1 || s.Replaced != 0 ||
-		s.ServerClosed != 0 || s.Lingered != 0 || s.DroppedInvalid != 1 || s.Table.Len != 0 {
+		s.ServerClosed != 0 || s.Lingered != 0 || s.DroppedInvalid != 1 || s.Table.QuietPeers != 0 {
 		t.Fatalf("stats %+v: want the live association untouched, one spoofed handshake ended, the plaintext alert dropped", s)
 	}
 }
@@ -398,22 +400,31 @@ func TestIdleTimeout(t *testing.T) {
 }
 
 func TestOptionsAndAddresses(t *testing.T) {
+	table, err := conntrack.New()
+	if err != nil {
+		t.Fatal(err)
+	}
 	bad := []struct {
-		name string
-		opt  relay.Option
+		opts []relay.Option
+		want string
 	}{
-		{"quiet", relay.WithQuietPeriod(0)},
-		{"idle", relay.WithIdleTimeout(-time.Second)},
-		{"handshake", relay.WithHandshakeTimeout(0)},
-		{"max", relay.WithMaxAssociations(0)},
-		{"maxquiet", relay.WithMaxQuietClients(-1)},
-		{"table", relay.WithTable(nil)},
-		{"logger", relay.WithLogger(nil)},
+		{[]relay.Option{relay.WithQuietPeriod(0)}, "quiet period 0s"},
+		{[]relay.Option{relay.WithIdleTimeout(-time.Second)}, "idle timeout -1s"},
+		{[]relay.Option{relay.WithHandshakeTimeout(0)}, "handshake timeout 0s"},
+		{[]relay.Option{relay.WithMaxAssociations(0)}, "max associations 0"},
+		{[]relay.Option{relay.WithMaxQuietPeers(-1)}, "max quiet peers -1"},
+		{[]relay.Option{relay.WithMaxUnverified(0)}, "max unverified associations 0"},
+		{[]relay.Option{relay.WithUnverifiedTimeout(0)}, "unverified timeout 0s"},
+		{[]relay.Option{relay.WithCloseLinger(-time.Second)}, "close linger -1s"},
+		{[]relay.Option{relay.WithTable(nil)}, "nil table"},
+		{[]relay.Option{relay.WithLogger(nil)}, "logger is nil"},
+		{[]relay.Option{relay.WithTable(table), relay.WithQuietPeriod(time.Second)}, "WithQuietPeriod conflicts with WithTable"},
+		{[]relay.Option{relay.WithMaxQuietPeers(5), relay.WithTable(table)}, "WithMaxQuietPeers conflicts with WithTable"},
 	}
 	for _, b := range bad {
-		_, err := relay.Listen("udp", "127.0.0.1:0", "127.0.0.1:5684", b.opt)
-		if !errors.Is(err, strayfilter.ErrInvalidOption) {
-			t.Errorf("%s: err = %v, want ErrInvalidOption", b.name, err)
+		_, err := relay.Listen("udp", "127.0.0.1:0", "127.0.0.1:5684", b.opts...)
+		if !errors.Is(err, strayfilter.ErrInvalidOption) || !strings.Contains(err.Error(), b.want) {
+			t.Errorf("err = %v, want ErrInvalidOption naming %q", err, b.want)
 		}
 	}
 	for _, c := range []struct{ network, listen, upstream string }{

@@ -55,9 +55,9 @@ type Stats struct {
 	// FromClients counts datagrams read from clients; ToServer and ToClient
 	// those forwarded each way.
 	FromClients, ToServer, ToClient uint64
-	// DroppedQuiet counts, by reason, datagrams from clients in their quiet
+	// Strays counts, by reason, datagrams from clients in their quiet
 	// period that no association took: the strays.
-	DroppedQuiet [record.NumReasons]uint64
+	Strays [record.NumReasons]uint64
 	// DroppedUnknown counts datagrams no association took from clients
 	// that are not quiet: from a client without one (an association that
 	// timed out, a relay restart, a quiet period that ended, garbage), or
@@ -74,10 +74,10 @@ type Stats struct {
 	Table conntrack.Stats
 }
 
-// DroppedStrays sums DroppedQuiet.
-func (s Stats) DroppedStrays() uint64 {
+// DroppedStrays sums Strays.
+func (s Stats) TotalStrays() uint64 {
 	var n uint64
-	for _, v := range s.DroppedQuiet {
+	for _, v := range s.Strays {
 		n += v
 	}
 	return n
@@ -120,8 +120,8 @@ func (r *Relay) Stats() Stats {
 	if !r.cfg.filter {
 		s.Opened = r.counters.naiveOpened.Load()
 	}
-	for i := range s.DroppedQuiet {
-		s.DroppedQuiet[i] = r.dropQuiet[i].Load()
+	for i := range s.Strays {
+		s.Strays[i] = r.dropQuiet[i].Load()
 	}
 	return s
 }
@@ -151,15 +151,15 @@ func (s Stats) Map() map[string]uint64 {
 		"from_clients":        s.FromClients,
 		"to_server":           s.ToServer,
 		"to_client":           s.ToClient,
-		"dropped_strays":      s.DroppedStrays(),
+		"strays":              s.TotalStrays(),
 		"dropped_unknown":     s.DroppedUnknown,
 		"dropped_invalid":     s.DroppedInvalid,
 		"write_errors":        s.WriteErrors,
-		"quiet_clients":       uint64(s.Table.Len),
+		"quiet_peers":         uint64(s.Table.QuietPeers),
 		"quiet_evictions":     s.Table.Evictions,
 	}
-	for i, v := range s.DroppedQuiet {
-		m["dropped_stray_"+record.Reason(i).String()] = v
+	for i, v := range s.Strays {
+		m["strays_"+record.Reason(i).String()] = v
 	}
 	return m
 }

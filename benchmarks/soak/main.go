@@ -119,7 +119,7 @@ func main() {
 		rs := rl.Stats()
 		fmt.Printf("t=%v v2=%d (%.0f/s) relay=%d (%.0f/s) failed=%d port-taken=%d | v2 drops %s | relay strays %s unknown=%d assoc=%d | live heap=%.1fMiB goroutines=%d\n",
 			el, v2, float64(v2-lastV2)/every.Seconds(), r, float64(r-lastRelay)/every.Seconds(), failed.Load(), portTaken.Load(),
-			reasons(fs.Dropped), reasons(rs.DroppedQuiet), rs.DroppedUnknown, rs.Associations,
+			reasons(fs.Strays), reasons(rs.Strays), rs.DroppedUnknown, rs.Associations,
 			float64(m.HeapAlloc)/(1<<20), runtime.NumGoroutine())
 		lastV2, lastRelay = v2, r
 	}

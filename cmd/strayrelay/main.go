@@ -83,7 +83,7 @@ func parse(args []string, stderr io.Writer) (flags, error) {
 	fs.IntVar(&f.maxUnverified, "max-unverified", relay.DefaultMaxUnverified, "cap on associations whose client has not yet proved its address (what a forged ClientHello opens); at the cap the oldest is evicted")
 	fs.DurationVar(&f.unverifiedTimeout, "unverified-timeout", relay.DefaultUnverifiedTimeout, "end an association whose client has not proved its address this long after its first ClientHello")
 	fs.DurationVar(&f.linger, "close-linger", relay.DefaultCloseLinger, "after a client's closing alert, end its association once nothing crossed for this long (for servers that do not answer it); 0: a client's alert ends nothing")
-	fs.IntVar(&f.maxQuiet, "max-quiet", conntrack.DefaultMaxEntries, "cap on clients in their quiet period; at the cap the oldest stops being quiet early")
+	fs.IntVar(&f.maxQuiet, "max-quiet-peers", conntrack.DefaultMaxQuietPeers, "cap on clients in their quiet period; at the cap the oldest stops being quiet early")
 	fs.StringVar(&f.logLevel, "log-level", "info", "`level` of logs on stderr: debug (every association), info, warn or error")
 	fs.DurationVar(&f.statsInterval, "stats-interval", time.Minute, "log a one-line counter summary this often; 0 turns it off")
 	fs.StringVar(&f.expvarAddr, "expvar", "", "serve counters at http://`addr`/debug/vars; must be a loopback address such as 127.0.0.1:9090")
@@ -107,7 +107,7 @@ func parse(args []string, stderr io.Writer) (flags, error) {
 	if f.statsInterval < 0 {
 		return f, fmt.Errorf("-stats-interval %v: must be positive, or 0 for none", f.statsInterval)
 	}
-	for name, n := range map[string]int{"max-associations": f.maxAssoc, "max-quiet": f.maxQuiet, "max-unverified": f.maxUnverified} {
+	for name, n := range map[string]int{"max-associations": f.maxAssoc, "max-quiet-peers": f.maxQuiet, "max-unverified": f.maxUnverified} {
 		if n < 1 {
 			return f, fmt.Errorf("-%s %d: must be at least 1", name, n)
 		}
@@ -164,7 +164,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
 	r, err := relay.Listen(f.network, f.listen, f.upstream,
-		relay.WithQuietPeriod(f.quiet), relay.WithMaxQuietClients(f.maxQuiet),
+		relay.WithQuietPeriod(f.quiet), relay.WithMaxQuietPeers(f.maxQuiet),
 		relay.WithIdleTimeout(f.idle), relay.WithHandshakeTimeout(f.handshake),
 		relay.WithMaxAssociations(f.maxAssoc), relay.WithMaxUnverified(f.maxUnverified),
 		relay.WithUnverifiedTimeout(f.unverifiedTimeout), relay.WithCloseLinger(f.linger), relay.WithLogger(log))
@@ -221,7 +221,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 
 func statsArgs(s relay.Stats) []any {
 	var b strings.Builder
-	for i, v := range s.DroppedQuiet {
+	for i, v := range s.Strays {
 		if v != 0 {
 			if b.Len() > 0 {
 				b.WriteByte(',')
@@ -233,7 +233,7 @@ func statsArgs(s relay.Stats) []any {
 		"associations", s.Associations, "opened", s.Opened,
 		"server_closed", s.ServerClosed, "idle_closed", s.IdleClosed, "handshake_timeouts", s.HandshakeTimeouts,
 		"refused", s.Refused, "to_server", s.ToServer, "to_client", s.ToClient,
-		"dropped_strays", s.DroppedStrays(), "dropped_by_reason", b.String(), "dropped_unknown", s.DroppedUnknown,
-		"quiet_clients", s.Table.Len,
+		"strays", s.TotalStrays(), "strays_by_reason", b.String(), "dropped_unknown", s.DroppedUnknown,
+		"quiet_peers", s.Table.QuietPeers,
 	}
 }

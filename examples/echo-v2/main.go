@@ -52,7 +52,7 @@ func main() {
 	go func() {
 		<-stop
 		s := ln.Stats()
-		log.Printf("served %d associations; strays dropped: %d", s.Accepted, s.Filter.DroppedTotal())
+		log.Printf("served %d associations; strays dropped: %d", s.Accepted, s.Filter.TotalStrays())
 		ln.Close()
 	}()
 	for {

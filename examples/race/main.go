@@ -42,8 +42,8 @@ import (
 	"github.com/straydtls/straydtls/adapters/demux"
 	"github.com/straydtls/straydtls/adapters/pionv2"
 	"github.com/straydtls/straydtls/adapters/pionv3"
-	"github.com/straydtls/straydtls/internal/udprelay"
 	"github.com/straydtls/straydtls/strayfilter"
+	"github.com/straydtls/straydtls/udprelay"
 )
 
 var (
@@ -86,7 +86,7 @@ func main() {
 		}
 		dropped := "-"
 		if r.filter != nil {
-			dropped = fmt.Sprint(r.filter.DroppedTotal())
+			dropped = fmt.Sprint(r.filter.TotalStrays())
 		}
 		fmt.Fprintf(w, "%s\t%d/%d\t%d\t%d\t%d\t%v\t%s\n", s.name, r.served, *clients, r.failed, r.stalled, r.bogus.Load(),
 			r.worst.Round(time.Millisecond), dropped)
@@ -182,7 +182,7 @@ func (s scenario) run(cert tls.Certificate) (*result, error) {
 	if fl, ok := ln.(interface{ Filter() *strayfilter.Conn }); ok {
 		// Give the last strays up to a second to cross loopback.
 		want := uint64(2 * res.served)
-		for deadline := time.Now().Add(time.Second); fl.Filter().Stats().DroppedTotal() < want && time.Now().Before(deadline); {
+		for deadline := time.Now().Add(time.Second); fl.Filter().Stats().TotalStrays() < want && time.Now().Before(deadline); {
 			time.Sleep(5 * time.Millisecond)
 		}
 		st := fl.Filter().Stats()

@@ -63,7 +63,7 @@ func main() {
 		<-stop
 		if filter != nil {
 			s := filter.Stats()
-			log.Printf("strays dropped: %d (late alerts: %d)", s.DroppedTotal(), s.Dropped[record.ReasonAlert])
+			log.Printf("strays dropped: %d (late alerts: %d)", s.TotalStrays(), s.Strays[record.ReasonAlert])
 		}
 		pc.Close()
 	}()

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/straydtls/straydtls/adapters/demux"
-	"github.com/straydtls/straydtls/internal/udprelay"
 	"github.com/straydtls/straydtls/record"
+	"github.com/straydtls/straydtls/udprelay"
 )
 
 // Rehandshake is the RFC 6347 §4.2.8 suite (a client that loses its state

@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/straydtls/straydtls/internal/udprelay"
 	"github.com/straydtls/straydtls/record"
 	"github.com/straydtls/straydtls/strayfilter"
+	"github.com/straydtls/straydtls/udprelay"
 )
 
 // EpochOneHandshake returns the client's late-Finished stray recorded by
@@ -84,7 +84,7 @@ func RunOpenSSLLateCloseNotify(t *testing.T, ln interface {
 			got <- string(buf[:m])
 		}
 	}()
-	before := ln.Filter().Stats().Dropped[record.ReasonAlert]
+	before := ln.Filter().Stats().Strays[record.ReasonAlert]
 	held := 0
 	for i := range n {
 		want := fmt.Sprintf("hello %d\n", i)
@@ -111,7 +111,7 @@ func RunOpenSSLLateCloseNotify(t *testing.T, ln interface {
 		t.Fatalf("only %d of %d clients sent a close_notify to delay", held, n)
 	}
 	WaitFor(t, "late close_notify dropped", func() bool {
-		return ln.Filter().Stats().Dropped[record.ReasonAlert]-before == uint64(held)
+		return ln.Filter().Stats().Strays[record.ReasonAlert]-before == uint64(held)
 	})
 	ln.Close()
 	<-done

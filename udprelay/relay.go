@@ -1,8 +1,11 @@
-// Package udprelay is a loopback UDP relay for tests: it sits between DTLS
-// clients and a server and decides, datagram by datagram, to forward, hold
-// back, drop, delay or duplicate. Tests use it to make UDP's reordering
-// deterministic (hold a close_notify until the server has closed, then
-// release it) instead of hoping for a lucky schedule.
+// Package udprelay is a loopback UDP relay for testing DTLS servers: it
+// sits between clients and a server and decides, datagram by datagram, to
+// forward, hold back, drop, delay or duplicate. Tests use it to make UDP's
+// reordering deterministic (hold a close_notify until the server has
+// closed, then release it) instead of hoping for a lucky schedule; its
+// Chaos hook is a seeded lossy, duplicating, reordering network. This
+// project's tests and its race demo (examples/race) run on it, and so can
+// yours: it needs nothing but loopback.
 //
 // Like a NAT, the relay gives every client address its own upstream socket,
 // so the server sees one distinct peer per client and a client that reuses

@@ -53,6 +53,17 @@ func (r *Recorder) Clients() []netip.AddrPort {
 	return append([]netip.AddrPort(nil), r.clients...)
 }
 
+// Sent returns copies of every datagram client sent, in order.
+func (r *Recorder) Sent(client netip.AddrPort) [][]byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([][]byte, len(r.sent[client]))
+	for i, d := range r.sent[client] {
+		out[i] = bytes.Clone(d)
+	}
+	return out
+}
+
 // ClientHellos returns the datagrams that client sent that open an
 // association (its ClientHellos), in the order it sent them.
 func (r *Recorder) ClientHellos(client netip.AddrPort) [][]byte {
