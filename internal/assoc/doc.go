@@ -69,6 +69,15 @@
 //     without cookies sends one to a forged ClientHello in DTLS 1.3 and
 //     in session resumption). A completed handshake becomes the peer's
 //     established association and retires the one it replaces.
+//  8. A client follows one handshake at a time. A cookie request (a
+//     HelloVerifyRequest or HelloRetryRequest) for an unverified
+//     handshake is not forwarded once the client has moved on: it proved
+//     its address for another handshake, or opened one after this. The
+//     forged ClientHello's handshake is the usual such one: its server's
+//     cookie request, delayed, would reach the real client in the middle
+//     of its own handshake, which a DTLS client takes as a reason to
+//     start over with a cookie its server never issued (pion's server
+//     then ends the handshake with a fatal alert).
 //
 // A datagram never ends or demotes a verified association: it can evict
 // only Unverified ones (rule 1), reclaim only Closing ones (rule 6), and

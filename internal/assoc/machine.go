@@ -258,8 +258,10 @@ type Counters struct {
 	Replaced     uint64 // established associations a newer one of the same client retired
 	// RehandshakesAbandoned counts re-handshakes that ended before completing.
 	RehandshakesAbandoned uint64
-	Ended                 [NumEndReasons]uint64
-	Dropped               [NumDrops]uint64
+	// CookiesWithheld counts cookie requests not forwarded (rule 8).
+	CookiesWithheld uint64
+	Ended           [NumEndReasons]uint64
+	Dropped         [NumDrops]uint64
 }
 
 // Gauges are a Machine's associations now, by state.
@@ -590,6 +592,7 @@ func (m *Machine[T]) Server(now int64, a *Assoc[T], d []byte) Verdict {
 		return Verdict{Forward: !a.retired}
 	}
 	a.last = now
+	forward := true
 	switch a.state {
 	case Closing:
 		m.unclose(a)
@@ -600,15 +603,37 @@ func (m *Machine[T]) Server(now int64, a *Assoc[T], d []byte) Verdict {
 		} else if !rec.AsksForCookie() {
 			a.answered = true
 		}
+		if rec.AsksForCookie() && a.state == Unverified && a.p.movedOn(a) {
+			// Rule 8: the client has moved on from this ClientHello; a
+			// cookie request for it would only make the client restart its
+			// current handshake with a cookie that handshake never issued.
+			forward = false
+			m.c.CookiesWithheld++
+		}
 		if m.cfg.InferCompletion && a.state == Handshaking && record.CarriesProtectedRecord(d) {
 			m.complete(now, a)
 		}
 	}
 	if m.cfg.EndOnServerAlert && record.CarriesClosingAlert(d) {
 		m.end(a, EndServerAlert, m.quiets(a))
-		return Verdict{Forward: true, Ended: true}
+		return Verdict{Forward: forward, Ended: true}
 	}
-	return Verdict{Forward: true}
+	return Verdict{Forward: forward}
+}
+
+// movedOn reports whether the client of a has a handshake that makes a's
+// stale: one it proved its address for, or one it opened after a.
+func (p *peer[T]) movedOn(a *Assoc[T]) bool {
+	after := false // p.hs is in the order the handshakes opened
+	for i := 0; i < p.n; i++ {
+		h := p.hs[i]
+		if h == a {
+			after = true
+		} else if after || h.state == Handshaking {
+			return true
+		}
+	}
+	return false
 }
 
 // quiets reports whether ending a by a local event starts its client's

@@ -310,12 +310,15 @@ func TestPerPeerBound(t *testing.T) {
 	}
 	h.wantEnded(rest[0], EndEvicted, false)
 	h.wantAlive(first, rest[1], rest[2], rest[3])
+	// Four verified handshakes on one peer: a server without cookies
+	// answered each, and a protected record answered all of them.
 	cfg := defaultTestConfig()
 	cfg.MaxHandshakes = 0
 	h = newHarness(t, cfg)
 	for i := range MaxPerPeer {
-		h.verify(h.open(p, byte(i)), byte(i))
+		h.m.Server(h.now, h.open(p, byte(i)), serverHello())
 	}
+	h.client(p, finished)
 	wantDrop(t, "a fifth handshake beside four verified ones", h.client(p, clientHello(9, nil)), DropRefused)
 	if h.m.Gauges().Handshaking != MaxPerPeer || len(h.ends) != 0 {
 		t.Fatalf("gauges %+v ends %+v", h.m.Gauges(), h.ends)
@@ -597,4 +600,29 @@ func TestHelloRetryRequestIsNotAnAnswer(t *testing.T) {
 	wantDrop(t, "a protected record after a HelloRetryRequest", h.client(addr(1), finished), DropUnproved)
 	h.m.Server(h.now, a, serverHello())
 	wantRoute(t, "a protected record after the ServerHello", h.client(addr(1), finished), a)
+}
+
+// Rule 8: once the client proved its address for one handshake, or opened
+// a newer one, a cookie request for an older unverified handshake (a forged
+// ClientHello's) is withheld: the client would restart its real handshake
+// with a cookie its server never issued.
+func TestStaleCookieRequestsWithheld(t *testing.T) {
+	h := newHarness(t, defaultTestConfig())
+	p := addr(1)
+	forged := h.open(p, 66)
+	real := h.open(p, 1)
+	if v := h.m.Server(h.now, forged, helloVerify([]byte("forged"))); v.Forward {
+		t.Fatal("the older handshake's cookie request reached the client")
+	}
+	h.verify(real, 1) // its own cookie request goes out
+	late := h.open(p, 77)
+	if v := h.m.Server(h.now, late, helloVerify([]byte("late"))); v.Forward {
+		t.Fatal("a cookie request reached a client in the middle of a verified handshake")
+	}
+	if v := h.m.Server(h.now, late, serverHello()); !v.Forward {
+		t.Fatal("withheld more than cookie requests")
+	}
+	if c := h.m.Counters(); c.CookiesWithheld != 2 {
+		t.Fatalf("counters %+v", c)
+	}
 }

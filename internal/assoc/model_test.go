@@ -416,11 +416,23 @@ func (mo *model) serverEvent(a *Assoc[int], kind byte) {
 		mo.answered[a] = true
 	}
 	before := a.state
-	live, _ := mo.snapshot(a.Peer())
+	live, hs := mo.snapshot(a.Peer())
+	// Rule 8: a cookie request for a handshake the client moved on from.
+	withheld := false
+	if !answers && before == Unverified {
+		after := false // hs is in opening order
+		for _, s := range hs {
+			if s.a == a {
+				after = true
+			} else {
+				withheld = withheld || after || s.state == Handshaking
+			}
+		}
+	}
 	v := h.m.Server(h.now, a, d)
 	mo.log = append(mo.log, fmt.Sprintf("server on %d (%v) %x -> %+v, ends %v", a.Handle, before, head(d), v, h.ends))
-	if !v.Forward {
-		mo.fail("a live association's server datagram not forwarded")
+	if v.Forward == withheld {
+		mo.fail("server datagram forwarded %v; withheld by rule 8: %v", v.Forward, withheld)
 	}
 	completed := before == Handshaking && mo.cfg.InferCompletion && record.CarriesProtectedRecord(d)
 	for _, e := range h.ends {
