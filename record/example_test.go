@@ -37,7 +37,8 @@ func ExampleRecord_ClientHello() {
 		return append(d, bytes.Repeat([]byte{fill}, 32)...)
 	}
 	random := func(d []byte) [32]byte {
-		ch, _ := record.Inspect(d).ClientHello(d)
+		r := record.Inspect(d)
+		ch, _ := r.ClientHello(d)
 		return ch.Random
 	}
 	first, copyOfFirst, newHandshake := random(hello(1)), random(hello(1)), random(hello(2))

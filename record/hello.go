@@ -95,7 +95,7 @@ type ClientHello struct {
 // if the datagram holds its first fragment and that reaches past the
 // random. datagram must be the one r was inspected from; nothing is read
 // twice.
-func (r Record) ClientHello(datagram []byte) (ClientHello, bool) {
+func (r *Record) ClientHello(datagram []byte) (ClientHello, bool) {
 	var ch ClientHello
 	if r.hello != helloClient && r.hello != helloClientCookie || len(datagram) < randomAt+32 {
 		return ch, false
@@ -111,7 +111,7 @@ func (r Record) ClientHello(datagram []byte) (ClientHello, bool) {
 // HelloVerifyCookie returns the cookie of the HelloVerifyRequest a server's
 // datagram starts with (RFC 6347 §4.2.1). It aliases the datagram, which
 // must be the one r was inspected from.
-func (r Record) HelloVerifyCookie(datagram []byte) ([]byte, bool) {
+func (r *Record) HelloVerifyCookie(datagram []byte) ([]byte, bool) {
 	if r.hello != helloVerifyRequest || len(datagram) < int(r.cookieAt)+int(r.cookieLen) {
 		return nil, false
 	}
@@ -122,7 +122,7 @@ func (r Record) HelloVerifyCookie(datagram []byte) ([]byte, bool) {
 // to prove its address: a HelloVerifyRequest, or a DTLS 1.3
 // HelloRetryRequest. Anything else a server sends (a ServerHello, a later
 // or protected record, an alert) means it answered the ClientHello.
-func (r Record) AsksForCookie() bool {
+func (r *Record) AsksForCookie() bool {
 	return r.Class == ClassHandshake && r.HasHandshakeHeader && r.FragmentOffset == 0 &&
 		(r.MsgType == HandshakeTypeHelloVerifyRequest || r.hello == helloRetryRequest)
 }

@@ -19,11 +19,12 @@ func TestCookieEcho(t *testing.T) {
 		{"pion-v2-00-client-ClientHello-frag0.hex", "pion-v2-01-server-HelloVerifyRequest-frag0.hex", "pion-v2-02-client-ClientHello-frag0.hex"},
 		{"pion-v3-cid-00-client-ClientHello-frag0.hex", "pion-v3-cid-01-server-HelloVerifyRequest-frag0.hex", "pion-v3-cid-02-client-ClientHello-frag0.hex"},
 	} {
-		cookie, ok := record.Inspect(files[c.hvr]).HelloVerifyCookie(files[c.hvr])
+		hvr := record.Inspect(files[c.hvr])
+		cookie, ok := hvr.HelloVerifyCookie(files[c.hvr])
 		if !ok || len(cookie) == 0 {
 			t.Fatalf("%s: HelloVerifyCookie = %x, %v", c.hvr, cookie, ok)
 		}
-		if !record.Inspect(files[c.hvr]).AsksForCookie() {
+		if !hvr.AsksForCookie() {
 			t.Errorf("%s: AsksForCookie = false", c.hvr)
 		}
 		first, ok1 := clientHello(files[c.first])
@@ -64,7 +65,8 @@ func TestCookieEcho(t *testing.T) {
 		"pion-v2-05-server-change-cipher-spec-epoch0.hex",
 		"openssl-s_client-08-server-alert-epoch1.hex",
 	} {
-		if _, ok := record.Inspect(files[name]).HelloVerifyCookie(files[name]); ok || record.Inspect(files[name]).AsksForCookie() {
+		r := record.Inspect(files[name])
+		if _, ok := r.HelloVerifyCookie(files[name]); ok || r.AsksForCookie() {
 			t.Errorf("%s: read as a request for a cookie", name)
 		}
 	}
@@ -75,7 +77,7 @@ func TestCookieEcho(t *testing.T) {
 // HelloVerifyRequest; any other ServerHello answers.
 func TestHelloRetryRequestAsksForCookie(t *testing.T) {
 	sh := recordsByName(t)["pion-v2-03-server-ServerHello-frag0.hex"]
-	if record.Inspect(sh).AsksForCookie() {
+	if r := record.Inspect(sh); r.AsksForCookie() {
 		t.Fatal("a ServerHello asks for a cookie")
 	}
 	hrr := bytes.Clone(sh)
@@ -83,12 +85,15 @@ func TestHelloRetryRequestAsksForCookie(t *testing.T) {
 		0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91,
 		0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
 	})
-	if !record.Inspect(hrr).AsksForCookie() {
+	if r := record.Inspect(hrr); !r.AsksForCookie() {
 		t.Fatal("a HelloRetryRequest does not ask for a cookie")
 	}
 }
 
-func clientHello(d []byte) (record.ClientHello, bool) { return record.Inspect(d).ClientHello(d) }
+func clientHello(d []byte) (record.ClientHello, bool) {
+	r := record.Inspect(d)
+	return r.ClientHello(d)
+}
 
 func recordsByName(t testing.TB) map[string][]byte {
 	t.Helper()
@@ -134,8 +139,9 @@ func TestHelloParsingDoesNotAllocate(t *testing.T) {
 	ch2 := files["pion-v2-02-client-ClientHello-frag0.hex"]
 	hvr := files["pion-v2-01-server-HelloVerifyRequest-frag0.hex"]
 	if n := testing.AllocsPerRun(100, func() {
-		record.Inspect(ch2).ClientHello(ch2)
-		r := record.Inspect(hvr)
+		r := record.Inspect(ch2)
+		r.ClientHello(ch2)
+		r = record.Inspect(hvr)
 		r.HelloVerifyCookie(hvr)
 		r.AsksForCookie()
 	}); n != 0 {

@@ -42,8 +42,8 @@ func (r Reason) String() string {
 	return "unknown-reason"
 }
 
-// ReasonOf is the Reason for a record that opens no association.
-func ReasonOf(r Record) Reason {
+// Reason is the Reason for a record that opens no association.
+func (r *Record) Reason() Reason {
 	switch r.Class {
 	case ClassAlert:
 		return ReasonAlert

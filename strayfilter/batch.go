@@ -2,6 +2,7 @@ package strayfilter
 
 import (
 	"net"
+	"unsafe"
 
 	"github.com/straydtls/straydtls/record"
 	"golang.org/x/net/ipv4"
@@ -29,9 +30,11 @@ func newBatchConn(uc *net.UDPConn) batchConn {
 // and pion/transport's BatchReader: one recvmmsg on Linux for a
 // *net.UDPConn. Strays are removed in place: the messages that pass are
 // moved to the front of ms in their order, and the dropped ones, with their
-// buffers, to the back; no payload is copied. If a whole batch was strays
-// the read goes on, within the read deadline. For other conns it reads one
-// datagram per call, through ReadFrom.
+// buffers, to the back; no payload is copied, except a quiet peer's
+// datagram spread over several buffers, which is gathered to be read. A
+// datagram the kernel truncated (MSG_TRUNC) passes. If a whole batch was
+// strays the read goes on, within the read deadline. For other conns it
+// reads one datagram per call, through ReadFrom.
 func (c *Conn) ReadBatch(ms []ipv4.Message, flags int) (int, error) {
 	if len(ms) == 0 {
 		return 0, nil
@@ -48,7 +51,8 @@ func (c *Conn) ReadBatch(ms []ipv4.Message, flags int) (int, error) {
 			n = c.compact(ms[:n])
 		}
 		if n > 0 {
-			c.passed.Add(uint64(n))
+			// The slice's address picks the stripe: each reader has its own.
+			c.passed[uintptr(unsafe.Pointer(&ms[0]))>>7%passStripes].n.Add(uint64(n))
 			return n, nil
 		}
 	}
@@ -57,27 +61,41 @@ func (c *Conn) ReadBatch(ms []ipv4.Message, flags int) (int, error) {
 // compact keeps the messages that pass at the front of ms, in order, and
 // returns how many there are.
 func (c *Conn) compact(ms []ipv4.Message) int {
+	clock := batchClock{t: c.table}
+	var drops batchDrops
 	k := 0
 	for i := range ms {
-		if c.dropAddr(ms[i].Addr, firstBytes(&ms[i])) {
-			continue
+		m := &ms[i]
+		if ap, ok := addrPort(m.Addr); ok && m.Flags&msgTrunc == 0 && clock.quiet(ap) {
+			if reason, drop := c.judge(ap, c.datagram(m)); drop {
+				drops.count(ap, reason)
+				continue
+			}
 		}
 		if k != i {
 			ms[k], ms[i] = ms[i], ms[k]
 		}
 		k++
 	}
+	c.addDrops(&drops)
 	return k
 }
 
-// firstBytes is the part of a received message the inspection needs: its
-// first buffer, up to the datagram's length.
-func firstBytes(m *ipv4.Message) []byte {
+// datagram returns the bytes of a received message, gathered into one
+// buffer when the message was spread over several (only ever for a quiet
+// peer's datagram, which is about to be judged).
+func (c *Conn) datagram(m *ipv4.Message) []byte {
 	if len(m.Buffers) == 0 {
 		return nil
 	}
-	b := m.Buffers[0]
-	return b[:min(m.N, len(b))]
+	if first := m.Buffers[0]; m.N <= len(first) || len(m.Buffers) == 1 {
+		return first[:min(m.N, len(first))]
+	}
+	d := make([]byte, 0, m.N)
+	for _, b := range m.Buffers {
+		d = append(d, b[:min(len(b), m.N-len(d))]...)
+	}
+	return d
 }
 
 func (c *Conn) readOne(ms []ipv4.Message) (int, error) {
@@ -90,6 +108,7 @@ func (c *Conn) readOne(ms []ipv4.Message) (int, error) {
 		return 0, err
 	}
 	m.N, m.NN, m.Flags, m.Addr = n, 0, 0, addr
+	c.passed[uintptr(unsafe.Pointer(&ms[0]))>>7%passStripes].n.Add(1)
 	return 1, nil
 }
 

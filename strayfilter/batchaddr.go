@@ -1,7 +1,10 @@
 package strayfilter
 
 import (
+	"errors"
+	"fmt"
 	"net/netip"
+	"sync/atomic"
 )
 
 // Batch is reusable state for ReadBatchAddrPort: buffers for up to len(Bufs)
@@ -15,15 +18,20 @@ type Batch struct {
 	N     []int
 	Addrs []netip.AddrPort
 
-	sys batchSys // the kernel's view, where the platform has recvmmsg
+	trunc  []bool // the kernel cut the datagram short: it fills its buffer
+	stripe uint8  // which of the Conn's pass counters this batch adds to
+	sys    batchSys
 }
+
+var batches atomic.Uint32
 
 // NewBatch returns a Batch of n buffers of size bytes each.
 func NewBatch(n, size int) *Batch {
-	b := &Batch{Bufs: make([][]byte, n), N: make([]int, n), Addrs: make([]netip.AddrPort, n)}
+	b := &Batch{Bufs: make([][]byte, n), N: make([]int, n), Addrs: make([]netip.AddrPort, n), trunc: make([]bool, n)}
 	for i := range b.Bufs {
 		b.Bufs[i] = make([]byte, size)
 	}
+	b.stripe = uint8(batches.Add(1) % passStripes)
 	b.sys.init(n)
 	return b
 }
@@ -32,7 +40,9 @@ func NewBatch(n, size int) *Batch {
 // Linux and reports their sources as netip.AddrPort, allocating nothing,
 // which ReadBatch (through x/net) cannot: it allocates a *net.UDPAddr per
 // datagram. Strays are dropped in place as in ReadBatch. Elsewhere, and for
-// conns that are not a *net.UDPConn, it reads one datagram per call.
+// conns that are not a *net.UDPConn, it reads one datagram per call; a
+// wrapped conn whose source address is not an IP address and port cannot
+// be read this way, and the read fails with errors.ErrUnsupported.
 func (c *Conn) ReadBatchAddrPort(b *Batch) (int, error) {
 	if len(b.Bufs) == 0 {
 		return 0, nil
@@ -44,7 +54,7 @@ func (c *Conn) ReadBatchAddrPort(b *Batch) (int, error) {
 			n, err = c.recvmmsg(b)
 		} else {
 			n, b.Addrs[0], err = c.readOneAddrPort(b.Bufs[0])
-			b.N[0] = n
+			b.N[0], b.trunc[0] = n, n >= len(b.Bufs[0])
 			if err == nil {
 				n = 1
 			}
@@ -56,7 +66,7 @@ func (c *Conn) ReadBatchAddrPort(b *Batch) (int, error) {
 			n = c.compactBatch(b, n)
 		}
 		if n > 0 {
-			c.passed.Add(uint64(n))
+			c.passed[b.stripe].n.Add(uint64(n))
 			return n, nil
 		}
 	}
@@ -67,30 +77,34 @@ func (c *Conn) readOneAddrPort(p []byte) (int, netip.AddrPort, error) {
 	if c.udp != nil {
 		return c.udp.ReadFromUDPAddrPort(p)
 	}
-	for {
-		n, addr, err := c.pc.ReadFrom(p)
-		if err != nil {
-			return n, netip.AddrPort{}, err
-		}
-		if ap, ok := addrPort(addr); ok {
-			return n, ap, nil
-		}
-		// Without an IP address there is no peer to name; such transports
-		// should use ReadFrom.
+	n, addr, err := c.pc.ReadFrom(p)
+	if err != nil {
+		return n, netip.AddrPort{}, err
 	}
+	ap, ok := addrPort(addr)
+	if !ok {
+		return 0, ap, fmt.Errorf("strayfilter: ReadBatchAddrPort: source %v is not an IP address and port (use ReadFrom): %w", addr, errors.ErrUnsupported)
+	}
+	return n, ap, nil
 }
 
 func (c *Conn) compactBatch(b *Batch, n int) int {
+	clock := batchClock{t: c.table}
+	var drops batchDrops
 	k := 0
 	for i := range n {
-		if c.drop(b.Addrs[i], b.Bufs[i][:b.N[i]]) {
-			continue
+		if !b.trunc[i] && clock.quiet(b.Addrs[i]) {
+			if reason, drop := c.judge(b.Addrs[i], b.Bufs[i][:b.N[i]]); drop {
+				drops.count(b.Addrs[i], reason)
+				continue
+			}
 		}
 		if k != i {
 			b.Bufs[k], b.Bufs[i] = b.Bufs[i], b.Bufs[k]
-			b.N[k], b.Addrs[k] = b.N[i], b.Addrs[i]
+			b.N[k], b.Addrs[k], b.trunc[k] = b.N[i], b.Addrs[i], b.trunc[i]
 		}
 		k++
 	}
+	c.addDrops(&drops)
 	return k
 }

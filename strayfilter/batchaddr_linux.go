@@ -12,6 +12,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// msgTrunc is the message flag the kernel sets on a datagram it cut short.
+const msgTrunc = unix.MSG_TRUNC
+
 // mmsghdr is struct mmsghdr; Go pads it like C on every Linux port.
 type mmsghdr struct {
 	hdr unix.Msghdr
@@ -66,6 +69,7 @@ func (c *Conn) recvmmsg(b *Batch) (int, error) {
 	for i := range s.n {
 		b.N[i] = int(s.hdrs[i].len)
 		b.Addrs[i] = sockaddrToAddrPort(&s.names[i])
+		b.trunc[i] = s.hdrs[i].hdr.Flags&unix.MSG_TRUNC != 0
 	}
 	return s.n, nil
 }

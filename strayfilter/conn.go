@@ -32,7 +32,7 @@ type Conn struct {
 	onDrop      func(netip.AddrPort, record.Reason)
 	closed      atomic.Bool
 
-	passed      atomic.Uint64
+	passed      [passStripes]passCounter // batch reads only: see Stats.Passed
 	drops       [dropStripes]dropCounters
 	closes      atomic.Uint64
 	alertCloses atomic.Uint64
@@ -48,6 +48,15 @@ const dropStripes = 8
 type dropCounters struct {
 	n [record.NumReasons]atomic.Uint64
 	_ [128 - record.NumReasons*8%128]byte
+}
+
+// Passed datagrams are counted per batch, in a stripe of the batch's own,
+// so that batch readers on several cores each write their own cache line.
+const passStripes = 8
+
+type passCounter struct {
+	n atomic.Uint64
+	_ [120]byte
 }
 
 // New wraps pc. The returned Conn can replace pc anywhere a net.PacketConn is
@@ -89,17 +98,28 @@ func (c *Conn) Table() *conntrack.Table { return c.table }
 // ReadFrom reads the next datagram that is not a leftover of a closed
 // association. A datagram from a quiet peer that does not open a new
 // association is dropped and the read goes on; deadlines set on the Conn
-// still end the read on time.
+// still end the read on time. A datagram that fills b may have been cut
+// short (UDP truncates silently), and what the filter would read of it is
+// not what was sent, so it passes; the typed and batch reads do the same.
 func (c *Conn) ReadFrom(b []byte) (int, net.Addr, error) {
+	// The common case first and alone: small enough to cost a load and a
+	// branch over the wrapped read; everything else is readFrom.
+	n, addr, err := c.pc.ReadFrom(b)
+	if err == nil && c.table.Empty() {
+		return n, addr, nil
+	}
+	return c.readFrom(b, n, addr, err)
+}
+
+func (c *Conn) readFrom(b []byte, n int, addr net.Addr, err error) (int, net.Addr, error) {
 	for {
-		n, addr, err := c.pc.ReadFrom(b)
 		if err != nil {
 			return n, addr, c.readErr(err)
 		}
-		if c.table.Empty() || !c.dropAddr(addr, b[:n]) {
-			c.passed.Add(1)
+		if c.table.Empty() || n >= len(b) || !c.dropAddr(addr, b[:n]) {
 			return n, addr, nil
 		}
+		n, addr, err = c.pc.ReadFrom(b)
 	}
 }
 
@@ -145,10 +165,12 @@ func (c *Conn) closeFromAlert(ap netip.AddrPort) {
 // Stats returns the Conn's counters and the state of its table.
 func (c *Conn) Stats() Stats {
 	s := Stats{
-		Passed:      c.passed.Load(),
 		Closes:      c.closes.Load(),
 		AlertCloses: c.alertCloses.Load(),
 		Forgets:     c.forgets.Load(),
+	}
+	for i := range c.passed {
+		s.Passed += c.passed[i].n.Load()
 	}
 	for i := range s.Strays {
 		for j := range c.drops {
@@ -188,6 +210,17 @@ func (c *Conn) Drop(peer netip.AddrPort, datagram []byte) bool {
 	return !c.table.Empty() && c.drop(peer, datagram)
 }
 
+// DropBatch is Drop for the first n datagrams of b, for callers that fill
+// a Batch themselves: the ones that pass are moved to the front, in order,
+// strays to the back, and it returns how many pass. The table's clock is
+// read at most once for the whole batch.
+func (c *Conn) DropBatch(b *Batch, n int) int {
+	if c.table.Empty() {
+		return n
+	}
+	return c.compactBatch(b, n)
+}
+
 // dropAddr decides for a datagram whose source is a net.Addr.
 func (c *Conn) dropAddr(addr net.Addr, p []byte) bool {
 	ap, ok := addrPort(addr)
@@ -199,19 +232,29 @@ func (c *Conn) drop(ap netip.AddrPort, p []byte) bool {
 	if !c.table.Quiet(ap) {
 		return false
 	}
-	r := record.Inspect(p)
+	reason, drop := c.judge(ap, p)
+	if drop {
+		c.drops[ap.Port()%dropStripes].n[reason].Add(1)
+	}
+	return drop
+}
+
+// judge decides for a datagram from a quiet peer; the caller counts a
+// drop (a batch counts its drops once per reason).
+func (c *Conn) judge(ap netip.AddrPort, p []byte) (record.Reason, bool) {
+	var r record.Record
+	r.Parse(p)
 	if r.OpensAssociation() {
 		// RFC 6347 §4.2.8: the client starts afresh; so does the filter.
 		if c.table.Forget(ap) {
 			c.forgets.Add(1)
 		}
-		return false
+		return 0, false
 	}
 	if r.Class == record.ClassNotDTLS && !c.dropNonDTLS {
-		return false
+		return 0, false
 	}
-	reason := record.ReasonOf(r)
-	c.drops[ap.Port()%dropStripes].n[reason].Add(1)
+	reason := r.Reason()
 	if c.onDrop != nil {
 		c.onDrop(ap, reason)
 	}
@@ -220,7 +263,52 @@ func (c *Conn) drop(ap netip.AddrPort, p []byte) bool {
 			slog.String("peer", ap.String()), slog.String("reason", reason.String()),
 			slog.String("record", r.Class.String()), slog.Int("epoch", int(r.Epoch)), slog.Int("len", len(p)))
 	}
-	return true
+	return reason, true
+}
+
+// batchDrops counts a batch's drops and adds them to the Conn's counters
+// once per reason, in the stripe of the batch's first stray.
+type batchDrops struct {
+	n      [record.NumReasons]uint64
+	stripe uint16
+	any    bool
+}
+
+func (d *batchDrops) count(ap netip.AddrPort, reason record.Reason) {
+	if !d.any {
+		d.stripe, d.any = ap.Port()%dropStripes, true
+	}
+	d.n[reason]++
+}
+
+func (c *Conn) addDrops(d *batchDrops) {
+	if !d.any {
+		return
+	}
+	for reason, n := range d.n {
+		if n != 0 {
+			c.drops[d.stripe].n[reason].Add(n)
+		}
+	}
+}
+
+// batchClock reads the table's clock at most once per batch: misses never
+// need it, and every hit in a batch is judged at the same instant.
+type batchClock struct {
+	t   *conntrack.Table
+	now int64
+	ok  bool
+}
+
+func (bc *batchClock) quiet(ap netip.AddrPort) bool {
+	deadline, found := bc.t.Deadline(ap)
+	if !found {
+		return false
+	}
+	if !bc.ok {
+		bc.now, bc.ok = bc.t.Now(), true
+	}
+	return bc.now < deadline
 }
 
 // readErr makes sure a read that failed because the Conn was closed matches
@@ -273,8 +361,7 @@ func (c *Conn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
 		if err != nil {
 			return n, ap, c.readErr(err)
 		}
-		if c.table.Empty() || !c.drop(ap, b[:n]) {
-			c.passed.Add(1)
+		if c.table.Empty() || n >= len(b) || !c.drop(ap, b[:n]) {
 			return n, ap, nil
 		}
 	}
@@ -294,8 +381,7 @@ func (c *Conn) ReadFromUDP(b []byte) (int, *net.UDPAddr, error) {
 		if err != nil {
 			return n, addr, c.readErr(err)
 		}
-		if c.table.Empty() || !c.drop(addr.AddrPort(), b[:n]) {
-			c.passed.Add(1)
+		if c.table.Empty() || n >= len(b) || !c.drop(addr.AddrPort(), b[:n]) {
 			return n, addr, nil
 		}
 	}
@@ -313,8 +399,7 @@ func (c *Conn) ReadMsgUDPAddrPort(b, oob []byte) (n, oobn, flags int, addr netip
 		if err != nil {
 			return n, oobn, flags, addr, c.readErr(err)
 		}
-		if c.table.Empty() || !c.drop(addr, b[:n]) {
-			c.passed.Add(1)
+		if c.table.Empty() || n >= len(b) || !c.drop(addr, b[:n]) {
 			return n, oobn, flags, addr, nil
 		}
 	}
@@ -330,8 +415,7 @@ func (c *Conn) ReadMsgUDP(b, oob []byte) (n, oobn, flags int, addr *net.UDPAddr,
 		if err != nil {
 			return n, oobn, flags, addr, c.readErr(err)
 		}
-		if c.table.Empty() || !c.drop(addr.AddrPort(), b[:n]) {
-			c.passed.Add(1)
+		if c.table.Empty() || n >= len(b) || !c.drop(addr.AddrPort(), b[:n]) {
 			return n, oobn, flags, addr, nil
 		}
 	}

@@ -4,10 +4,14 @@ import "github.com/straydtls/straydtls/record"
 
 // Stats is a snapshot of a Conn's counters.
 type Stats struct {
-	// Passed counts datagrams returned to the caller.
+	// Passed counts the datagrams the batch reads (ReadBatch,
+	// ReadBatchAddrPort) returned, exactly. The single reads (ReadFrom and
+	// the typed ReadFromUDP*, ReadMsgUDP*) do not count what they pass, so
+	// that with no quiet peer a read costs one atomic load and a branch and
+	// writes nothing: Passed is 0 for a Conn read only that way.
 	Passed uint64
 	// Strays counts the datagrams from quiet peers that were dropped, by
-	// what their first record is.
+	// what their first record is, on every read path, exactly.
 	Strays [record.NumReasons]uint64
 	// Closes counts quiet periods this Conn started or restarted, from
 	// MarkClosed and from outgoing alerts; AlertCloses is the alert share.

@@ -71,7 +71,7 @@ func (r *Recorder) ClientHellos(client netip.AddrPort) [][]byte {
 	defer r.mu.Unlock()
 	var hellos [][]byte
 	for _, d := range r.sent[client] {
-		if record.Inspect(d).OpensAssociation() {
+		if r := record.Inspect(d); r.OpensAssociation() {
 			hellos = append(hellos, bytes.Clone(d))
 		}
 	}

@@ -67,7 +67,7 @@ func (f *fakeUpstream) Read(b []byte) (int, error) {
 func (f *fakeUpstream) serve(t *testing.T, d []byte) {
 	t.Helper()
 	f.mu.Lock()
-	if !record.Inspect(d).AsksForCookie() {
+	if r := record.Inspect(d); !r.AsksForCookie() {
 		f.answered = true
 	}
 	f.mu.Unlock()
@@ -106,7 +106,7 @@ func (f *fakeUpstream) Write(b []byte) (int, error) {
 	}
 	f.mu.Lock()
 	f.written++
-	if !f.answered && record.Inspect(b).Protected() {
+	if r := record.Inspect(b); !f.answered && r.Protected() {
 		f.early = true
 	}
 	f.mu.Unlock()
@@ -295,7 +295,8 @@ func FuzzRelayPackets(f *testing.F) {
 				writes[fake(o)] = fake(o).count()
 			}
 			r.mu.Unlock()
-			opens := record.Inspect(data).OpensAssociation()
+			rec := record.Inspect(data)
+			opens := rec.OpensAssociation()
 			r.handleClient(data, client)
 			settled("after a client datagram")
 			var problem string

@@ -383,7 +383,8 @@ func (r *Relay) drop(from netip.AddrPort, d []byte, why assoc.Drop) {
 	case why == assoc.DropRefused:
 		// Counted by the machine.
 	case r.table.Quiet(from):
-		r.dropQuiet[record.ReasonOf(record.Inspect(d))].Add(1)
+		rec := record.Inspect(d)
+		r.dropQuiet[rec.Reason()].Add(1)
 	default:
 		r.counters.droppedUnknown.Add(1)
 	}

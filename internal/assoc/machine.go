@@ -323,9 +323,10 @@ func (m *Machine[T]) Client(now int64, from netip.AddrPort, d []byte) (r Route[T
 		m.toLive(now, p.live, d, &r)
 		return r
 	}
-	rec := record.Inspect(d)
+	var rec record.Record
+	rec.Parse(d)
 	if rec.OpensAssociation() {
-		m.clientHello(now, from, p, rec, d, &r)
+		m.clientHello(now, from, p, &rec, d, &r)
 		return r
 	}
 	if p == nil {
@@ -410,7 +411,7 @@ func (m *Machine[T]) toLive(now int64, a *Assoc[T], d []byte, r *Route[T]) {
 	m.deliver(now, a, r)
 }
 
-func (m *Machine[T]) clientHello(now int64, from netip.AddrPort, p *peer[T], rec record.Record, d []byte, r *Route[T]) {
+func (m *Machine[T]) clientHello(now int64, from netip.AddrPort, p *peer[T], rec *record.Record, d []byte, r *Route[T]) {
 	ch, hasRandom := rec.ClientHello(d)
 	if p != nil {
 		if hasRandom {
@@ -597,7 +598,8 @@ func (m *Machine[T]) Server(now int64, a *Assoc[T], d []byte) Verdict {
 	case Closing:
 		m.unclose(a)
 	case Unverified, Handshaking:
-		rec := record.Inspect(d)
+		var rec record.Record
+		rec.Parse(d)
 		if cookie, ok := rec.HelloVerifyCookie(d); ok {
 			a.cookie, a.hasCookie = maphash.Bytes(m.seed, cookie), true
 		} else if !rec.AsksForCookie() {

@@ -273,7 +273,8 @@ func (mo *model) clientEvent(peer netip.AddrPort, kind, arg byte) {
 	case live == nil && len(hs) == 0 && !rec.OpensAssociation():
 		mo.wantDrop(r, DropNoAssociation)
 	case rec.OpensAssociation():
-		ch, hasRandom := record.Inspect(d).ClientHello(d)
+		rec := record.Inspect(d)
+		ch, hasRandom := rec.ClientHello(d)
 		var match *Assoc[int]
 		for _, s := range known {
 			if hasRandom && s.hasRandom && s.random == ch.Random {

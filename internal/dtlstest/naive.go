@@ -121,7 +121,7 @@ func (s *NaiveServer) loop() {
 			s.conns[from] = c
 			s.peers = append(s.peers, from)
 			s.Conns.Add(1)
-			if !record.Inspect(buf[:n]).OpensAssociation() {
+			if r := record.Inspect(buf[:n]); !r.OpensAssociation() {
 				s.Bogus.Add(1)
 				s.bogus = append(s.bogus, fmt.Sprintf("%s from %v: % x", time.Now().Format("15:04:05.000000"), from, buf[:min(n, 16)]))
 			}
