@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"math"
 	"math/bits"
 	"net/netip"
 	"runtime"
@@ -305,7 +306,7 @@ func (t *Table) MarkClosed(peer netip.AddrPort) error {
 	st := t.st.Load()
 	if i := st.slot(k, h); i >= 0 {
 		idx := uint32(st.index[i].Load()) - 1
-		st.entries[idx].deadline.Store(now + t.quiet)
+		st.entries[idx].deadline.Store(t.until(now))
 		t.unlink(st, idx)
 		t.pushBack(st, idx)
 		return nil
@@ -323,11 +324,20 @@ func (t *Table) MarkClosed(peer netip.AddrPort) error {
 	e.hi.Store(k.hi)
 	e.lo.Store(k.lo)
 	e.meta.Store(k.meta)
-	e.deadline.Store(now + t.quiet)
+	e.deadline.Store(t.until(now))
 	t.pushBack(st, idx)
 	st.insert(idx, h)
 	t.count++
 	return nil
+}
+
+// until is when a quiet period that starts now ends. It saturates: a quiet
+// period as long as time.Duration allows must not wrap into the past.
+func (t *Table) until(now int64) int64 {
+	if now > math.MaxInt64-t.quiet {
+		return math.MaxInt64
+	}
+	return now + t.quiet
 }
 
 // Forget ends the quiet period of peer at once and reports whether it was

@@ -3,6 +3,7 @@ package conntrack
 import (
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net/netip"
 	"strings"
@@ -305,11 +306,13 @@ func TestModel(t *testing.T) {
 }
 
 // TestConcurrentReadersSeeStableAnswers runs readers against writers that
-// churn the table (growth, evictions, backward-shift deletions). Peers closed
-// once and never touched again must always be quiet; peers never closed must
-// never be. Run with -race.
+// churn the table (growth, index rebuilds, backward-shift deletions) while
+// the clock moves, within the quiet period. Peers closed once and never
+// touched again must always be quiet; peers never closed must never be.
+// Evictions and expiries, which end stable peers' quiet periods too, are
+// TestConcurrentReadersUnderEviction's. Run with -race.
 func TestConcurrentReadersSeeStableAnswers(t *testing.T) {
-	tab, _ := newTable(t, WithMaxQuietPeers(100_000))
+	tab, clock := newTable(t, WithMaxQuietPeers(100_000), WithQuietPeriod(time.Hour))
 	const stable = 500
 	for i := range stable {
 		mustClose(t, tab, peer(i))
@@ -322,6 +325,7 @@ func TestConcurrentReadersSeeStableAnswers(t *testing.T) {
 			defer writers.Done()
 			rng := rand.New(rand.NewPCG(uint64(w), 1))
 			for n := 0; n < 20_000; n++ {
+				clock.advance(time.Millisecond) // 40 s in all: no quiet period ends
 				p := peer(10_000 + rng.IntN(5_000))
 				if rng.IntN(3) == 0 {
 					tab.Forget(p)
@@ -359,11 +363,87 @@ func TestConcurrentReadersSeeStableAnswers(t *testing.T) {
 	if n := bad.Load(); n != 0 {
 		t.Fatalf("%d wrong answers under concurrent writes", n)
 	}
+	if s := tab.Stats(); s.Forgets == 0 || s.Evictions != 0 || s.Expired != 0 {
+		t.Fatalf("stats %+v: the churn should forget, and neither evict nor expire", s)
+	}
+}
+
+// TestConcurrentReadersUnderEviction is the same under evictions (a cap of
+// 256 against 5,000 churned peers, the clock moving 1 ms per write) and
+// expiries (a 1 s quiet period, and a 2 s jump every 1,000 writes): peers
+// never closed must never be quiet,
+// and a peer read concurrently with its own eviction or expiry is either
+// quiet or not, never a torn mix of two entries.
+func TestConcurrentReadersUnderEviction(t *testing.T) {
+	tab, clock := newTable(t, WithMaxQuietPeers(256), WithQuietPeriod(time.Second))
+	stop := make(chan struct{})
+	var writers, readers sync.WaitGroup
+	for w := range 2 {
+		writers.Add(1)
+		go func() {
+			defer writers.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 3))
+			for n := 0; n < 20_000; n++ {
+				clock.advance(time.Millisecond)
+				if n%1000 == 999 {
+					clock.advance(2 * time.Second) // everything expires
+				}
+				if err := tab.MarkClosed(peer(10_000 + rng.IntN(5_000))); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	var bad, churnQuiet atomic.Int64
+	for r := range 4 {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			rng := rand.New(rand.NewPCG(uint64(r), 4))
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if tab.Quiet(peer(50_000 + rng.IntN(1000))) {
+					bad.Add(1)
+				}
+				if tab.Quiet(peer(10_000 + rng.IntN(5_000))) {
+					churnQuiet.Add(1)
+				}
+			}
+		}()
+	}
+	writers.Wait()
+	close(stop)
+	readers.Wait()
+	if n := bad.Load(); n != 0 {
+		t.Fatalf("%d never-closed peers read as quiet under evictions", n)
+	}
+	s := tab.Stats()
+	if s.Evictions == 0 || s.Expired == 0 || churnQuiet.Load() == 0 {
+		t.Fatalf("stats %+v, %d churned peers read quiet: the test did not evict, expire and hit", s, churnQuiet.Load())
+	}
+	t.Logf("%d evictions, %d expiries, %d quiet answers for churned peers", s.Evictions, s.Expired, churnQuiet.Load())
 }
 
 func mustClose(t testing.TB, tab *Table, p netip.AddrPort) {
 	t.Helper()
 	if err := tab.MarkClosed(p); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestLongestQuietPeriod: the longest quiet period a time.Duration allows
+// keeps a peer quiet; now + quiet used to overflow into the past, and the
+// peer was not quiet at all.
+func TestLongestQuietPeriod(t *testing.T) {
+	tab, clock := newTable(t, WithQuietPeriod(math.MaxInt64))
+	mustClose(t, tab, peer(1))
+	clock.advance(100 * 365 * 24 * time.Hour)
+	if !tab.Quiet(peer(1)) {
+		t.Fatal("a peer with the longest quiet period is not quiet")
 	}
 }

@@ -90,8 +90,8 @@ func checkAgainstPion(t *testing.T, data []byte) {
 	if r.Class != record.ClassMalformed && validVersion && pionErr != nil {
 		t.Fatalf("% x: Inspect reads a record (%v) where pion fails: %v", data, r.Class, pionErr)
 	}
-	if pionErr != nil && validVersion && r.Class != record.ClassMalformed {
-		t.Fatalf("% x: pion fails (%v) but Inspect reads %v", data, pionErr, r.Class)
+	if pionErr == nil && validVersion && r.Class == record.ClassMalformed && !malformedPastHeader(data) {
+		t.Fatalf("% x: pion reads the record header (%+v) that Inspect calls malformed", data, h)
 	}
 	if r.Class == record.ClassMalformed || r.Class == record.ClassNotDTLS {
 		return
@@ -295,4 +295,28 @@ func TestInspectDoesNotAllocate(t *testing.T) {
 func clientRandom(d []byte) ([32]byte, bool) {
 	ch, ok := clientHello(d)
 	return ch.Random, ok
+}
+
+// malformedPastHeader reports whether a datagram whose record header pion
+// reads is malformed for a reason Inspect checks beyond that header: a
+// record length that runs past the datagram, an epoch-0 tls12_cid record,
+// or an epoch-0 handshake record whose handshake header pion cannot read
+// or whose fragment lies outside the record or the message.
+func malformedPastHeader(data []byte) bool {
+	epoch := binary.BigEndian.Uint16(data[3:5])
+	if data[0] == record.ContentTypeConnectionID {
+		return epoch == 0
+	}
+	recLen := 13 + int(binary.BigEndian.Uint16(data[11:13]))
+	if recLen > len(data) {
+		return true
+	}
+	if data[0] != record.ContentTypeHandshake || epoch != 0 {
+		return false
+	}
+	var hh handshake.Header
+	if err := hh.Unmarshal(data[13:recLen]); err != nil {
+		return true
+	}
+	return int(hh.FragmentLength) > recLen-13-12 || uint64(hh.FragmentOffset)+uint64(hh.FragmentLength) > uint64(hh.Length)
 }

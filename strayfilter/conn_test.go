@@ -102,7 +102,12 @@ func listenLoopback(t *testing.T) *net.UDPConn {
 // serveOne runs a pion v3 server for one association on the shared socket:
 // handshake, echo one message, close (which sends close_notify through the
 // filter).
-func serveOne(t *testing.T, sc *strayfilter.Conn, peer net.Addr) <-chan error {
+// serveOne serves one association on sc: handshake, one echo, and a close
+// once echoed is closed (at once if it is nil). Waiting for the client to
+// have read the echo keeps the test deterministic: a pion v3 client that
+// has the echo and the close_notify both queued when it reads picks one at
+// random (its Read selects on both), and read EOF about 5 times in 1,000.
+func serveOne(t *testing.T, sc *strayfilter.Conn, peer net.Addr, echoed <-chan struct{}) <-chan error {
 	done := make(chan error, 1)
 	go func() {
 		srv, err := dtlsv3.Server(&sharedConn{PacketConn: sc}, peer, dtlstest.ServerV3(t))
@@ -121,6 +126,13 @@ func serveOne(t *testing.T, sc *strayfilter.Conn, peer net.Addr) <-chan error {
 		if err == nil {
 			_, err = srv.Write(buf[:n])
 		}
+		if echoed != nil && err == nil {
+			select {
+			case <-echoed:
+			case <-time.After(dtlstest.HandshakeTimeout):
+				err = errors.New("the client never read the echo")
+			}
+		}
 		if cerr := srv.Close(); err == nil {
 			err = cerr
 		}
@@ -130,8 +142,9 @@ func serveOne(t *testing.T, sc *strayfilter.Conn, peer net.Addr) <-chan error {
 }
 
 // clientEcho runs a pion v3 client: handshake and one echo. afterWrite, if
-// set, runs between sending the message and reading the echo.
-func clientEcho(t *testing.T, pc net.PacketConn, server net.Addr, afterWrite func()) *dtlsv3.Conn {
+// set, runs between sending the message and reading the echo; echoed, if
+// set, is closed once the echo was read.
+func clientEcho(t *testing.T, pc net.PacketConn, server net.Addr, afterWrite func(), echoed chan<- struct{}) *dtlsv3.Conn {
 	t.Helper()
 	cli, err := dtlsv3.Client(pc, server, dtlstest.ClientV3(t))
 	if err != nil {
@@ -153,6 +166,9 @@ func clientEcho(t *testing.T, pc net.PacketConn, server net.Addr, afterWrite fun
 	if err != nil || string(buf[:n]) != "ping" {
 		t.Fatalf("echo: %q, %v", buf[:n], err)
 	}
+	if echoed != nil {
+		close(echoed)
+	}
 	return cli
 }
 
@@ -169,9 +185,10 @@ func TestConnDropsLeftoversOfClosedAssociation(t *testing.T) {
 	clientAddr := clientSock.LocalAddr()
 
 	// 1. A real association: handshake, echo, the server closes.
-	done := serveOne(t, sc, clientAddr)
+	echoed := make(chan struct{})
+	done := serveOne(t, sc, clientAddr, echoed)
 	var alerted <-chan struct{}
-	cli := clientEcho(t, client, raw.LocalAddr(), func() { alerted = client.holdWrites() })
+	cli := clientEcho(t, client, raw.LocalAddr(), func() { alerted = client.holdWrites() }, echoed)
 	if err := <-done; err != nil {
 		t.Fatalf("server: %v", err)
 	}
@@ -258,8 +275,9 @@ func TestConnDropsLeftoversOfClosedAssociation(t *testing.T) {
 	// the peer is forgotten, and a fresh pion client is served.
 	sc.SetReadDeadline(time.Time{})
 	client.release()
-	done = serveOne(t, sc, clientAddr)
-	clientEcho(t, client, raw.LocalAddr(), nil)
+	echoed = make(chan struct{})
+	done = serveOne(t, sc, clientAddr, echoed)
+	clientEcho(t, client, raw.LocalAddr(), nil, echoed)
 	if err := <-done; err != nil {
 		t.Fatalf("second association: %v", err)
 	}
