@@ -42,7 +42,11 @@ type Conn struct {
 	// retired is set when a newer association of the same peer replaced
 	// this one.
 	retired atomic.Bool
-	once    sync.Once
+	// sole is set while the read loop may route the peer's datagrams to
+	// this Conn without the lock (assoc.Machine.Sole); whoever ends the
+	// association clears it.
+	sole atomic.Bool
+	once sync.Once
 }
 
 var (

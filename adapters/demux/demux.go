@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/straydtls/straydtls/internal/assoc"
+	"github.com/straydtls/straydtls/record"
 	"github.com/straydtls/straydtls/strayfilter"
 )
 
@@ -48,6 +49,13 @@ type mux struct {
 	readDone chan struct{}
 	readErr  error
 
+	// sole routes an established peer's datagrams without the lock: the
+	// read loop alone uses it, and an entry holds only while its Conn's
+	// sole flag is set (see assoc.Machine.Sole). stale counts the entries
+	// whose flag was cleared, so the read loop sweeps them now and then.
+	sole  map[netip.AddrPort]*Conn
+	stale atomic.Int64
+
 	stats counters
 }
 
@@ -70,6 +78,7 @@ func newMux(pc net.PacketConn, cfg config, inferCompletion bool, start func(*Con
 		base:     time.Now(),
 		start:    start,
 		all:      make(map[*Conn]struct{}),
+		sole:     make(map[netip.AddrPort]*Conn),
 		readDone: make(chan struct{}),
 	}
 	m.ctx, m.stop = context.WithCancel(context.Background())
@@ -96,7 +105,13 @@ func (m *mux) ended(a *assoc.Assoc[*Conn], why assoc.EndReason, quiet bool) {
 		_ = m.fc.MarkClosedAddrPort(a.Peer())
 	}
 	c := a.Handle
-	if c == nil || why == assoc.EndClosed {
+	if c == nil {
+		return
+	}
+	if c.sole.Swap(false) {
+		m.stale.Add(1)
+	}
+	if why == assoc.EndClosed {
 		return // the Conn itself reported the close
 	}
 	if why == assoc.EndRetired {
@@ -154,9 +169,14 @@ func (m *mux) read() error {
 	}
 }
 
-// dispatch routes one datagram. It allocates nothing for a known peer.
+// dispatch routes one datagram. A datagram for an established peer with
+// nothing beside it takes no lock; it allocates nothing for a known peer.
 func (m *mux) dispatch(now int64, ap netip.AddrPort, p []byte) {
 	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	if c := m.sole[ap]; c != nil && c.sole.Load() && soleDatagram(p) {
+		c.deliver(p)
+		return
+	}
 	m.mu.Lock()
 	r := m.sm.Client(now, ap, p)
 	var opened *Conn
@@ -164,6 +184,12 @@ func (m *mux) dispatch(now int64, ap netip.AddrPort, p []byte) {
 		opened = newConn(m, r.Open)
 		r.Open.Handle = opened
 		m.all[opened] = struct{}{}
+	}
+	if a := m.sm.Sole(ap); a != nil && a.Handle != nil {
+		a.Handle.sole.Store(true)
+		m.sole[ap] = a.Handle
+	} else {
+		delete(m.sole, ap)
 	}
 	ending := m.endingLocked()
 	m.mu.Unlock()
@@ -174,6 +200,37 @@ func (m *mux) dispatch(now int64, ap netip.AddrPort, p []byte) {
 	for i := range r.N {
 		r.To[i].Handle.deliver(p)
 	}
+	if n := m.stale.Load(); n > 64 && n > int64(len(m.sole))/4 {
+		m.sweep()
+	}
+}
+
+// soleDatagram reports whether a datagram goes to a peer's sole
+// established association whatever it says: not a handshake record (a
+// ClientHello may open a handshake beside it), not an epoch-0 alert or
+// application data (the machine drops those, and counts them).
+func soleDatagram(p []byte) bool {
+	if len(p) == 0 {
+		return true
+	}
+	switch p[0] {
+	case record.ContentTypeHandshake:
+		return false
+	case record.ContentTypeAlert, record.ContentTypeApplicationData:
+		return len(p) < 13 || p[3] != 0 || p[4] != 0 || p[1] != 0xfe
+	}
+	return true
+}
+
+// sweep drops the sole-route entries whose Conn ended. Only the read loop
+// calls it.
+func (m *mux) sweep() {
+	for ap, c := range m.sole {
+		if !c.sole.Load() {
+			delete(m.sole, ap)
+		}
+	}
+	m.stale.Store(0)
 }
 
 // endingLocked re-arms the expiry timer and takes what the machine ended

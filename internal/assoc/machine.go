@@ -313,6 +313,19 @@ func (m *Machine[T]) Gauges() Gauges { g := m.g; g.Peers = len(m.peers); return 
 // existing associations carry on.
 func (m *Machine[T]) StopAccepting() { m.accepting = false }
 
+// Sole returns the peer's established association when it has no
+// handshake beside it. Until the peer's state changes, every datagram from
+// it that is neither a handshake record (a ClientHello may start one) nor
+// an epoch-0 alert or application data (rule 5) goes to that association
+// and nowhere else, so a shell may route such datagrams to it without
+// asking, and must ask again once that association ends.
+func (m *Machine[T]) Sole(peer netip.AddrPort) *Assoc[T] {
+	if p := m.peers[peer]; p != nil && p.n == 0 && p.live != nil && p.live.state == Established && m.cfg.CloseLinger == 0 && m.cfg.IdleTimeout == 0 {
+		return p.live
+	}
+	return nil
+}
+
 // Client routes a datagram a client sent. now is in nanoseconds on any
 // clock that does not go backwards.
 func (m *Machine[T]) Client(now int64, from netip.AddrPort, d []byte) (r Route[T]) {

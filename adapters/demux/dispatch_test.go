@@ -1,0 +1,111 @@
+package demux
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+// idleConn is a PacketConn that nobody reads: the benchmark drives
+// dispatch itself.
+type idleConn struct{}
+
+func (idleConn) ReadFrom([]byte) (int, net.Addr, error)    { select {} }
+func (idleConn) WriteTo(b []byte, _ net.Addr) (int, error) { return len(b), nil }
+func (idleConn) Close() error                              { return nil }
+func (idleConn) LocalAddr() net.Addr                       { return &net.UDPAddr{} }
+func (idleConn) SetDeadline(time.Time) error               { return nil }
+func (idleConn) SetReadDeadline(time.Time) error           { return nil }
+func (idleConn) SetWriteDeadline(time.Time) error          { return nil }
+
+// establishedMux returns a mux (not reading) with n established peers.
+func establishedMux(tb testing.TB, n int) (*mux, []netip.AddrPort) {
+	tb.Helper()
+	cfg, _ := buildConfig(nil)
+	m, err := newMux(idleConn{}, cfg, false, func(*Conn) {})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	hello := []byte{0x16, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+	peers := make([]netip.AddrPort, n)
+	for i := range peers {
+		peers[i] = netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), 5684)
+		m.dispatch(m.now(), peers[i], hello)
+	}
+	m.mu.Lock()
+	conns := make([]*Conn, 0, n)
+	for c := range m.all {
+		conns = append(conns, c)
+	}
+	m.mu.Unlock()
+	for _, c := range conns {
+		if !m.completed(c) {
+			tb.Fatal("not completed")
+		}
+		c.buf.Read(make([]byte, 64)) // the ClientHello
+	}
+	return m, peers
+}
+
+// BenchmarkDispatch is the demultiplexer's per-datagram cost for
+// established peers, routing and delivery into the peer's buffer, with no
+// socket: what the read loop adds to recvmmsg. Readers drain the buffers
+// outside the timer.
+func BenchmarkDispatch(b *testing.B) {
+	const n = 256
+	m, peers := establishedMux(b, n)
+	appData := []byte{0x17, 0xfe, 0xfd, 0x00, 0x01, 0, 0, 0, 0, 0, 7, 0x00, 0x08, 1, 2, 3, 4, 5, 6, 7, 8}
+	buf := make([]byte, 64)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		m.dispatch(0, peers[i%n], appData)
+		i++
+		if i%(n*64) == 0 {
+			b.StopTimer()
+			for _, ap := range peers {
+				c := m.sole[ap]
+				for range 64 {
+					c.buf.Read(buf)
+				}
+			}
+			b.StartTimer()
+		}
+	}
+	if s := m.snapshot(); s.BufferFull != 0 {
+		b.Fatal(fmt.Sprint("buffers overflowed: ", s.BufferFull))
+	}
+}
+
+// TestSoleRouteFollowsTheMachine: the lock-free route for an established
+// peer is taken only while the machine would route the same way, and is
+// dropped when a handshake opens beside the association or it ends.
+func TestSoleRouteFollowsTheMachine(t *testing.T) {
+	m, peers := establishedMux(t, 1)
+	ap := peers[0]
+	appData := []byte{0x17, 0xfe, 0xfd, 0x00, 0x01, 0, 0, 0, 0, 0, 7, 0x00, 0x08, 1, 2, 3, 4, 5, 6, 7, 8}
+	m.dispatch(m.now(), ap, appData)
+	c := m.sole[ap]
+	if c == nil || !c.sole.Load() {
+		t.Fatal("an established peer alone has no sole route")
+	}
+	// A ClientHello with a new random opens a handshake beside it: the
+	// route goes, and the next datagram asks the machine.
+	hello := make([]byte, 13+12+38)
+	copy(hello, []byte{0x16, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12 + 38, 1, 0, 0, 38, 0, 0, 0, 0, 0, 0, 0, 38, 0xfe, 0xfd})
+	hello[30] = 0x77
+	m.dispatch(m.now(), ap, hello)
+	if _, ok := m.sole[ap]; ok {
+		t.Fatal("the sole route outlived a handshake beside it")
+	}
+	// The plaintext alert a sole route must not deliver.
+	if soleDatagram([]byte{0x15, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 1, 0}) {
+		t.Fatal("an epoch-0 alert would take the sole route")
+	}
+	c.Close()
+	if c.sole.Load() {
+		t.Fatal("a closed Conn keeps its sole flag")
+	}
+}
