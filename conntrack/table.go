@@ -298,24 +298,34 @@ func (t *Table) MarkClosed(peer netip.AddrPort) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
-	t.beginWrite()
-	defer t.endWrite()
-	t.expire(now)
 	t.stats.Closes++
-
 	st := t.st.Load()
-	if i := st.slot(k, h); i >= 0 {
+	i := st.slot(k, h)
+	if t.head != none && st.entries[t.head].deadline.Load() <= now || i < 0 && t.count >= t.max {
+		// Removing entries (expiry, eviction) moves index slots and frees
+		// entries for reuse, which a reader must not see half done: only
+		// that goes under the sequence lock. Restarting a peer's period and
+		// adding a peer do not disturb a reader, so they stay out of it.
+		t.beginWrite()
+		t.expire(now)
+		i = st.slot(k, h)
+		if i < 0 && t.count >= t.max {
+			t.remove(st, t.head)
+			t.stats.Evictions++
+		}
+		t.endWrite()
+	}
+	if i >= 0 {
+		// One atomic word: a reader sees the old deadline or the new.
 		idx := uint32(st.index[i].Load()) - 1
 		st.entries[idx].deadline.Store(t.until(now))
 		t.unlink(st, idx)
 		t.pushBack(st, idx)
 		return nil
 	}
-	if t.count >= t.max {
-		t.remove(st, t.head)
-		t.stats.Evictions++
-	}
 	if t.free == none {
+		// Readers on the old state go on reading it unchanged; new ones
+		// find the copy.
 		st = t.grow(st)
 	}
 	idx := t.free
@@ -326,8 +336,9 @@ func (t *Table) MarkClosed(peer netip.AddrPort) error {
 	e.meta.Store(k.meta)
 	e.deadline.Store(t.until(now))
 	t.pushBack(st, idx)
-	st.insert(idx, h)
+	st.insert(idx, h) // publishes the entry, whose fields are written
 	t.count++
+	t.n.Store(int64(t.count))
 	return nil
 }
 
@@ -351,13 +362,16 @@ func (t *Table) Forget(peer netip.AddrPort) bool {
 
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	now := t.now()
-	t.beginWrite()
-	defer t.endWrite()
-	t.expire(now)
 	st := t.st.Load()
 	i := st.slot(k, h)
 	if i < 0 {
+		return false // nothing changes: readers are not disturbed
+	}
+	now := t.now()
+	t.beginWrite()
+	defer t.endWrite()
+	t.expire(now) // an expired peer is not forgotten: it was not quiet
+	if i = st.slot(k, h); i < 0 {
 		return false
 	}
 	t.remove(st, uint32(st.index[i].Load())-1)
