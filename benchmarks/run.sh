@@ -14,9 +14,11 @@ out=${OUT:-results.txt}
 benchstat=${BENCHSTAT:-go run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da}
 
 # Benchmarks whose sub-benchmarks have an impl key are compared column-wise,
-# each against its own baseline: the raw socket, or pion's listener.
-loopback='.name:(LoopbackRead OR LoopbackBatch)'
+# each against its own baseline: the raw socket (or zero-cost conn), pion's
+# listener, or conntrack.Table.
+loopback='.name:(LoopbackRead OR LoopbackBatch OR HotPath)'
 demux='.name:Demux'
+tables='.name:TableImpl'
 
 bin=$(mktemp -d)/benchmarks.test
 go test -c -o "$bin" .
@@ -35,5 +37,8 @@ echo
 echo "## our demultiplexer against pion's udp.Listener (columns: impl; base: pion)"
 $benchstat -col /impl -filter "$demux" "$out"
 echo
-echo "## decision cost and the table"
-$benchstat -filter "-($loopback OR $demux)" "$out"
+echo "## conntrack.Table against the obvious alternatives (columns: impl; base: conntrack)"
+$benchstat -col /impl -filter "$tables" "$out"
+echo
+echo "## decision cost, the table, what an unverified association costs"
+$benchstat -filter "-($loopback OR $demux OR $tables)" "$out"
