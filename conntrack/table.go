@@ -51,6 +51,28 @@ type Table struct {
 	tail  uint32     // newest entry, or none
 	free  uint32     // free-list head, linked through entry.next
 	stats Stats
+	// echo holds the closing alert of the entries that have one, and what
+	// their strays have earned (see Stray). Only writers and Stray, under
+	// mu, touch it: readers' entries stay four words.
+	echo map[uint32]*echoState
+}
+
+// Bounds on the closing alerts a Table keeps and sends again.
+const (
+	// MaxAlert is the longest closing alert kept: a DTLS 1.2 close_notify
+	// is 39 bytes with AES-GCM, 77 with AES-CBC and SHA-256.
+	MaxAlert = 96
+	// MaxEchoes caps how often one quiet peer's alert is sent again: on
+	// its 1st, 2nd, 4th, 8th, 16th and 32nd stray.
+	MaxEchoes = 6
+)
+
+type echoState struct {
+	alert   [MaxAlert]byte
+	n       uint8  // alert length
+	echoes  uint8  // times sent again
+	strays  uint32 // strays seen in this quiet period
+	bytesIn uint64 // their bytes: never send more than that
 }
 
 // Stats are a Table's counters since it was created.
@@ -59,6 +81,7 @@ type Stats struct {
 	Forgets    uint64 // entries removed by Forget
 	Evictions  uint64 // entries removed early because the table was at its cap
 	Expired    uint64 // entries removed lazily after their quiet period
+	Echoes     uint64 // closing alerts Stray said to send again
 	QuietPeers int    // peers quiet now, as Table.Len
 }
 
@@ -288,7 +311,13 @@ func (s *state) slot(k key, h uint64) int {
 // MarkClosed starts the quiet period of peer now, or restarts it if the peer is
 // already quiet. An IPv4-mapped IPv6 address is the same peer as its IPv4
 // form. It fails only for an invalid address.
-func (t *Table) MarkClosed(peer netip.AddrPort) error {
+func (t *Table) MarkClosed(peer netip.AddrPort) error { return t.MarkClosedWithAlert(peer, nil) }
+
+// MarkClosedWithAlert is MarkClosed that also keeps alert, the closing
+// alert (close_notify or fatal) the local side sent the peer, to be sent
+// again when the peer's strays show it missed it (see Stray). An alert
+// longer than MaxAlert, or none, is not kept; a restart replaces it.
+func (t *Table) MarkClosedWithAlert(peer netip.AddrPort, alert []byte) error {
 	if !peer.IsValid() {
 		return fmt.Errorf("conntrack: close %v: %w", peer, ErrInvalidPeer)
 	}
@@ -321,6 +350,7 @@ func (t *Table) MarkClosed(peer netip.AddrPort) error {
 		st.entries[idx].deadline.Store(t.until(now))
 		t.unlink(st, idx)
 		t.pushBack(st, idx)
+		t.keepAlert(idx, alert)
 		return nil
 	}
 	if t.free == none {
@@ -339,7 +369,68 @@ func (t *Table) MarkClosed(peer netip.AddrPort) error {
 	st.insert(idx, h) // publishes the entry, whose fields are written
 	t.count++
 	t.n.Store(int64(t.count))
+	t.keepAlert(idx, alert)
 	return nil
+}
+
+// keepAlert starts entry idx's echo bookkeeping afresh; with mu held.
+func (t *Table) keepAlert(idx uint32, alert []byte) {
+	if len(alert) == 0 || len(alert) > MaxAlert {
+		delete(t.echo, idx)
+		return
+	}
+	if t.echo == nil {
+		t.echo = make(map[uint32]*echoState)
+	}
+	es := t.echo[idx]
+	if es == nil {
+		es = new(echoState)
+		t.echo[idx] = es
+	}
+	*es = echoState{n: uint8(len(alert))}
+	copy(es.alert[:], alert)
+}
+
+// Stray tells the table that a datagram of size bytes from peer was
+// dropped during its quiet period, and reports whether the closing alert
+// kept for peer (MarkClosedWithAlert) is due to be sent to it again,
+// copying it into buf, which must hold MaxAlert bytes. It is due on the
+// 1st, 2nd, 4th, 8th... stray, at most MaxEchoes times, and only while the
+// peer has sent at least as many bytes as the echoes add up to: a forged
+// source gets at most the old alert back, never more than it sent, and the
+// alert authenticates nothing new. (quic-go answers a closed connection's
+// packets so: closed_conn.go.)
+func (t *Table) Stray(peer netip.AddrPort, size int, buf []byte) (int, bool) {
+	if t.n.Load() == 0 || !peer.IsValid() || size < 0 {
+		return 0, false
+	}
+	k := makeKey(peer)
+	h := k.hash(t.seed)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.echo) == 0 {
+		return 0, false
+	}
+	st := t.st.Load()
+	i := st.slot(k, h)
+	if i < 0 {
+		return 0, false
+	}
+	idx := uint32(st.index[i].Load()) - 1
+	es := t.echo[idx]
+	if es == nil || st.entries[idx].deadline.Load() <= t.now() {
+		return 0, false
+	}
+	es.strays++
+	es.bytesIn += uint64(size)
+	due := es.strays&(es.strays-1) == 0 && es.echoes < MaxEchoes &&
+		es.bytesIn >= uint64(es.echoes+1)*uint64(es.n)
+	if !due || len(buf) < int(es.n) {
+		return 0, false
+	}
+	es.echoes++
+	t.stats.Echoes++
+	return copy(buf, es.alert[:es.n]), true
 }
 
 // until is when a quiet period that starts now ends. It saturates: a quiet
@@ -454,6 +545,7 @@ func (t *Table) unlink(st *state, idx uint32) {
 
 // remove unlinks entry idx from the FIFO and the index and frees it.
 func (t *Table) remove(st *state, idx uint32) {
+	delete(t.echo, idx)
 	e := &st.entries[idx]
 	k := e.key()
 	st.delete(st.slot(k, k.hash(t.seed)))

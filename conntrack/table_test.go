@@ -378,12 +378,16 @@ func TestConcurrentReadersUnderEviction(t *testing.T) {
 	tab, clock := newTable(t, WithMaxQuietPeers(256), WithQuietPeriod(time.Second))
 	stop := make(chan struct{})
 	var writers, readers sync.WaitGroup
+	var reads, bad, churnQuiet atomic.Int64
 	for w := range 2 {
 		writers.Add(1)
 		go func() {
 			defer writers.Done()
 			rng := rand.New(rand.NewPCG(uint64(w), 3))
-			for n := 0; n < 20_000; n++ {
+			// Writes go on until the readers have read a good deal, and
+			// found churned peers quiet, while they do: on two cores a fast
+			// writer could otherwise finish first.
+			for n := 0; n < 20_000 || (reads.Load() < 200_000 || churnQuiet.Load() == 0) && n < 2_000_000; n++ {
 				clock.advance(time.Millisecond)
 				if n%1000 == 999 {
 					clock.advance(2 * time.Second) // everything expires
@@ -395,7 +399,6 @@ func TestConcurrentReadersUnderEviction(t *testing.T) {
 			}
 		}()
 	}
-	var bad, churnQuiet atomic.Int64
 	for r := range 4 {
 		readers.Add(1)
 		go func() {
@@ -413,6 +416,7 @@ func TestConcurrentReadersUnderEviction(t *testing.T) {
 				if tab.Quiet(peer(10_000 + rng.IntN(5_000))) {
 					churnQuiet.Add(1)
 				}
+				reads.Add(1)
 			}
 		}()
 	}
@@ -445,5 +449,65 @@ func TestLongestQuietPeriod(t *testing.T) {
 	clock.advance(100 * 365 * 24 * time.Hour)
 	if !tab.Quiet(peer(1)) {
 		t.Fatal("a peer with the longest quiet period is not quiet")
+	}
+}
+
+// TestStrayEchoes: a quiet peer's closing alert is due again on its 1st,
+// 2nd, 4th, 8th... stray, at most MaxEchoes times, and never beyond the
+// bytes the peer sent; a restart begins afresh, a peer without a kept
+// alert gets none, and nothing is due after the quiet period or a Forget.
+func TestStrayEchoes(t *testing.T) {
+	tab, clock := newTable(t, WithQuietPeriod(time.Minute))
+	alert := []byte("a 39-byte close_notify, encrypted.....!")
+	if err := tab.MarkClosedWithAlert(peer(1), alert); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, MaxAlert)
+	var due []int
+	for n := 1; n <= 100; n++ {
+		if k, ok := tab.Stray(peer(1), len(alert), buf); ok {
+			if string(buf[:k]) != string(alert) {
+				t.Fatalf("stray %d: echoed %q", n, buf[:k])
+			}
+			due = append(due, n)
+		}
+	}
+	if want := []int{1, 2, 4, 8, 16, 32}; fmt.Sprint(due) != fmt.Sprint(want) {
+		t.Fatalf("echoes on strays %v, want %v", due, want)
+	}
+	if s := tab.Stats(); s.Echoes != MaxEchoes {
+		t.Fatalf("stats %+v", s)
+	}
+	// Small strays earn an echo only once their bytes add up.
+	tab.MarkClosedWithAlert(peer(1), alert) // restart: afresh
+	due = due[:0]
+	for n := 1; n <= 16; n++ {
+		if _, ok := tab.Stray(peer(1), 10, buf); ok {
+			due = append(due, n)
+		}
+	}
+	if want := []int{4, 8, 16}; fmt.Sprint(due) != fmt.Sprint(want) {
+		t.Fatalf("10-byte strays: echoes on %v, want %v (40 bytes in for each 39 out)", due, want)
+	}
+	mustClose(t, tab, peer(2)) // no alert kept
+	if _, ok := tab.Stray(peer(2), 100, buf); ok {
+		t.Fatal("an echo for a peer without an alert")
+	}
+	tab.MarkClosedWithAlert(peer(3), make([]byte, MaxAlert+1))
+	if _, ok := tab.Stray(peer(3), 1000, buf); ok {
+		t.Fatal("an alert longer than MaxAlert was kept")
+	}
+	tab.MarkClosedWithAlert(peer(4), alert)
+	tab.Forget(peer(4))
+	if _, ok := tab.Stray(peer(4), 100, buf); ok {
+		t.Fatal("an echo after Forget")
+	}
+	tab.MarkClosedWithAlert(peer(5), alert)
+	clock.advance(time.Minute)
+	if _, ok := tab.Stray(peer(5), 100, buf); ok {
+		t.Fatal("an echo after the quiet period")
+	}
+	if _, ok := tab.Stray(peer(6), 100, buf); ok {
+		t.Fatal("an echo for a peer never closed")
 	}
 }
