@@ -120,7 +120,7 @@ func (c *Conn) WriteBatch(ms []ipv4.Message, flags int) (int, error) {
 		for i := range ms {
 			if len(ms[i].Buffers) > 0 && record.CarriesClosingAlert(ms[i].Buffers[0]) {
 				if ap, ok := addrPort(ms[i].Addr); ok {
-					c.closeFromAlert(ap)
+					c.closeFromAlert(ap, ms[i].Buffers[0])
 				}
 			}
 		}

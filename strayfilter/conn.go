@@ -28,6 +28,7 @@ type Conn struct {
 
 	learnAlerts bool
 	dropNonDTLS bool
+	echo        bool
 	logger      *slog.Logger
 	onDrop      func(netip.AddrPort, record.Reason)
 	closed      atomic.Bool
@@ -37,6 +38,7 @@ type Conn struct {
 	closes      atomic.Uint64
 	alertCloses atomic.Uint64
 	forgets     atomic.Uint64
+	echoes      atomic.Uint64
 }
 
 var _ net.PacketConn = (*Conn)(nil)
@@ -80,6 +82,7 @@ func New(pc net.PacketConn, opts ...Option) (*Conn, error) {
 		table:       table,
 		learnAlerts: !cfg.noAlerts,
 		dropNonDTLS: cfg.dropNonDTLS,
+		echo:        cfg.echo,
 		logger:      cfg.logger,
 		onDrop:      cfg.onDrop,
 	}
@@ -129,7 +132,7 @@ func (c *Conn) readFrom(b []byte, n int, addr net.Addr, err error) (int, net.Add
 func (c *Conn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	if c.learnAlerts && record.CarriesClosingAlert(b) {
 		if ap, ok := addrPort(addr); ok {
-			c.closeFromAlert(ap)
+			c.closeFromAlert(ap, b)
 		}
 	}
 	return c.pc.WriteTo(b, addr)
@@ -148,15 +151,24 @@ func (c *Conn) MarkClosed(addr net.Addr) error {
 
 // MarkClosedAddrPort is MarkClosed for a netip.AddrPort.
 func (c *Conn) MarkClosedAddrPort(ap netip.AddrPort) error {
-	if err := c.table.MarkClosed(ap); err != nil {
+	return c.MarkClosedWithAlert(ap, nil)
+}
+
+// MarkClosedWithAlert is MarkClosedAddrPort that also hands the filter
+// the closing alert the stack sent the peer (its close_notify or fatal
+// alert datagram, as written), for WithCloseEcho to send again when the
+// peer's strays show it missed it.
+func (c *Conn) MarkClosedWithAlert(ap netip.AddrPort, alert []byte) error {
+	if err := c.table.MarkClosedWithAlert(ap, alert); err != nil {
 		return fmt.Errorf("strayfilter: MarkClosed: %w", err)
 	}
 	c.closes.Add(1)
 	return nil
 }
 
-func (c *Conn) closeFromAlert(ap netip.AddrPort) {
-	if c.table.MarkClosed(ap) == nil {
+// closeFromAlert quiets ap for the closing alert b our side is sending it.
+func (c *Conn) closeFromAlert(ap netip.AddrPort, b []byte) {
+	if c.table.MarkClosedWithAlert(ap, b) == nil {
 		c.closes.Add(1)
 		c.alertCloses.Add(1)
 	}
@@ -168,6 +180,7 @@ func (c *Conn) Stats() Stats {
 		Closes:      c.closes.Load(),
 		AlertCloses: c.alertCloses.Load(),
 		Forgets:     c.forgets.Load(),
+		Echoes:      c.echoes.Load(),
 	}
 	for i := range c.passed {
 		s.Passed += c.passed[i].n.Load()
@@ -255,6 +268,9 @@ func (c *Conn) judge(ap netip.AddrPort, p []byte) (record.Reason, bool) {
 		return 0, false
 	}
 	reason := r.Reason()
+	if c.echo {
+		c.echoAlert(ap, len(p))
+	}
 	if c.onDrop != nil {
 		c.onDrop(ap, reason)
 	}
@@ -264,6 +280,26 @@ func (c *Conn) judge(ap netip.AddrPort, p []byte) (record.Reason, bool) {
 			slog.String("record", r.Class.String()), slog.Int("epoch", int(r.Epoch)), slog.Int("len", len(p)))
 	}
 	return reason, true
+}
+
+// echoAlert sends a quiet peer its closing alert again when its strays
+// have earned it (conntrack.Table.Stray): the peer missed the alert, and
+// learns at once that the association is over instead of at its timeout.
+func (c *Conn) echoAlert(ap netip.AddrPort, size int) {
+	var buf [conntrack.MaxAlert]byte
+	n, ok := c.table.Stray(ap, size, buf[:])
+	if !ok {
+		return
+	}
+	var err error
+	if c.udp != nil {
+		_, err = c.udp.WriteToUDPAddrPort(buf[:n], ap)
+	} else {
+		_, err = c.pc.WriteTo(buf[:n], net.UDPAddrFromAddrPort(ap))
+	}
+	if err == nil {
+		c.echoes.Add(1)
+	}
 }
 
 // batchDrops counts a batch's drops and adds them to the Conn's counters
@@ -425,7 +461,7 @@ func (c *Conn) ReadMsgUDP(b, oob []byte) (n, oobn, flags int, addr *net.UDPAddr,
 // the wrapped conn is a *net.UDPConn.
 func (c *Conn) WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error) {
 	if c.learnAlerts && record.CarriesClosingAlert(b) {
-		c.closeFromAlert(addr)
+		c.closeFromAlert(addr, b)
 	}
 	if c.udp == nil {
 		return c.pc.WriteTo(b, net.UDPAddrFromAddrPort(addr))
@@ -445,7 +481,7 @@ func (c *Conn) WriteMsgUDPAddrPort(b, oob []byte, addr netip.AddrPort) (n, oobn 
 		return 0, 0, c.unsupported("WriteMsgUDPAddrPort")
 	}
 	if c.learnAlerts && record.CarriesClosingAlert(b) {
-		c.closeFromAlert(addr)
+		c.closeFromAlert(addr, b)
 	}
 	return c.udp.WriteMsgUDPAddrPort(b, oob, addr)
 }
@@ -457,7 +493,7 @@ func (c *Conn) WriteMsgUDP(b, oob []byte, addr *net.UDPAddr) (n, oobn int, err e
 	}
 	if c.learnAlerts && record.CarriesClosingAlert(b) {
 		if ap, ok := addrPort(addr); ok {
-			c.closeFromAlert(ap)
+			c.closeFromAlert(ap, b)
 		}
 	}
 	return c.udp.WriteMsgUDP(b, oob, addr)

@@ -304,3 +304,46 @@ func TestHotPathDoesNotAllocate(t *testing.T) {
 }
 
 func loadRecords(t testing.TB) []dtlstest.RecordFile { return dtlstest.Records(t, false) }
+
+// TestCloseEcho: with WithCloseEcho, the closing alert our side sent a
+// peer goes to it again on its 1st, 2nd and 4th stray, byte for byte, and
+// to the peer that sent the stray; a ClientHello ends it all. Without the
+// option the Conn writes nothing of its own.
+func TestCloseEcho(t *testing.T) {
+	alert := loadRecord(t, "pion-v2-08-client-alert-epoch1.hex")
+	stray := loadRecord(t, "pion-v2-06-client-application-data-epoch1.hex")
+	hello := loadRecord(t, "pion-v2-00-client-ClientHello-frag0.hex")
+	peer := udpAddr("192.0.2.7:7000")
+	for _, on := range []bool{true, false} {
+		fc := newFakeConn()
+		c, err := strayfilter.New(fc, strayfilter.WithCloseEcho(on))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.WriteTo(alert, peer) // the server's close_notify, which the client misses
+		for range 5 {
+			fc.push(stray, peer)
+		}
+		fc.push(hello, peer)
+		buf := make([]byte, 2048)
+		if n, _, err := c.ReadFrom(buf); err != nil || !bytes.Equal(buf[:n], hello) {
+			t.Fatalf("read %x, %v; want the ClientHello after the strays", buf[:n], err)
+		}
+		fc.mu.Lock()
+		var echoes int
+		for _, w := range fc.written[1:] {
+			if !bytes.Equal(w.data, alert) || w.addr.String() != peer.String() {
+				t.Fatalf("wrote %x to %v", w.data, w.addr)
+			}
+			echoes++
+		}
+		fc.mu.Unlock()
+		want := 0
+		if on {
+			want = 3 // the 1st, 2nd and 4th of five strays
+		}
+		if s := c.Stats(); echoes != want || s.Echoes != uint64(want) || s.TotalStrays() != 5 {
+			t.Fatalf("close echo %v: %d echoes written, stats %+v; want %d", on, echoes, s, want)
+		}
+	}
+}

@@ -32,6 +32,7 @@ type config struct {
 	tableOpts   []string // names of table options, to report conflicts with WithTable
 	noAlerts    bool
 	dropNonDTLS bool
+	echo        bool
 	logger      *slog.Logger
 	onDrop      func(netip.AddrPort, record.Reason)
 }
@@ -100,6 +101,23 @@ func WithTable(t *conntrack.Table) Option {
 func WithAlertDetection(on bool) Option {
 	return func(c *config) error {
 		c.noAlerts = !on
+		return nil
+	}
+}
+
+// WithCloseEcho makes the Conn send a quiet peer the closing alert our
+// side sent it (learnt from the alert written through the Conn, or given
+// to MarkClosedWithAlert) again on the 1st, 2nd, 4th, 8th... datagram it
+// drops from that peer, at most conntrack.MaxEchoes times and never more
+// bytes than the peer sent. A client that missed the server's close_notify
+// then learns at once that the association is over, instead of
+// retransmitting until its own timeout (about 93 s for a confirmable CoAP
+// request). Off by default: a wrapper under someone else's stack writes on
+// its own only when asked. A forged source gets at most the old alert,
+// which authenticates nothing new.
+func WithCloseEcho(on bool) Option {
+	return func(c *config) error {
+		c.echo = on
 		return nil
 	}
 }

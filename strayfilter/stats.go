@@ -20,6 +20,8 @@ type Stats struct {
 	// Forgets counts quiet peers that opened a new association and so were
 	// let through and forgotten.
 	Forgets uint64
+	// Echoes counts closing alerts sent again to quiet peers (WithCloseEcho).
+	Echoes uint64
 	// Evictions and QuietPeers describe the table, which may be shared:
 	// quiet peers evicted early at the cap, and peers quiet now.
 	Evictions  uint64

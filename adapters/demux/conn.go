@@ -1,6 +1,7 @@
 package demux
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -12,7 +13,9 @@ import (
 	"github.com/pion/transport/v2/deadline"
 	"github.com/pion/transport/v2/packetio"
 
+	"github.com/straydtls/straydtls/conntrack"
 	"github.com/straydtls/straydtls/internal/assoc"
+	"github.com/straydtls/straydtls/record"
 )
 
 // connBufferLimit bounds what one peer can queue while its reader is slow.
@@ -46,7 +49,10 @@ type Conn struct {
 	// this Conn without the lock (assoc.Machine.Sole); whoever ends the
 	// association clears it.
 	sole atomic.Bool
-	once sync.Once
+	// alert is the last closing alert the stack sent on this association,
+	// kept for the peer's quiet period (WithCloseEcho).
+	alert atomic.Pointer[[]byte]
+	once  sync.Once
 }
 
 var (
@@ -108,6 +114,9 @@ func (c *Conn) Write(b []byte) (int, error) {
 		// the old keys) cannot help the new one and has been seen to stall
 		// OpenSSL's client, so it is swallowed.
 		return len(b), nil
+	} else if c.m.cfg.closeEcho && len(b) <= conntrack.MaxAlert && record.CarriesClosingAlert(b) {
+		a := bytes.Clone(b)
+		c.alert.Store(&a)
 	}
 	return c.m.fc.WriteToUDPAddrPort(b, c.addr)
 }

@@ -67,7 +67,8 @@ func newMux(pc net.PacketConn, cfg config, inferCompletion bool, start func(*Con
 	// The mux learns closes from the stack closing its Conns, which is exact
 	// and works for DTLS 1.3; an alert sent by one association must not
 	// silence the other during a re-handshake, so alert detection is off.
-	fopts := append(append([]strayfilter.Option(nil), cfg.filterOpts...), strayfilter.WithAlertDetection(false))
+	fopts := append(append([]strayfilter.Option(nil), cfg.filterOpts...),
+		strayfilter.WithAlertDetection(false), strayfilter.WithCloseEcho(cfg.closeEcho))
 	fc, err := strayfilter.New(pc, fopts...)
 	if err != nil {
 		return nil, err
@@ -99,12 +100,18 @@ func newMux(pc net.PacketConn, cfg config, inferCompletion bool, start func(*Con
 
 // ended is the machine's end callback, run with m.mu held.
 func (m *mux) ended(a *assoc.Assoc[*Conn], why assoc.EndReason, quiet bool) {
+	c := a.Handle
 	if quiet {
 		// Quiet before unrouted: the machine has already unrouted the
 		// peer, but no datagram sees it until m.mu is released.
-		_ = m.fc.MarkClosedAddrPort(a.Peer())
+		var alert []byte
+		if c != nil {
+			if p := c.alert.Load(); p != nil {
+				alert = *p
+			}
+		}
+		_ = m.fc.MarkClosedWithAlert(a.Peer(), alert)
 	}
-	c := a.Handle
 	if c == nil {
 		return
 	}

@@ -35,6 +35,7 @@ type config struct {
 	unverifiedTimeout time.Duration
 	backlog           int
 	rehandshake       bool
+	closeEcho         bool
 	logger            *slog.Logger
 }
 
@@ -46,6 +47,7 @@ func defaultConfig() config {
 		unverifiedTimeout: DefaultUnverifiedTimeout,
 		backlog:           DefaultBacklog,
 		rehandshake:       true,
+		closeEcho:         true,
 	}
 }
 
@@ -148,6 +150,18 @@ func WithBacklog(n int) Option {
 func WithRehandshake(on bool) Option {
 	return func(c *config) error {
 		c.rehandshake = on
+		return nil
+	}
+}
+
+// WithCloseEcho turns the close echo on (the default) or off: when the
+// stack closed an association whose handshake completed, its closing alert
+// is kept for the peer's quiet period and sent again on the peer's 1st,
+// 2nd, 4th, 8th... stray (see strayfilter.WithCloseEcho), so a client that
+// missed it learns at once that the association is over.
+func WithCloseEcho(on bool) Option {
+	return func(c *config) error {
+		c.closeEcho = on
 		return nil
 	}
 }

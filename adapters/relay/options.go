@@ -52,6 +52,7 @@ type config struct {
 	maxUnverified     int
 	unverifiedTimeout time.Duration
 	linger            time.Duration
+	closeEcho         bool
 	filter            bool
 	logger            *slog.Logger
 	// tableOpts names the options a shared table overrides, to report a
@@ -69,6 +70,7 @@ func defaultConfig() config {
 		maxUnverified:     DefaultMaxUnverified,
 		unverifiedTimeout: DefaultUnverifiedTimeout,
 		linger:            DefaultCloseLinger,
+		closeEcho:         true,
 		filter:            true,
 	}
 }
@@ -78,7 +80,8 @@ func invalid(format string, args ...any) error {
 }
 
 // WithQuietPeriod sets how long a client stays quiet after the server
-// closed its association (default 10 s, see package strayfilter).
+// closed its association (default 10 s): how long its strays are counted
+// as such and earn it the server's closing alert again (WithCloseEcho).
 func WithQuietPeriod(d time.Duration) Option {
 	return func(c *config) error {
 		if d <= 0 {
@@ -197,6 +200,21 @@ func WithCloseLinger(d time.Duration) Option {
 			return invalid("close linger %v must not be negative", d)
 		}
 		c.linger = d
+		return nil
+	}
+}
+
+// WithCloseEcho turns the close echo on (the default) or off: the server's
+// closing alert that ended a completed association is kept for the
+// client's quiet period and sent to the client again on its 1st, 2nd, 4th,
+// 8th... stray (at most conntrack.MaxEchoes times, never more bytes than
+// the client sent), so a client that missed it learns at once that the
+// association is over. The quiet period (WithQuietPeriod) is how long
+// that lasts: without the echo, the relay would drop the client's strays
+// all the same, as it has no association for them.
+func WithCloseEcho(on bool) Option {
+	return func(c *config) error {
+		c.closeEcho = on
 		return nil
 	}
 }

@@ -41,10 +41,14 @@ type Relay struct {
 
 	mu sync.Mutex
 	// sm decides; the Relay reads, forwards, opens and closes.
-	sm      *assoc.Machine[*upstreamConn]
-	all     map[*upstreamConn]struct{} // upstream sockets open
-	naive   map[netip.AddrPort]*upstreamConn
-	ending  []*upstreamConn // what the machine ended during one call
+	sm     *assoc.Machine[*upstreamConn]
+	all    map[*upstreamConn]struct{} // upstream sockets open
+	naive  map[netip.AddrPort]*upstreamConn
+	ending []*upstreamConn // what the machine ended during one call
+	// closing is the server datagram the machine is being told about: the
+	// alert it keeps for the client's quiet period if it ends the
+	// association (WithCloseEcho).
+	closing []byte
 	timer   *time.Timer
 	timerAt int64
 	closed  bool
@@ -320,7 +324,11 @@ func (r *Relay) machineEnded(a *assoc.Assoc[*upstreamConn], why assoc.EndReason,
 	if quiet {
 		// Quiet before unrouted: nothing sees the client unrouted until
 		// r.mu is released.
-		r.table.MarkClosed(a.Peer())
+		var alert []byte
+		if why == assoc.EndServerAlert && r.cfg.closeEcho {
+			alert = r.closing
+		}
+		r.table.MarkClosedWithAlert(a.Peer(), alert)
 	}
 	if u := a.Handle; u != nil {
 		u.why.Store(uint32(why))
@@ -385,9 +393,31 @@ func (r *Relay) drop(from netip.AddrPort, d []byte, why assoc.Drop) {
 	case r.table.Quiet(from):
 		rec := record.Inspect(d)
 		r.dropQuiet[rec.Reason()].Add(1)
+		// Only a client with no association hears the old alert again:
+		// one with a new handshake under way has moved on, and a forged
+		// ClientHello from its address must not buy it silence, so the
+		// quiet entry stays until its period ends.
+		if r.cfg.closeEcho && why == assoc.DropNoAssociation {
+			r.echo(from, len(d))
+		}
 	default:
 		r.counters.droppedUnknown.Add(1)
 	}
+}
+
+// echo sends a quiet client the server's closing alert again when its
+// strays have earned it (conntrack.Table.Stray).
+func (r *Relay) echo(client netip.AddrPort, size int) {
+	var buf [conntrack.MaxAlert]byte
+	n, ok := r.table.Stray(client, size, buf[:])
+	if !ok {
+		return
+	}
+	if _, err := r.pc.WriteToUDPAddrPort(buf[:n], client); err != nil {
+		r.counters.writeErrors.Add(1)
+		return
+	}
+	r.counters.echoes.Add(1)
 }
 
 // forward sends a client datagram to the server on u's socket.
@@ -428,9 +458,11 @@ func (r *Relay) pump(u *upstreamConn) {
 		if u.a != nil { // nil: a naive association
 			r.mu.Lock()
 			for i := 0; i < b.n && !ended; i++ {
-				verdicts[i] = r.sm.Server(r.now(), u.a, b.datagram(i))
+				r.closing = b.datagram(i)
+				verdicts[i] = r.sm.Server(r.now(), u.a, r.closing)
 				ended = verdicts[i].Ended
 			}
+			r.closing = nil
 			ending := r.takeEndingLocked()
 			r.mu.Unlock()
 			r.closeEnded(ending)

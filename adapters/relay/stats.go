@@ -17,6 +17,7 @@ type counters struct {
 	droppedUnknown atomic.Uint64
 	droppedInvalid atomic.Uint64
 	naiveOpened    atomic.Uint64
+	echoes         atomic.Uint64
 }
 
 // Stats is a snapshot of a Relay's counters since it was made.
@@ -68,6 +69,9 @@ type Stats struct {
 	// completed association: no server may accept them (RFC 6347
 	// §4.1.2.7), and a forged one would end it in some.
 	DroppedInvalid uint64
+	// Echoes counts closing alerts sent again to quiet clients whose
+	// strays showed they missed them (WithCloseEcho).
+	Echoes uint64
 	// WriteErrors counts datagrams a socket refused to send.
 	WriteErrors uint64
 	// Table is the quiet-client table's own counters.
@@ -115,6 +119,7 @@ func (r *Relay) Stats() Stats {
 		DroppedUnknown:     c.droppedUnknown.Load(),
 		DroppedInvalid:     c.droppedInvalid.Load(),
 		WriteErrors:        c.writeErrors.Load(),
+		Echoes:             c.echoes.Load(),
 		Table:              r.table.Stats(),
 	}
 	if !r.cfg.filter {
@@ -155,6 +160,7 @@ func (s Stats) Map() map[string]uint64 {
 		"dropped_unknown":     s.DroppedUnknown,
 		"dropped_invalid":     s.DroppedInvalid,
 		"write_errors":        s.WriteErrors,
+		"echoes":              s.Echoes,
 		"quiet_peers":         uint64(s.Table.QuietPeers),
 		"quiet_evictions":     s.Table.Evictions,
 	}

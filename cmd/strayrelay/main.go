@@ -59,6 +59,7 @@ type flags struct {
 	listen, upstream, network         string
 	quiet, idle, handshake            time.Duration
 	unverifiedTimeout, linger         time.Duration
+	closeEcho                         bool
 	maxAssoc, maxQuiet, maxUnverified int
 	logLevel                          string
 	statsInterval                     time.Duration
@@ -76,7 +77,8 @@ func parse(args []string, stderr io.Writer) (flags, error) {
 	fs.StringVar(&f.listen, "listen", "", "`address` clients send to, e.g. :4433 or [::1]:4433 (required)")
 	fs.StringVar(&f.upstream, "upstream", "", "the DTLS server's `host:port`; a host name is resolved once, at start (required)")
 	fs.StringVar(&f.network, "network", "udp", "`udp`, udp4 or udp6: restricts both addresses to one family")
-	fs.DurationVar(&f.quiet, "quiet", conntrack.DefaultQuietPeriod, "how long a client's late datagrams are dropped after the server closed its association")
+	fs.DurationVar(&f.quiet, "quiet", conntrack.DefaultQuietPeriod, "how long after the server closed a client's association its late datagrams count as strays and earn it the server's closing alert again (-close-echo)")
+	fs.BoolVar(&f.closeEcho, "close-echo", true, "send a client that keeps sending after the server closed its association the server's closing alert again (on its 1st, 2nd, 4th... late datagram)")
 	fs.DurationVar(&f.idle, "idle", relay.DefaultIdleTimeout, "end an association after this long with no datagram either way; set it above your clients' keepalive interval")
 	fs.DurationVar(&f.handshake, "handshake-timeout", relay.DefaultHandshakeTimeout, "end an association whose handshake has not completed this long after the first ClientHello")
 	fs.IntVar(&f.maxAssoc, "max-associations", relay.DefaultMaxAssociations, "cap on associations whose client proved its address (one upstream socket each); at the cap a closing one is reclaimed, else the client's cookie echo is refused and counted")
@@ -167,7 +169,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		relay.WithQuietPeriod(f.quiet), relay.WithMaxQuietPeers(f.maxQuiet),
 		relay.WithIdleTimeout(f.idle), relay.WithHandshakeTimeout(f.handshake),
 		relay.WithMaxAssociations(f.maxAssoc), relay.WithMaxUnverified(f.maxUnverified),
-		relay.WithUnverifiedTimeout(f.unverifiedTimeout), relay.WithCloseLinger(f.linger), relay.WithLogger(log))
+		relay.WithUnverifiedTimeout(f.unverifiedTimeout), relay.WithCloseLinger(f.linger),
+		relay.WithCloseEcho(f.closeEcho), relay.WithLogger(log))
 	if err != nil {
 		fmt.Fprintf(stderr, "strayrelay: %v\n", err)
 		return 1
