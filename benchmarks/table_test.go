@@ -54,27 +54,38 @@ func BenchmarkTableClose(b *testing.B) {
 }
 
 // BenchmarkTableMemory reports the heap a full table costs per quiet peer,
-// measured as the live heap after filling it minus the live heap before.
+// measured as the live heap after filling it minus the live heap before,
+// without a closing alert and with one kept for the close echo.
 func BenchmarkTableMemory(b *testing.B) {
-	for _, n := range []int{1 << 10, 1 << 16, 1 << 20} {
-		b.Run("peers="+strconv.Itoa(n), func(b *testing.B) {
-			var perPeer float64
-			for range b.N {
-				before := liveHeap()
-				t := newTable(b, n)
-				for i := range n {
-					t.MarkClosed(quietPeer(i))
-				}
-				after := liveHeap()
-				if t.Len() != n {
-					b.Fatalf("Len = %d, want %d", t.Len(), n)
-				}
-				runtime.KeepAlive(t)
-				perPeer = float64(after-before) / float64(n)
+	// A DTLS 1.2 AES-GCM close_notify: what the close echo keeps per peer.
+	closeNotify := make([]byte, 39)
+	for _, alert := range [][]byte{nil, closeNotify} {
+		for _, n := range []int{1 << 10, 1 << 16, 1 << 20} {
+			name := "alert=none/peers=" + strconv.Itoa(n)
+			if alert != nil {
+				name = "alert=" + strconv.Itoa(len(alert)) + "B/peers=" + strconv.Itoa(n)
 			}
-			b.ReportMetric(perPeer, "B/peer")
-		})
+			b.Run(name, func(b *testing.B) { tableMemory(b, n, alert) })
+		}
 	}
+}
+
+func tableMemory(b *testing.B, n int, alert []byte) {
+	var perPeer float64
+	for range b.N {
+		before := liveHeap()
+		t := newTable(b, n)
+		for i := range n {
+			t.MarkClosedWithAlert(quietPeer(i), alert)
+		}
+		after := liveHeap()
+		if t.Len() != n {
+			b.Fatalf("Len = %d, want %d", t.Len(), n)
+		}
+		runtime.KeepAlive(t)
+		perPeer = float64(after-before) / float64(n)
+	}
+	b.ReportMetric(perPeer, "B/peer")
 }
 
 // BenchmarkMillionCloses is the wall time of one million Close calls for

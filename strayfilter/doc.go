@@ -41,6 +41,18 @@
 // MarkClosed, or use the pion adapters, which mark a peer when the stack
 // closes its connection.
 //
+// # Telling a client that missed the close
+//
+// UDP may lose the closing alert; the client then writes into a dead
+// association until its own timeout. With WithCloseEcho the wrapper keeps
+// the closing alert written through it (or given to MarkClosedWithAlert)
+// and writes it again, byte for byte, on the quiet peer's 1st, 2nd, 4th,
+// 8th... stray: at most conntrack.MaxEchoes times, never more bytes than the
+// peer sent, so a forged source gets at most the old alert back, which
+// authenticates nothing new. It is off by default: a wrapper under
+// someone else's stack writes on its own only when asked. The pion
+// adapters turn it on.
+//
 // # Choosing the quiet period
 //
 // The default is 10 s. Strays come from two sources. Reordering and queueing
@@ -49,7 +61,8 @@
 // after 1 s, then 2 s, then 4 s (RFC 6347 §4.2.4.1), so its third
 // retransmission leaves 7 s after the first; 10 s covers it with margin.
 // A longer period costs nothing in correctness, because a ClientHello ends
-// it at once, only memory (about 56 bytes per quiet peer, capped). Choose a
+// it at once, only memory (56 bytes per quiet peer, 204 with a 39-byte
+// closing alert kept for WithCloseEcho; capped). Choose a
 // shorter one only if peers legitimately resume non-handshake traffic from
 // the same address soon after a close (they cannot in DTLS: a new
 // association always starts with a ClientHello). Choose a longer one for

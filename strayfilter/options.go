@@ -42,7 +42,9 @@ func invalid(format string, args ...any) error {
 }
 
 // WithQuietPeriod sets how long a peer stays quiet after its association was
-// closed locally. It must be positive.
+// closed locally (default 10 s): how long every datagram from it but an
+// epoch-0 ClientHello is dropped, and, with WithCloseEcho, how long those
+// strays earn it the closing alert again. It must be positive.
 func WithQuietPeriod(d time.Duration) Option {
 	return func(c *config) error {
 		if d <= 0 {

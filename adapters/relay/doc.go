@@ -23,7 +23,10 @@
 //     [conntrack.Table]. Whatever that client's old association still has in
 //     flight (its own close_notify, application data, a retransmitted
 //     Finished) is dropped and counted; the server, which has gone back to
-//     waiting for new clients, never sees it.
+//     waiting for new clients, never sees it. The server's closing alert is
+//     kept with the quiet client and sent to it again on its 1st, 2nd, 4th,
+//     8th... stray (WithCloseEcho, on by default), so a client that missed
+//     it learns at once that the association is over.
 //   - A client's closing alert makes the association closing: it ends after
 //     WithCloseLinger if nothing crosses either way meanwhile (GnuTLS does
 //     not answer a client's close_notify), and at the cap on associations a

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/straydtls/straydtls/adapters/demux"
 	"github.com/straydtls/straydtls/record"
 	"github.com/straydtls/straydtls/udprelay"
 )
@@ -42,9 +43,7 @@ func CloseEcho(t *testing.T, server netip.AddrPort, closed func() bool, dial fun
 	defer c.Close()
 	EchoOnce(t, c, "before the close")
 	WaitFor(t, "the server closes", closed)
-	if !dropped.Load() {
-		t.Fatal("the server's close_notify was not seen on its way to drop it")
-	}
+	WaitFor(t, "the server's close_notify dropped on its way", dropped.Load)
 	// The client does not know: it writes on, and waits for an answer.
 	start := time.Now()
 	if _, err := c.Write([]byte("after the close")); err != nil {
@@ -61,4 +60,65 @@ func CloseEcho(t *testing.T, server netip.AddrPort, closed func() bool, dial fun
 		return took, err
 	}
 	return took, nil
+}
+
+// CloseEchoSuite is the close echo against an adapter: the server's
+// close_notify is lost; the client writes on. Its datagram is a stray, and
+// the adapter sends it the close_notify again, so the client's Read fails
+// at once. With the echo off, and behind pion's own listener, the client
+// waits for its own timeout.
+type CloseEchoSuite struct {
+	// Listen starts the adapter's listener on loopback.
+	Listen func(t *testing.T, opts ...demux.Option) *demux.Listener
+	// PionListen starts pion's own listener on loopback.
+	PionListen func(t *testing.T) net.Listener
+	// Dial runs a client handshake over a socket connected to the server.
+	Dial func(uc *net.UDPConn) (net.Conn, error)
+}
+
+// CloseEchoWait is how long a client is given to learn of the close: far
+// beyond an echo's round trip, far below pion's own timeouts.
+const CloseEchoWait = 3 * time.Second
+
+// Run runs the adapter with and without the echo, and pion's own
+// listener, as subtests.
+func (s CloseEchoSuite) Run(t *testing.T) {
+	adapter := func(opts ...demux.Option) func(t *testing.T) (net.Listener, func() bool) {
+		return func(t *testing.T) (net.Listener, func() bool) {
+			ln := s.Listen(t, opts...)
+			srv := Serve(ln, true, nil)
+			t.Cleanup(func() {
+				ln.Close()
+				srv.Stop()
+			})
+			return ln, func() bool { return ln.Stats().Filter.QuietPeers == 1 }
+		}
+	}
+	for _, c := range []struct {
+		name   string
+		listen func(t *testing.T) (net.Listener, func() bool)
+		learns bool
+	}{
+		{"adapter", adapter(), true},
+		{"adapter-echo-off", adapter(demux.WithCloseEcho(false)), false},
+		{"pion", func(t *testing.T) (net.Listener, func() bool) {
+			ln := s.PionListen(t)
+			var closed atomic.Bool
+			srv := Serve(ln, true, func(net.Conn) { closed.Store(true) })
+			t.Cleanup(func() {
+				ln.Close()
+				srv.Stop()
+			})
+			return ln, closed.Load
+		}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ln, closed := c.listen(t)
+			took, err := CloseEcho(t, ln.Addr().(*net.UDPAddr).AddrPort(), closed, s.Dial, CloseEchoWait)
+			t.Logf("%s: the client's read ended %v after its write (%v)", c.name, took.Round(100*time.Microsecond), err)
+			if learned := err == nil; learned != c.learns {
+				t.Fatalf("client learned of the close: %v, want %v", learned, c.learns)
+			}
+		})
+	}
 }
