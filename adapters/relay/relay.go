@@ -27,8 +27,10 @@ const maxDatagram = 65535
 // after the server closed their association. See the package documentation.
 type Relay struct {
 	cfg      config
-	pc       *net.UDPConn
-	upstream *net.UDPAddr
+	pc *net.UDPConn
+	// upstream is where new associations go: SetUpstream replaces it, and
+	// associations already open keep the address they were opened to.
+	upstream atomic.Pointer[net.UDPAddr]
 	table    *conntrack.Table
 	log      *slog.Logger
 	start    time.Time
@@ -146,7 +148,6 @@ func New(pc *net.UDPConn, upstream netip.AddrPort, opts ...Option) (*Relay, erro
 	r := &Relay{
 		cfg:      cfg,
 		pc:       pc,
-		upstream: up,
 		table:    table,
 		log:      log,
 		start:    time.Now(),
@@ -168,7 +169,8 @@ func New(pc *net.UDPConn, upstream netip.AddrPort, opts ...Option) (*Relay, erro
 		return nil, fmt.Errorf("relay: %w: %w", err, strayfilter.ErrInvalidOption)
 	}
 	r.sm = sm
-	r.dial = func() (net.Conn, error) { return net.DialUDP("udp", nil, up) }
+	r.upstream.Store(up)
+	r.dial = func() (net.Conn, error) { return net.DialUDP("udp", nil, r.upstream.Load()) }
 	return r, nil
 }
 
@@ -209,8 +211,24 @@ func isLocal(a netip.Addr) bool {
 // Addr is the address clients send to.
 func (r *Relay) Addr() net.Addr { return r.pc.LocalAddr() }
 
-// Upstream is the server's address, as resolved when the Relay was made.
-func (r *Relay) Upstream() netip.AddrPort { return r.upstream.AddrPort() }
+// Upstream is the server's address new associations are opened to.
+func (r *Relay) Upstream() netip.AddrPort { return r.upstream.Load().AddrPort() }
+
+// SetUpstream points new associations at upstream (a server that moved, a
+// host name resolved again); associations already open stay with the
+// address they were opened to, as their handshakes and keys belong to that
+// server. It refuses what New refuses.
+func (r *Relay) SetUpstream(upstream netip.AddrPort) error {
+	upstream = netip.AddrPortFrom(upstream.Addr().Unmap(), upstream.Port())
+	if !upstream.IsValid() || upstream.Port() == 0 {
+		return fmt.Errorf("relay: upstream %v: need an address and a non-zero port: %w", upstream, conntrack.ErrInvalidPeer)
+	}
+	if err := notSelf(r.pc, upstream); err != nil {
+		return err
+	}
+	r.upstream.Store(net.UDPAddrFromAddrPort(upstream))
+	return nil
+}
 
 // Table is the quiet-client table, for inspection or sharing.
 func (r *Relay) Table() *conntrack.Table { return r.table }
@@ -426,6 +444,12 @@ func (r *Relay) forward(u *upstreamConn, d []byte) {
 		if errors.Is(err, net.ErrClosed) {
 			return // the association ended under us: nothing to tell
 		}
+		if transient(err) {
+			// An ICMP report for an earlier datagram, surfacing here.
+			r.counters.upstreamErrors.Add(1)
+			r.warn(warnUpstreamDown, "the upstream refused a datagram or is unreachable", "upstream", u.conn.RemoteAddr(), "client", u.client, "err", err)
+			return
+		}
 		r.counters.writeErrors.Add(1)
 		r.warn(warnUpstreamWrite, "writing to upstream failed", "client", u.client, "err", err)
 		return
@@ -447,6 +471,8 @@ func (r *Relay) pump(u *upstreamConn) {
 			if transient(err) && !errors.Is(err, os.ErrDeadlineExceeded) {
 				// The server's port is closed (ICMP). It may come back; the
 				// machine's timeouts end the association if it does not.
+				r.counters.upstreamErrors.Add(1)
+				r.warn(warnUpstreamDown, "the upstream refused a datagram or is unreachable", "upstream", u.conn.RemoteAddr(), "client", u.client, "err", err)
 				continue
 			}
 			return
@@ -548,6 +574,7 @@ const (
 	warnDial warning = iota
 	warnUpstreamWrite
 	warnClientWrite
+	warnUpstreamDown
 	numWarnings
 )
 

@@ -18,6 +18,7 @@ type counters struct {
 	droppedInvalid atomic.Uint64
 	naiveOpened    atomic.Uint64
 	echoes         atomic.Uint64
+	upstreamErrors atomic.Uint64
 }
 
 // Stats is a snapshot of a Relay's counters since it was made.
@@ -74,6 +75,10 @@ type Stats struct {
 	Echoes uint64
 	// WriteErrors counts datagrams a socket refused to send.
 	WriteErrors uint64
+	// UpstreamErrors counts ICMP reports from the server's side (port
+	// unreachable: the server is down or refuses) read on or written into
+	// an upstream socket; each kind is also logged at most once a second.
+	UpstreamErrors uint64
 	// Table is the quiet-client table's own counters.
 	Table conntrack.Stats
 }
@@ -119,6 +124,7 @@ func (r *Relay) Stats() Stats {
 		DroppedUnknown:     c.droppedUnknown.Load(),
 		DroppedInvalid:     c.droppedInvalid.Load(),
 		WriteErrors:        c.writeErrors.Load(),
+		UpstreamErrors:     c.upstreamErrors.Load(),
 		Echoes:             c.echoes.Load(),
 		Table:              r.table.Stats(),
 	}
@@ -160,6 +166,7 @@ func (s Stats) Map() map[string]uint64 {
 		"dropped_unknown":     s.DroppedUnknown,
 		"dropped_invalid":     s.DroppedInvalid,
 		"write_errors":        s.WriteErrors,
+		"upstream_errors":     s.UpstreamErrors,
 		"echoes":              s.Echoes,
 		"quiet_peers":         uint64(s.Table.QuietPeers),
 		"quiet_evictions":     s.Table.Evictions,

@@ -19,19 +19,24 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/straydtls/straydtls/adapters/relay"
 	"github.com/straydtls/straydtls/conntrack"
-	"github.com/straydtls/straydtls/record"
 )
 
 func main() {
+	// SIGHUP first: until it is caught it would kill the relay.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Stderr))
+	os.Exit(run(ctx, hup, os.Args[1:], os.Stderr))
 }
 
 const usage = `strayrelay relays DTLS clients to one upstream server and drops the late
@@ -45,6 +50,9 @@ cookie, and only then takes one of -max-associations. When the server sends
 a closing alert, the association ends and the client is quiet for -quiet.
 Datagrams no association can take are dropped; a ClientHello starts a new
 association on a fresh upstream socket.
+
+Signals: SIGINT and SIGTERM stop it gracefully; SIGHUP resolves the upstream
+host name again. Under systemd (Type=notify) it sends READY=1 once it serves.
 
 Usage:
   strayrelay -listen <addr:port> -upstream <host:port> [flags]
@@ -61,9 +69,10 @@ type flags struct {
 	unverifiedTimeout, linger         time.Duration
 	closeEcho                         bool
 	maxAssoc, maxQuiet, maxUnverified int
-	logLevel                          string
+	logLevel, logFormat               string
 	statsInterval                     time.Duration
-	expvarAddr                        string
+	expvarAddr, metricsAddr           string
+	pprof, version                    bool
 }
 
 func parse(args []string, stderr io.Writer) (flags, error) {
@@ -75,7 +84,7 @@ func parse(args []string, stderr io.Writer) (flags, error) {
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&f.listen, "listen", "", "`address` clients send to, e.g. :4433 or [::1]:4433 (required)")
-	fs.StringVar(&f.upstream, "upstream", "", "the DTLS server's `host:port`; a host name is resolved once, at start (required)")
+	fs.StringVar(&f.upstream, "upstream", "", "the DTLS server's `host:port`; a host name is resolved at start and again on SIGHUP, for new associations (required)")
 	fs.StringVar(&f.network, "network", "udp", "`udp`, udp4 or udp6: restricts both addresses to one family")
 	fs.DurationVar(&f.quiet, "quiet", conntrack.DefaultQuietPeriod, "how long after the server closed a client's association its late datagrams count as strays and earn it the server's closing alert again (-close-echo)")
 	fs.BoolVar(&f.closeEcho, "close-echo", true, "send a client that keeps sending after the server closed its association the server's closing alert again (on its 1st, 2nd, 4th... late datagram)")
@@ -88,12 +97,19 @@ func parse(args []string, stderr io.Writer) (flags, error) {
 	fs.IntVar(&f.maxQuiet, "max-quiet-peers", conntrack.DefaultMaxQuietPeers, "cap on clients in their quiet period; at the cap the oldest stops being quiet early")
 	fs.StringVar(&f.logLevel, "log-level", "info", "`level` of logs on stderr: debug (every association), info, warn or error")
 	fs.DurationVar(&f.statsInterval, "stats-interval", time.Minute, "log a one-line counter summary this often; 0 turns it off")
+	fs.StringVar(&f.logFormat, "log-format", "text", "`format` of logs on stderr: text (logfmt) or json")
 	fs.StringVar(&f.expvarAddr, "expvar", "", "serve counters at http://`addr`/debug/vars; must be a loopback address such as 127.0.0.1:9090")
+	fs.StringVar(&f.metricsAddr, "metrics", "", "serve Prometheus metrics at http://`addr`/metrics and a health check at /healthz (200 while relaying), e.g. :9090")
+	fs.BoolVar(&f.pprof, "pprof", false, "also serve net/http/pprof under /debug/pprof/ on the -metrics listener, which must then be a loopback address")
+	fs.BoolVar(&f.version, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return f, err
 	}
 	if fs.NArg() > 0 {
 		return f, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if f.version {
+		return f, nil
 	}
 	if f.listen == "" || f.upstream == "" {
 		return f, errors.New("both -listen and -upstream are required")
@@ -118,6 +134,22 @@ func parse(args []string, stderr io.Writer) (flags, error) {
 		if err := loopbackOnly(f.expvarAddr); err != nil {
 			return f, fmt.Errorf("-expvar %q: %w", f.expvarAddr, err)
 		}
+	}
+	if f.metricsAddr != "" {
+		if _, _, err := net.SplitHostPort(f.metricsAddr); err != nil {
+			return f, fmt.Errorf("-metrics %q: %w", f.metricsAddr, err)
+		}
+	}
+	if f.pprof {
+		if f.metricsAddr == "" {
+			return f, errors.New("-pprof needs -metrics: it serves on that listener")
+		}
+		if err := loopbackOnly(f.metricsAddr); err != nil {
+			return f, fmt.Errorf("-metrics %q with -pprof (profiles show the process's memory): %w", f.metricsAddr, err)
+		}
+	}
+	if f.logFormat != "text" && f.logFormat != "json" {
+		return f, fmt.Errorf("-log-format %q: want text or json", f.logFormat)
 	}
 	return f, nil
 }
@@ -148,8 +180,37 @@ func parseLevel(s string) (slog.Level, error) {
 	return l, nil
 }
 
-// run is main without the process: it returns the exit code.
-func run(ctx context.Context, args []string, stderr io.Writer) int {
+// version is the module version the binary was built from, with the VCS
+// revision when there is one (a build from a checkout says "(devel)").
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "strayrelay (unknown version) " + runtime.Version()
+	}
+	v := bi.Main.Version
+	if v == "" {
+		v = "(devel)"
+	}
+	var rev, modified string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				modified = "+dirty"
+			}
+		}
+	}
+	if rev != "" {
+		v += " " + rev + modified
+	}
+	return "strayrelay " + v + " " + runtime.Version()
+}
+
+// run is main without the process: it returns the exit code. hup delivers
+// SIGHUP: the upstream host name is resolved again.
+func run(ctx context.Context, hup <-chan os.Signal, args []string, stderr io.Writer) int {
 	f, err := parse(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -158,12 +219,21 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "strayrelay: %v\nRun strayrelay -h for usage.\n", err)
 		return 2
 	}
+	if f.version {
+		fmt.Fprintln(stderr, version())
+		return 0
+	}
 	level, err := parseLevel(f.logLevel)
 	if err != nil {
 		fmt.Fprintf(stderr, "strayrelay: %v\n", err)
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	hopts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(stderr, hopts)
+	if f.logFormat == "json" {
+		h = slog.NewJSONHandler(stderr, hopts)
+	}
+	log := slog.New(h)
 
 	r, err := relay.Listen(f.network, f.listen, f.upstream,
 		relay.WithQuietPeriod(f.quiet), relay.WithMaxQuietPeers(f.maxQuiet),
@@ -176,26 +246,44 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		return 1
 	}
 
-	if f.expvarAddr != "" {
-		ln, err := net.Listen("tcp", f.expvarAddr)
+	var serving atomic.Bool
+	// Listeners are bound before the relay serves, so an address in use
+	// fails the start, not a scrape later.
+	for _, l := range []struct {
+		flag, addr, path string
+		handler          func() http.Handler
+	}{
+		{"-expvar", f.expvarAddr, "/debug/vars", func() http.Handler {
+			expvar.Publish("strayrelay", expvar.Func(func() any { return r.Stats().Map() }))
+			mux := http.NewServeMux()
+			mux.Handle("/debug/vars", expvar.Handler())
+			return mux
+		}},
+		{"-metrics", f.metricsAddr, "/metrics", func() http.Handler { return metricsHandler(r, &serving, f.pprof) }},
+	} {
+		if l.addr == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", l.addr)
 		if err != nil {
 			r.Close()
-			fmt.Fprintf(stderr, "strayrelay: -expvar %q: %v\n", f.expvarAddr, err)
+			fmt.Fprintf(stderr, "strayrelay: %s %q: %v\n", l.flag, l.addr, err)
 			return 1
 		}
-		expvar.Publish("strayrelay", expvar.Func(func() any { return r.Stats().Map() }))
-		mux := http.NewServeMux()
-		mux.Handle("/debug/vars", expvar.Handler())
-		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		srv := &http.Server{Handler: l.handler(), ReadHeaderTimeout: 5 * time.Second}
 		go srv.Serve(ln)
 		defer srv.Close()
-		log.Info("expvar counters", "url", "http://"+ln.Addr().String()+"/debug/vars")
+		log.Info("serving "+strings.TrimPrefix(l.flag, "-"), "url", "http://"+ln.Addr().String()+l.path)
 	}
 
 	served := make(chan error, 1)
 	go func() { served <- r.Serve() }()
+	serving.Store(true)
 	log.Info("relaying", "listen", r.Addr().String(), "upstream", r.Upstream().String(),
-		"quiet", f.quiet, "idle", f.idle, "max_associations", f.maxAssoc)
+		"quiet", f.quiet, "idle", f.idle, "max_associations", f.maxAssoc, "version", version())
+	if err := sdNotify("READY=1"); err != nil {
+		log.Warn("telling systemd the relay is ready failed", "err", err)
+	}
 
 	var tick <-chan time.Time
 	if f.statsInterval > 0 {
@@ -207,13 +295,18 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		select {
 		case <-tick:
 			log.Info("stats", statsArgs(r.Stats())...)
+		case <-hup:
+			reresolve(log, r, f.network, f.upstream)
 		case err := <-served:
+			serving.Store(false)
 			if err != nil {
 				fmt.Fprintf(stderr, "strayrelay: %v\n", err)
 				return 1
 			}
 			return 0
 		case <-ctx.Done():
+			serving.Store(false)
+			sdNotify("STOPPING=1")
 			r.Close()
 			<-served
 			log.Info("stopped", statsArgs(r.Stats())...)
@@ -222,21 +315,19 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 }
 
-func statsArgs(s relay.Stats) []any {
-	var b strings.Builder
-	for i, v := range s.Strays {
-		if v != 0 {
-			if b.Len() > 0 {
-				b.WriteByte(',')
-			}
-			fmt.Fprintf(&b, "%s=%d", record.Reason(i), v)
-		}
+// reresolve resolves the upstream host name again (SIGHUP) and points new
+// associations at what it resolves to; live ones stay where they are. A
+// failure keeps the address the relay has.
+func reresolve(log *slog.Logger, r *relay.Relay, network, upstream string) {
+	old := r.Upstream()
+	ua, err := net.ResolveUDPAddr(network, upstream)
+	if err == nil {
+		err = r.SetUpstream(ua.AddrPort())
 	}
-	return []any{
-		"associations", s.Associations, "opened", s.Opened,
-		"server_closed", s.ServerClosed, "idle_closed", s.IdleClosed, "handshake_timeouts", s.HandshakeTimeouts,
-		"refused", s.Refused, "to_server", s.ToServer, "to_client", s.ToClient,
-		"strays", s.TotalStrays(), "strays_by_reason", b.String(), "dropped_unknown", s.DroppedUnknown,
-		"quiet_peers", s.Table.QuietPeers,
+	if err != nil {
+		log.Warn("resolving the upstream again failed; keeping the old address", "upstream", upstream, "addr", old.String(), "err", err)
+		return
 	}
+	now := r.Upstream()
+	log.Info("upstream resolved", "upstream", upstream, "addr", now.String(), "was", old.String(), "changed", now != old)
 }
