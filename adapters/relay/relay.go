@@ -26,8 +26,8 @@ const maxDatagram = 65535
 // client association its own upstream socket, and drops what clients send
 // after the server closed their association. See the package documentation.
 type Relay struct {
-	cfg      config
-	pc *net.UDPConn
+	cfg config
+	pc  *net.UDPConn
 	// upstream is where new associations go: SetUpstream replaces it, and
 	// associations already open keep the address they were opened to.
 	upstream atomic.Pointer[net.UDPAddr]
@@ -146,13 +146,13 @@ func New(pc *net.UDPConn, upstream netip.AddrPort, opts ...Option) (*Relay, erro
 	}
 	up := net.UDPAddrFromAddrPort(upstream)
 	r := &Relay{
-		cfg:      cfg,
-		pc:       pc,
-		table:    table,
-		log:      log,
-		start:    time.Now(),
-		all:      make(map[*upstreamConn]struct{}),
-		naive:    make(map[netip.AddrPort]*upstreamConn),
+		cfg:   cfg,
+		pc:    pc,
+		table: table,
+		log:   log,
+		start: time.Now(),
+		all:   make(map[*upstreamConn]struct{}),
+		naive: make(map[netip.AddrPort]*upstreamConn),
 	}
 	sm, err := assoc.New(assoc.Config{
 		MaxUnverified:     cfg.maxUnverified,
