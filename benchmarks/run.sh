@@ -15,10 +15,11 @@ benchstat=${BENCHSTAT:-go run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200
 
 # Benchmarks whose sub-benchmarks have an impl key are compared column-wise,
 # each against its own baseline: the raw socket (or zero-cost conn), pion's
-# listener, or conntrack.Table.
+# listener, conntrack.Table, or no relay at all.
 loopback='.name:(LoopbackRead OR LoopbackBatch OR HotPath)'
 demux='.name:Demux'
 tables='.name:TableImpl'
+relays='.name:Relay'
 
 bin=$(mktemp -d)/benchmarks.test
 go test -c -o "$bin" .
@@ -40,5 +41,8 @@ echo
 echo "## conntrack.Table against the obvious alternatives (columns: impl; base: conntrack)"
 $benchstat -col /impl -filter "$tables" "$out"
 echo
-echo "## decision cost, the table, what an unverified association costs"
-$benchstat -filter "-($loopback OR $demux OR $tables)" "$out"
+echo "## strayrelay against no relay, a naive relay and nginx (columns: impl; base: direct)"
+$benchstat -col /impl -filter "$relays" "$out"
+echo
+echo "## decision cost, the table, what an association costs"
+$benchstat -filter "-($loopback OR $demux OR $tables OR $relays)" "$out"

@@ -3,6 +3,9 @@ package relay
 import (
 	"net"
 	"net/netip"
+
+	"github.com/straydtls/straydtls/internal/assoc"
+	"github.com/straydtls/straydtls/strayfilter"
 )
 
 // OnEnded has the relay call f with the upstream address of every
@@ -12,4 +15,12 @@ func OnEnded(r *Relay, f func(upstream netip.AddrPort)) {
 		ap := a.(*net.UDPAddr).AddrPort()
 		f(netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
 	}
+}
+
+// handleOne handles one client datagram as a batch of one.
+func (r *Relay) handleOne(d []byte, from netip.AddrPort) {
+	b := strayfilter.NewBatch(1, 0)
+	b.Bufs[0], b.N[0], b.Addrs[0] = d, len(d), from
+	var routes [1]assoc.Route[*upstreamConn]
+	r.handleClients(b, 1, routes[:])
 }

@@ -297,7 +297,7 @@ func FuzzRelayPackets(f *testing.F) {
 			r.mu.Unlock()
 			rec := record.Inspect(data)
 			opens := rec.OpensAssociation()
-			r.handleClient(data, client)
+			r.handleOne(data, client)
 			settled("after a client datagram")
 			var problem string
 			r.mu.Lock()

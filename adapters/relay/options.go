@@ -53,6 +53,7 @@ type config struct {
 	unverifiedTimeout time.Duration
 	linger            time.Duration
 	closeEcho         bool
+	rcvbuf, sndbuf    int
 	filter            bool
 	logger            *slog.Logger
 	// tableOpts names the options a shared table overrides, to report a
@@ -71,6 +72,8 @@ func defaultConfig() config {
 		unverifiedTimeout: DefaultUnverifiedTimeout,
 		linger:            DefaultCloseLinger,
 		closeEcho:         true,
+		rcvbuf:            DefaultSocketBuffer,
+		sndbuf:            DefaultSocketBuffer,
 		filter:            true,
 	}
 }
@@ -173,6 +176,26 @@ func WithMaxUnverified(n int) Option {
 			return invalid("max unverified associations %d must be at least 1", n)
 		}
 		c.maxUnverified = n
+		return nil
+	}
+}
+
+// DefaultSocketBuffer is the receive and send buffer the relay asks for on
+// its listening socket: every client's datagrams queue there while the
+// relay is busy, and the kernel's default (about 200 KiB) holds a burst of
+// only some hundreds.
+const DefaultSocketBuffer = 4 << 20
+
+// WithSocketBuffers sets the receive and send buffer sizes, in bytes, asked
+// for on the listening socket (default DefaultSocketBuffer each). The
+// kernel caps them (Linux: net.core.rmem_max and wmem_max); the relay logs
+// a warning when it does, and Relay.SocketBuffers says what was granted.
+func WithSocketBuffers(rcv, snd int) Option {
+	return func(c *config) error {
+		if rcv < 1 || snd < 1 {
+			return invalid("socket buffers %d and %d bytes: both must be positive", rcv, snd)
+		}
+		c.rcvbuf, c.sndbuf = rcv, snd
 		return nil
 	}
 }

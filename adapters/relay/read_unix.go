@@ -23,34 +23,52 @@ func upstreamReader(c net.Conn) func(*batch) error {
 	if err != nil {
 		return bufferedReader(c)
 	}
-	return func(b *batch) error {
-		var rerr error
-		err := rc.Read(func(fd uintptr) bool {
-			for b.n < len(b.bufs) {
-				buf := getBuf()
-				n, err := syscall.Read(int(fd), buf[:])
-				if err != nil {
-					putBuf(buf)
-					if err == syscall.EAGAIN || err == syscall.EINTR {
-						// Park only if nothing was read yet.
-						return b.n > 0
-					}
-					rerr = err
-					return true
-				}
-				b.bufs[b.n], b.lens[b.n] = buf, n
-				b.n++
-			}
-			return true
-		})
-		if err != nil {
-			return err
-		}
-		if b.n > 0 {
-			// An error after datagrams is dropped: on a connected UDP
-			// socket it is an ICMP report, which ends nothing.
-			return nil
-		}
-		return rerr
+	r := &rawReader{rc: rc}
+	// One method value for the reader's life: a closure made per read
+	// would be two allocations per datagram relayed.
+	r.fn = r.readFD
+	return r.read
+}
+
+type rawReader struct {
+	rc  syscall.RawConn
+	fn  func(fd uintptr) bool
+	b   *batch
+	err error
+}
+
+func (r *rawReader) read(b *batch) error {
+	r.b, r.err = b, nil
+	err := r.rc.Read(r.fn)
+	r.b = nil
+	if err != nil {
+		return err
 	}
+	if b.n > 0 {
+		// An error after datagrams is dropped: on a connected UDP socket
+		// it is an ICMP report, which ends nothing.
+		return nil
+	}
+	return r.err
+}
+
+// readFD reads what is queued; it returns false to park in the netpoller
+// when nothing was.
+func (r *rawReader) readFD(fd uintptr) bool {
+	b := r.b
+	for b.n < len(b.bufs) {
+		buf := getBuf()
+		n, err := syscall.Read(int(fd), buf[:])
+		if err != nil {
+			putBuf(buf)
+			if err == syscall.EAGAIN || err == syscall.EINTR {
+				return b.n > 0
+			}
+			r.err = err
+			return true
+		}
+		b.bufs[b.n], b.lens[b.n] = buf, n
+		b.n++
+	}
+	return true
 }

@@ -169,6 +169,7 @@ func New(pc *net.UDPConn, upstream netip.AddrPort, opts ...Option) (*Relay, erro
 		return nil, fmt.Errorf("relay: %w: %w", err, strayfilter.ErrInvalidOption)
 	}
 	r.sm = sm
+	r.setBuffers()
 	r.upstream.Store(up)
 	r.dial = func() (net.Conn, error) { return net.DialUDP("udp", nil, r.upstream.Load()) }
 	return r, nil
@@ -236,15 +237,30 @@ func (r *Relay) Table() *conntrack.Table { return r.table }
 // ErrServing is returned by a second call to Serve.
 var ErrServing = errors.New("relay: already serving")
 
+// clientBatch is how many client datagrams one read takes (recvmmsg on
+// Linux): under load the listening socket holds many, and each system call
+// saved is one the clients' round trips do not wait for.
+const clientBatch = 16
+
 // Serve relays until Close, then returns nil. A read error other than the
 // socket closing ends it with that error (after closing the relay).
 func (r *Relay) Serve() error {
 	if !r.served.CompareAndSwap(false, true) {
 		return ErrServing
 	}
-	buf := make([]byte, maxDatagram)
+	// strayfilter.Conn is here for its batched read, which allocates
+	// nothing (x/net's allocates an address per datagram). Its own table
+	// stays empty, so it passes every datagram after one atomic load: the
+	// relay's filtering is the association machine's, below.
+	in, err := strayfilter.New(r.pc, strayfilter.WithMaxQuietPeers(1), strayfilter.WithAlertDetection(false))
+	if err != nil {
+		r.Close()
+		return fmt.Errorf("relay: %w", err)
+	}
+	b := strayfilter.NewBatch(clientBatch, maxDatagram)
+	var routes [clientBatch]assoc.Route[*upstreamConn]
 	for {
-		n, from, err := r.pc.ReadFromUDPAddrPort(buf)
+		n, err := in.ReadBatchAddrPort(b)
 		if err != nil {
 			if r.isClosed() || errors.Is(err, net.ErrClosed) {
 				r.Close()
@@ -258,7 +274,10 @@ func (r *Relay) Serve() error {
 			r.Close()
 			return fmt.Errorf("relay: reading clients: %w", err)
 		}
-		r.handleClient(buf[:n], netip.AddrPortFrom(from.Addr().Unmap(), from.Port()))
+		for i := range n {
+			b.Addrs[i] = netip.AddrPortFrom(b.Addrs[i].Addr().Unmap(), b.Addrs[i].Port())
+		}
+		r.handleClients(b, n, routes[:n])
 	}
 }
 
@@ -269,12 +288,16 @@ func transient(err error) bool {
 
 func (r *Relay) now() int64 { return int64(time.Since(r.start)) }
 
-// handleClient forwards one client datagram where the machine routes it,
-// or drops it. It runs on the Serve goroutine only.
-func (r *Relay) handleClient(d []byte, from netip.AddrPort) {
-	r.counters.fromClients.Add(1)
+// handleClients forwards a batch of client datagrams where the machine
+// routes them, or drops them: the machine decides for the whole batch under
+// one lock, then the datagrams go out in order. It runs on the Serve
+// goroutine only.
+func (r *Relay) handleClients(b *strayfilter.Batch, n int, routes []assoc.Route[*upstreamConn]) {
+	r.counters.fromClients.Add(uint64(n))
 	if !r.cfg.filter {
-		r.handleNaive(d, from)
+		for i := range n {
+			r.handleNaive(b.Bufs[i][:b.N[i]], b.Addrs[i])
+		}
 		return
 	}
 	r.mu.Lock()
@@ -282,22 +305,32 @@ func (r *Relay) handleClient(d []byte, from netip.AddrPort) {
 		r.mu.Unlock()
 		return
 	}
-	rt := r.sm.Client(r.now(), from, d)
-	if rt.Open != nil && r.openLocked(rt.Open.Peer(), rt.Open) == nil {
-		r.sm.Abort(rt.Open)
+	now := r.now()
+	for i := range n {
+		rt := r.sm.Client(now, b.Addrs[i], b.Bufs[i][:b.N[i]])
+		if rt.Open != nil && r.openLocked(rt.Open.Peer(), rt.Open) == nil {
+			r.sm.Abort(rt.Open)
+		}
+		routes[i] = rt
 	}
 	ending := r.takeEndingLocked()
 	r.mu.Unlock()
-	r.closeEnded(ending)
-	if rt.N == 0 {
-		r.drop(from, d, rt.Drop)
-		return
-	}
-	for i := range rt.N {
-		if u := rt.To[i].Handle; u != nil {
-			r.forward(u, d)
+	for i := range n {
+		d, rt := b.Bufs[i][:b.N[i]], &routes[i]
+		if rt.N == 0 {
+			r.drop(b.Addrs[i], d, rt.Drop)
+			continue
+		}
+		for _, a := range rt.To[:rt.N] {
+			if u := a.Handle; u != nil {
+				r.forward(u, d)
+			}
 		}
 	}
+	// Sockets of what the batch ended close after the forwards: a
+	// datagram routed to an association before a later one ended it goes
+	// out, as it did when each datagram was handled alone.
+	r.closeEnded(ending)
 }
 
 // handleNaive is the relay without filtering (WithFiltering(false)): a

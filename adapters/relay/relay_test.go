@@ -22,7 +22,7 @@ import (
 
 // start runs a relay in front of upstream on the loopback address of
 // network and stops it when the test ends.
-func start(t *testing.T, listen string, upstream netip.AddrPort, opts ...relay.Option) *relay.Relay {
+func start(t testing.TB, listen string, upstream netip.AddrPort, opts ...relay.Option) *relay.Relay {
 	t.Helper()
 	r, err := relay.Listen("udp", listen, upstream.String(), opts...)
 	if err != nil {

@@ -69,6 +69,7 @@ type flags struct {
 	unverifiedTimeout, linger         time.Duration
 	closeEcho                         bool
 	maxAssoc, maxQuiet, maxUnverified int
+	rcvbuf, sndbuf                    int
 	logLevel, logFormat               string
 	statsInterval                     time.Duration
 	expvarAddr, metricsAddr           string
@@ -95,6 +96,8 @@ func parse(args []string, stderr io.Writer) (flags, error) {
 	fs.DurationVar(&f.unverifiedTimeout, "unverified-timeout", relay.DefaultUnverifiedTimeout, "end an association whose client has not proved its address this long after its first ClientHello")
 	fs.DurationVar(&f.linger, "close-linger", relay.DefaultCloseLinger, "after a client's closing alert, end its association once nothing crossed for this long (for servers that do not answer it); 0: a client's alert ends nothing")
 	fs.IntVar(&f.maxQuiet, "max-quiet-peers", conntrack.DefaultMaxQuietPeers, "cap on clients in their quiet period; at the cap the oldest stops being quiet early")
+	fs.IntVar(&f.rcvbuf, "rcvbuf", relay.DefaultSocketBuffer, "receive buffer in `bytes` asked for on the listening socket; a warning says when the kernel grants less (raise net.core.rmem_max)")
+	fs.IntVar(&f.sndbuf, "sndbuf", relay.DefaultSocketBuffer, "send buffer in `bytes` asked for on the listening socket; a warning says when the kernel grants less (raise net.core.wmem_max)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "`level` of logs on stderr: debug (every association), info, warn or error")
 	fs.DurationVar(&f.statsInterval, "stats-interval", time.Minute, "log a one-line counter summary this often; 0 turns it off")
 	fs.StringVar(&f.logFormat, "log-format", "text", "`format` of logs on stderr: text (logfmt) or json")
@@ -125,7 +128,7 @@ func parse(args []string, stderr io.Writer) (flags, error) {
 	if f.statsInterval < 0 {
 		return f, fmt.Errorf("-stats-interval %v: must be positive, or 0 for none", f.statsInterval)
 	}
-	for name, n := range map[string]int{"max-associations": f.maxAssoc, "max-quiet-peers": f.maxQuiet, "max-unverified": f.maxUnverified} {
+	for name, n := range map[string]int{"max-associations": f.maxAssoc, "max-quiet-peers": f.maxQuiet, "max-unverified": f.maxUnverified, "rcvbuf": f.rcvbuf, "sndbuf": f.sndbuf} {
 		if n < 1 {
 			return f, fmt.Errorf("-%s %d: must be at least 1", name, n)
 		}
@@ -240,7 +243,7 @@ func run(ctx context.Context, hup <-chan os.Signal, args []string, stderr io.Wri
 		relay.WithIdleTimeout(f.idle), relay.WithHandshakeTimeout(f.handshake),
 		relay.WithMaxAssociations(f.maxAssoc), relay.WithMaxUnverified(f.maxUnverified),
 		relay.WithUnverifiedTimeout(f.unverifiedTimeout), relay.WithCloseLinger(f.linger),
-		relay.WithCloseEcho(f.closeEcho), relay.WithLogger(log))
+		relay.WithCloseEcho(f.closeEcho), relay.WithSocketBuffers(f.rcvbuf, f.sndbuf), relay.WithLogger(log))
 	if err != nil {
 		fmt.Fprintf(stderr, "strayrelay: %v\n", err)
 		return 1

@@ -58,6 +58,7 @@ func TestBadFlagsExitNonZero(t *testing.T) {
 		{[]string{"-bogus"}, 2, "flag provided but not defined: -bogus"},
 		{[]string{"-listen", "192.0.2.1:4433", "-upstream", "127.0.0.1:4434"}, 1, "listen on"},
 		{[]string{"-listen", "127.0.0.1:0", "-upstream", "127.0.0.1"}, 1, "upstream"},
+		{[]string{"-listen", "127.0.0.1:0", "-upstream", "127.0.0.1:4434", "-rcvbuf", "0"}, 2, "-rcvbuf 0: must be at least 1"},
 		{[]string{"-listen", "127.0.0.1:0", "-upstream", "127.0.0.1:4434", "-log-format", "xml"}, 2, `-log-format "xml": want text or json`},
 		{[]string{"-listen", "127.0.0.1:0", "-upstream", "127.0.0.1:4434", "-pprof"}, 2, "-pprof needs -metrics"},
 		{[]string{"-listen", "127.0.0.1:0", "-upstream", "127.0.0.1:4434", "-metrics", ":9090", "-pprof"}, 2, "must be a loopback address"},
@@ -103,7 +104,7 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 	if err != nil {
 		t.Fatalf("-h: %v\n%s", err, out)
 	}
-	for _, f := range []string{"-listen", "-upstream", "-quiet", "-idle", "-max-associations", "-log-level", "-stats-interval", "-expvar", "-handshake-timeout", "-max-quiet-peers", "-network", "-max-unverified", "-unverified-timeout", "-close-linger", "-close-echo", "-metrics", "-pprof", "-version", "-log-format"} {
+	for _, f := range []string{"-listen", "-upstream", "-quiet", "-idle", "-max-associations", "-log-level", "-stats-interval", "-expvar", "-handshake-timeout", "-max-quiet-peers", "-network", "-max-unverified", "-unverified-timeout", "-close-linger", "-close-echo", "-metrics", "-pprof", "-version", "-log-format", "-rcvbuf", "-sndbuf"} {
 		if !strings.Contains(string(out), "  "+f+" ") && !strings.Contains(string(out), "  "+f+"\n") {
 			t.Errorf("-h does not document %s:\n%s", f, out)
 		}

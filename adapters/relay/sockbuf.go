@@ -1,0 +1,41 @@
+package relay
+
+import (
+	"net"
+)
+
+// setBuffers asks for the configured buffers on the listening socket and
+// warns when the kernel grants less.
+func (r *Relay) setBuffers() {
+	// Errors are the kernel's to report through what it grants.
+	r.pc.SetReadBuffer(r.cfg.rcvbuf)
+	r.pc.SetWriteBuffer(r.cfg.sndbuf)
+	rcv, snd := r.SocketBuffers()
+	if rcv > 0 && rcv < r.cfg.rcvbuf {
+		r.log.Warn("the kernel capped the listening socket's receive buffer; raise net.core.rmem_max (Linux) to get what was asked",
+			"asked", r.cfg.rcvbuf, "granted", rcv)
+	}
+	if snd > 0 && snd < r.cfg.sndbuf {
+		r.log.Warn("the kernel capped the listening socket's send buffer; raise net.core.wmem_max (Linux) to get what was asked",
+			"asked", r.cfg.sndbuf, "granted", snd)
+	}
+}
+
+// SocketBuffers reports the receive and send buffer sizes the kernel
+// granted the listening socket, in the bytes that were asked for (Linux
+// reports twice that, counting its bookkeeping), or zeros where it cannot
+// tell.
+func (r *Relay) SocketBuffers() (rcv, snd int) {
+	return socketBuffers(r.pc)
+}
+
+func socketBuffers(c *net.UDPConn) (rcv, snd int) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return 0, 0
+	}
+	rc.Control(func(fd uintptr) {
+		rcv, snd = getBuffers(fd)
+	})
+	return rcv, snd
+}

@@ -1,0 +1,585 @@
+package benchmarks
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	dtlsv3 "github.com/pion/dtls/v3"
+
+	"github.com/straydtls/straydtls/adapters/relay"
+	"github.com/straydtls/straydtls/internal/dtlstest"
+	"github.com/straydtls/straydtls/record"
+)
+
+// BenchmarkRelay is the relay benchmark: 16 clients, each with one record
+// of 100 bytes in flight (it sends the next when the echo of the last came
+// back), through each relay to an echo server, all on loopback:
+//
+//   - mode=dtls: pion v3 clients and a pion v3 echo server, what an
+//     operator runs;
+//   - mode=raw: DTLS-shaped datagrams against a keyless echo server that
+//     plays the cookie exchange, which measures the relays alone.
+//
+// The relays run as processes of their own, so each one's CPU time can be
+// read from /proc: impl=direct (no relay), impl=strayrelay (cmd/strayrelay),
+// impl=naive (benchmarks/naiverelay: one datagram per system call, a
+// goroutine per client) and, when nginx and its stream module are
+// installed (Debian: nginx, libnginx-mod-stream), impl=nginx, its UDP
+// stream proxy with one worker. Reported: records/s, round-trip p50 and
+// p99, the relay process's CPU time per record (relay-µs/rec), and for
+// strayrelay its Go allocations per record (relay-allocs/rec, from its own
+// /metrics).
+func BenchmarkRelay(b *testing.B) {
+	for _, mode := range []string{"raw", "dtls"} {
+		for _, impl := range relayImpls {
+			b.Run("mode="+mode+"/impl="+impl.name, func(b *testing.B) {
+				var server netip.AddrPort
+				if mode == "raw" {
+					server = rawEchoServer(b)
+				} else {
+					server = dtlsEchoServer(b)
+				}
+				front := server
+				var p *relayProcess
+				if impl.start != nil {
+					p = impl.start(b, server)
+					front = p.addr
+				}
+				clients := make([]relayClient, relayClients)
+				for i := range clients {
+					if mode == "raw" {
+						clients[i] = newRawClient(b, front, i)
+					} else {
+						clients[i] = newDTLSClient(b, front)
+					}
+				}
+				runRelayLoad(b, clients, p)
+			})
+		}
+	}
+}
+
+const (
+	relayClients = 16
+	relayRecord  = 100
+)
+
+// relayClient sends one record and waits for its echo.
+type relayClient interface {
+	roundTrip(msg, buf []byte) error
+	close()
+}
+
+func runRelayLoad(b *testing.B, clients []relayClient, p *relayProcess) {
+	lat := make([][]time.Duration, len(clients))
+	share := (b.N + len(clients) - 1) / len(clients)
+	for i := range lat {
+		lat[i] = make([]time.Duration, 0, share)
+	}
+	var cpu0 time.Duration
+	var allocs0 float64
+	if p != nil {
+		cpu0 = p.cpu(b)
+		allocs0 = p.allocs(b)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(clients))
+	for i, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			msg := dtlstest.Record(record.ContentTypeApplicationData, 1, uint64(i), make([]byte, relayRecord-13))
+			buf := make([]byte, 2048)
+			for range share {
+				t0 := time.Now()
+				if err := c.roundTrip(msg, buf); err != nil {
+					errs <- err
+					return
+				}
+				lat[i] = append(lat[i], time.Since(t0))
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	close(errs)
+	if err := <-errs; err != nil {
+		b.Fatal(err)
+	}
+	var all []time.Duration
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	slices.Sort(all)
+	n := float64(len(all))
+	b.ReportMetric(n/elapsed.Seconds(), "records/s")
+	b.ReportMetric(float64(all[len(all)/2])/1e3, "p50-µs")
+	b.ReportMetric(float64(all[len(all)*99/100])/1e3, "p99-µs")
+	if p != nil {
+		// Each record crosses the relay twice: there and back.
+		b.ReportMetric(float64(p.cpu(b)-cpu0)/1e3/n, "relay-µs/rec")
+		if p.metrics != "" {
+			b.ReportMetric((p.allocs(b)-allocs0)/n, "relay-allocs/rec")
+		}
+	}
+	for _, c := range clients {
+		c.close()
+	}
+}
+
+// rawEchoServer plays the server side of DTLS without keys: it answers a
+// ClientHello without a cookie with a HelloVerifyRequest, one with the
+// cookie with an encrypted-looking record (so a relay sees the handshake
+// complete), and echoes anything else.
+func rawEchoServer(b *testing.B) netip.AddrPort {
+	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	raiseBuffers(pc)
+	b.Cleanup(func() { pc.Close() })
+	cookie := []byte("cookie!!")
+	hvr := dtlstest.HelloVerify(cookie)
+	finished := dtlstest.Record(record.ContentTypeHandshake, 1, 0, make([]byte, 40))
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := pc.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			d := buf[:n]
+			r := record.Inspect(d)
+			if ch, ok := r.ClientHello(d); ok {
+				d = hvr
+				if len(ch.Cookie) > 0 {
+					d = finished
+				}
+			}
+			pc.WriteToUDPAddrPort(d, from)
+		}
+	}()
+	return pc.LocalAddr().(*net.UDPAddr).AddrPort()
+}
+
+type rawClient struct{ c *net.UDPConn }
+
+func newRawClient(b *testing.B, to netip.AddrPort, i int) *rawClient {
+	c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(to))
+	if err != nil {
+		b.Fatal(err)
+	}
+	rc := &rawClient{c}
+	var random [32]byte
+	random[0], random[1] = byte(i), byte(time.Now().UnixNano())
+	buf := make([]byte, 2048)
+	// The cookie exchange: a relay admits the client only after it.
+	if err := rc.roundTrip(dtlstest.Hello(random, nil), buf); err != nil {
+		b.Fatalf("raw client %d: first ClientHello: %v", i, err)
+	}
+	if err := rc.roundTrip(dtlstest.Hello(random, []byte("cookie!!")), buf); err != nil {
+		b.Fatalf("raw client %d: cookie echo: %v", i, err)
+	}
+	return rc
+}
+
+// roundTrip sends msg and reads one datagram, sending again after a second
+// of silence: loopback loses datagrams when a socket buffer overflows.
+func (rc *rawClient) roundTrip(msg, buf []byte) error {
+	for try := 0; try < 5; try++ {
+		if _, err := rc.c.Write(msg); err != nil {
+			return err
+		}
+		rc.c.SetReadDeadline(time.Now().Add(time.Second))
+		if _, err := rc.c.Read(buf); err == nil {
+			return nil
+		} else if !errors.Is(err, os.ErrDeadlineExceeded) {
+			return err
+		}
+	}
+	return errors.New("no answer after 5 tries")
+}
+
+func (rc *rawClient) close() { rc.c.Close() }
+
+// raiseBuffers gives the echo server's socket room for every client's
+// record at once, so the server is not what loses datagrams.
+func raiseBuffers(c *net.UDPConn) {
+	c.SetReadBuffer(4 << 20)
+	c.SetWriteBuffer(4 << 20)
+}
+
+func dtlsEchoServer(b *testing.B) netip.AddrPort {
+	ln, err := dtlsv3.Listen("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, dtlstest.ServerV3(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return
+				}
+				continue
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 2048)
+				for {
+					n, err := c.Read(buf)
+					if err != nil {
+						return
+					}
+					if _, err := c.Write(buf[:n]); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().(*net.UDPAddr).AddrPort()
+}
+
+type dtlsClient struct{ c *dtlsv3.Conn }
+
+func newDTLSClient(b *testing.B, to netip.AddrPort) *dtlsClient {
+	c, err := dtlsv3.Dial("udp4", net.UDPAddrFromAddrPort(to), dtlstest.ClientV3(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.HandshakeContext(ctx); err != nil {
+		b.Fatalf("handshake: %v", err)
+	}
+	return &dtlsClient{c}
+}
+
+// roundTrip sends msg's payload as application data and reads the echo.
+// A lost record is sent again after a second (pion retransmits only
+// handshake flights).
+func (dc *dtlsClient) roundTrip(msg, buf []byte) error {
+	payload := msg[13:]
+	for try := 0; try < 5; try++ {
+		if _, err := dc.c.Write(payload); err != nil {
+			return err
+		}
+		dc.c.SetReadDeadline(time.Now().Add(time.Second))
+		if _, err := dc.c.Read(buf); err == nil {
+			return nil
+		} else if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+			return err
+		}
+	}
+	return errors.New("no echo after 5 tries")
+}
+
+func (dc *dtlsClient) close() { dc.c.Close() }
+
+// relayImpls are the paths compared; start is nil for the direct one.
+var relayImpls = []struct {
+	name  string
+	start func(b *testing.B, server netip.AddrPort) *relayProcess
+}{
+	{"direct", nil},
+	{"strayrelay", startStrayrelay},
+	{"naive", startNaiveRelay},
+	{"nginx", startNginx},
+}
+
+// relayProcess is a relay running as a process of its own.
+type relayProcess struct {
+	cmd     *exec.Cmd
+	addr    netip.AddrPort
+	metrics string // strayrelay's /metrics URL
+}
+
+// cpu is the user and system time of the process and its children (nginx's
+// worker), from /proc.
+func (p *relayProcess) cpu(b *testing.B) time.Duration {
+	pids := []int{p.cmd.Process.Pid}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if st := procStat(pid); len(st) > 2 && st[1] == strconv.Itoa(p.cmd.Process.Pid) {
+			pids = append(pids, pid)
+		}
+	}
+	var ticks int64
+	for _, pid := range pids {
+		st := procStat(pid)
+		if len(st) < 13 {
+			continue
+		}
+		u, _ := strconv.ParseInt(st[11], 10, 64)
+		s, _ := strconv.ParseInt(st[12], 10, 64)
+		ticks += u + s
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond // USER_HZ is 100 on Linux
+}
+
+// procStat returns the fields of /proc/pid/stat after the command name:
+// state, ppid, ... (utime and stime are fields 11 and 12 of that slice).
+func procStat(pid int) []string {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil
+	}
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return nil
+	}
+	return strings.Fields(s[i+1:])
+}
+
+var mallocsRx = regexp.MustCompile(`(?m)^go_memstats_mallocs_total (\S+)$`)
+
+// allocs is strayrelay's count of heap allocations so far.
+func (p *relayProcess) allocs(b *testing.B) float64 {
+	if p.metrics == "" {
+		return 0
+	}
+	resp, err := http.Get(p.metrics)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	m := mallocsRx.FindSubmatch(body)
+	if m == nil {
+		b.Fatalf("no go_memstats_mallocs_total at %s", p.metrics)
+	}
+	v, _ := strconv.ParseFloat(string(m[1]), 64)
+	return v
+}
+
+var buildOnce = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "relaybench")
+	if err != nil {
+		return "", err
+	}
+	out, err := exec.Command("go", "build", "-o", dir, "github.com/straydtls/straydtls/cmd/strayrelay", "github.com/straydtls/straydtls/benchmarks/naiverelay").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return dir, nil
+})
+
+func binary(b *testing.B, name string) string {
+	dir, err := buildOnce()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return filepath.Join(dir, name)
+}
+
+// startProcess runs cmd until the benchmark ends and returns, for each of
+// rxs, the first submatch of the first line of out that matches it.
+func startProcess(b *testing.B, cmd *exec.Cmd, out io.ReadCloser, rxs ...*regexp.Regexp) []string {
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	found := make(chan []string, 1)
+	go func() {
+		got := make([]string, len(rxs))
+		left := len(rxs)
+		s := bufio.NewScanner(out)
+		for s.Scan() { // and on: the pipe must not fill
+			for i, rx := range rxs {
+				if m := rx.FindStringSubmatch(s.Text()); m != nil && got[i] == "" {
+					got[i] = m[1]
+					if left--; left == 0 {
+						found <- got
+					}
+				}
+			}
+		}
+	}()
+	select {
+	case v := <-found:
+		return v
+	case <-time.After(10 * time.Second):
+		b.Fatalf("%s printed nothing matching %q", cmd.Path, rxs)
+		return nil
+	}
+}
+
+func startStrayrelay(b *testing.B, server netip.AddrPort) *relayProcess {
+	cmd := exec.Command(binary(b, "strayrelay"), "-listen", "127.0.0.1:0", "-upstream", server.String(),
+		"-metrics", "127.0.0.1:0", "-stats-interval", "0")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	got := startProcess(b, cmd, stderr, regexp.MustCompile(`msg=relaying listen=(\S+)`), regexp.MustCompile(`msg="serving metrics" url=(\S+)`))
+	return &relayProcess{cmd: cmd, addr: netip.MustParseAddrPort(got[0]), metrics: got[1]}
+}
+
+func startNaiveRelay(b *testing.B, server netip.AddrPort) *relayProcess {
+	cmd := exec.Command(binary(b, "naiverelay"), "-listen", "127.0.0.1:0", "-upstream", server.String())
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	got := startProcess(b, cmd, stdout, regexp.MustCompile(`^(\S+)$`))
+	return &relayProcess{cmd: cmd, addr: netip.MustParseAddrPort(got[0])}
+}
+
+// nginxStream is Debian's stream module (libnginx-mod-stream).
+const nginxStream = "/usr/lib/nginx/modules/ngx_stream_module.so"
+
+// startNginx runs nginx's UDP stream proxy with one worker, configured as
+// an operator would put it in front of a DTLS server.
+func startNginx(b *testing.B, server netip.AddrPort) *relayProcess {
+	bin, err := exec.LookPath("nginx")
+	if err != nil {
+		if _, err = os.Stat("/usr/sbin/nginx"); err != nil {
+			b.Skip("nginx not installed (Debian: nginx, libnginx-mod-stream)")
+		}
+		bin = "/usr/sbin/nginx"
+	}
+	if _, err := os.Stat(nginxStream); err != nil {
+		b.Skip("nginx's stream module not installed (Debian: libnginx-mod-stream)")
+	}
+	// A free port: nginx cannot report one it picked.
+	probe, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	addr := probe.LocalAddr().(*net.UDPAddr).AddrPort()
+	probe.Close()
+	dir := b.TempDir()
+	conf := fmt.Sprintf(`load_module %s;
+worker_processes 1;
+pid %s/nginx.pid;
+error_log %s/error.log warn;
+events { worker_connections 16384; }
+stream {
+    server {
+        listen %v udp;
+        proxy_pass %v;
+        proxy_timeout 60s;
+    }
+}
+`, nginxStream, dir, dir, addr, server)
+	if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-g", "daemon off;")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+	})
+	// Ready once its socket holds the port.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(addr))
+		if err != nil {
+			break
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			b.Fatalf("nginx did not bind %v within 10 s; see %s/error.log", addr, dir)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return &relayProcess{cmd: cmd, addr: addr}
+}
+
+// BenchmarkRelayLiveAssociations measures what 4,096 live associations
+// cost the relay: 4,096 raw clients complete the cookie exchange through an
+// in-process relay and each relays one record; then the live heap, the
+// goroutine stacks and the goroutines, less what the clients' sockets and
+// the echo server took before (measured first), are reported in total and
+// per association. (Not in the heap: the kernel's socket per association.)
+func BenchmarkRelayLiveAssociations(b *testing.B) {
+	const n = 4096
+	for range b.N {
+		server := rawEchoServer(b)
+		r, err := relay.Listen("udp4", "127.0.0.1:0", server.String(), relay.WithMaxAssociations(n))
+		if err != nil {
+			b.Fatal(err)
+		}
+		served := make(chan error, 1)
+		go func() { served <- r.Serve() }()
+		front := r.Addr().(*net.UDPAddr).AddrPort()
+		conns := make([]*net.UDPConn, n)
+		for i := range conns {
+			if conns[i], err = net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(front)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		heap0, stack0 := liveHeapAfterGC()
+		g0 := runtime.NumGoroutine()
+		msg := dtlstest.Record(record.ContentTypeApplicationData, 1, 0, make([]byte, relayRecord-13))
+		buf := make([]byte, 2048)
+		for i, c := range conns {
+			var random [32]byte
+			random[0], random[1] = byte(i), byte(i>>8)
+			rc := &rawClient{c}
+			for _, d := range [][]byte{dtlstest.Hello(random, nil), dtlstest.Hello(random, []byte("cookie!!")), msg} {
+				if err := rc.roundTrip(d, buf); err != nil {
+					b.Fatalf("client %d: %v", i, err)
+				}
+			}
+		}
+		if s := r.Stats(); s.Live != n {
+			b.Fatalf("%d live associations, want %d", s.Live, n)
+		}
+		heap1, stack1 := liveHeapAfterGC()
+		g1 := runtime.NumGoroutine()
+		b.ReportMetric(float64(heap1-heap0)/(1<<20), "heap-MiB")
+		b.ReportMetric(float64(heap1-heap0)/n, "heap-B/assoc")
+		b.ReportMetric(float64(stack1-stack0)/n, "stack-B/assoc")
+		b.ReportMetric(float64(g1-g0)/n, "goroutines/assoc")
+		r.Close()
+		if err := <-served; err != nil {
+			b.Fatal(err)
+		}
+		for _, c := range conns {
+			c.Close()
+		}
+	}
+	b.ReportMetric(0, "ns/op")
+}
