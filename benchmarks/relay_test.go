@@ -235,15 +235,21 @@ func dtlsEchoServer(b *testing.B) netip.AddrPort {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { ln.Close() })
+	done := make(chan struct{})
+	b.Cleanup(func() {
+		close(done)
+		ln.Close()
+	})
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
-				if errors.Is(err, net.ErrClosed) {
+				select {
+				case <-done: // pion's closed-listener error is its own
 					return
+				default:
+					continue // a failed handshake
 				}
-				continue
 			}
 			go func() {
 				defer c.Close()
