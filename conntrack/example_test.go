@@ -63,3 +63,23 @@ func ExampleTable_Stats() {
 	fmt.Println(s.Closes, s.Evictions, s.QuietPeers)
 	// Output: 3 1 2
 }
+
+// The close echo: a quiet peer's strays earn it the closing alert again on
+// its 1st, 2nd, 4th and 8th... stray, never more bytes than it sent.
+func ExampleTable_Stray() {
+	table, _ := conntrack.New()
+	peer := netip.MustParseAddrPort("192.0.2.1:5684")
+	closeNotify := make([]byte, 39) // a DTLS 1.2 AES-GCM close_notify
+	table.MarkClosedWithAlert(peer, closeNotify)
+	var buf [conntrack.MaxAlert]byte
+	for i := 1; i <= 10; i++ {
+		if n, due := table.Stray(peer, 100, buf[:]); due {
+			fmt.Printf("stray %d: send the %d-byte alert again\n", i, n)
+		}
+	}
+	// Output:
+	// stray 1: send the 39-byte alert again
+	// stray 2: send the 39-byte alert again
+	// stray 4: send the 39-byte alert again
+	// stray 8: send the 39-byte alert again
+}

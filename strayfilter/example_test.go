@@ -1,6 +1,7 @@
 package strayfilter_test
 
 import (
+	"bytes"
 	"fmt"
 	"log"
 	"net"
@@ -84,3 +85,33 @@ func ExampleConn_Stats() {
 }
 
 func mustAddrPort(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
+
+// With WithCloseEcho, a client that keeps sending after the server closed
+// its association gets the server's closing alert again.
+func ExampleWithCloseEcho() {
+	pc, _ := net.ListenPacket("udp", "127.0.0.1:0")
+	conn, _ := strayfilter.New(pc, strayfilter.WithCloseEcho(true))
+	defer conn.Close()
+	client, _ := net.DialUDP("udp", nil, pc.LocalAddr().(*net.UDPAddr))
+	defer client.Close()
+
+	// The stack closed the association; its close_notify (an encrypted
+	// alert record, here 39 bytes) was lost on the way.
+	closeNotify := append([]byte{21, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 9, 0, 26}, make([]byte, 26)...)
+	conn.MarkClosedWithAlert(client.LocalAddr().(*net.UDPAddr).AddrPort(), closeNotify)
+
+	// The client writes application data on the dead association, then
+	// a STUN binding request, which passes (it is not DTLS).
+	client.Write(append([]byte{23, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 10, 0, 30}, make([]byte, 30)...))
+	client.Write([]byte{0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12})
+	buf := make([]byte, 1500)
+	n, _, _ := conn.ReadFrom(buf) // drops the stray, echoes, returns the STUN request
+	fmt.Println("server read", n, "bytes")
+
+	client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, _ = client.Read(buf)
+	fmt.Println("client got its close_notify again:", bytes.Equal(buf[:n], closeNotify))
+	// Output:
+	// server read 20 bytes
+	// client got its close_notify again: true
+}

@@ -53,7 +53,7 @@
 // address.
 //
 //   - A forged ClientHello opens one unverified association: an upstream
-//     socket and a goroutine parked on it, about 1 KiB of heap and 2 KiB of
+//     socket and a goroutine parked on it, about 3 KiB of heap and 4 KiB of
 //     stack (benchmarks, BenchmarkUnverifiedCost), for at most
 //     WithUnverifiedTimeout (5 s). They have a cap of their own
 //     (WithMaxUnverified, 1,024): at the cap the oldest is evicted, so a
