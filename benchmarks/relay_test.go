@@ -81,10 +81,30 @@ const (
 	relayRecord  = 100
 )
 
-// relayClient sends one record and waits for its echo.
-type relayClient interface {
-	roundTrip(msg, buf []byte) error
-	close()
+// relayClient sends one record at a time and waits for its echo: over a
+// plain UDP socket (raw mode, the whole record) or a pion connection (DTLS
+// mode, the record's payload as application data).
+type relayClient struct {
+	c    net.Conn
+	skip int // bytes of each record not written: pion adds its own header
+}
+
+// roundTrip sends msg and reads one datagram, sending again after a second
+// of silence: loopback loses datagrams when a socket buffer overflows, and
+// pion retransmits only handshake flights.
+func (rc relayClient) roundTrip(msg, buf []byte) error {
+	for try := 0; try < 5; try++ {
+		if _, err := rc.c.Write(msg[rc.skip:]); err != nil {
+			return err
+		}
+		rc.c.SetReadDeadline(time.Now().Add(time.Second))
+		if _, err := rc.c.Read(buf); err == nil {
+			return nil
+		} else if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+			return err
+		}
+	}
+	return errors.New("no answer after 5 tries")
 }
 
 func runRelayLoad(b *testing.B, clients []relayClient, p *relayProcess) {
@@ -144,7 +164,7 @@ func runRelayLoad(b *testing.B, clients []relayClient, p *relayProcess) {
 		}
 	}
 	for _, c := range clients {
-		c.close()
+		c.c.Close()
 	}
 }
 
@@ -183,14 +203,12 @@ func rawEchoServer(b *testing.B) netip.AddrPort {
 	return pc.LocalAddr().(*net.UDPAddr).AddrPort()
 }
 
-type rawClient struct{ c *net.UDPConn }
-
-func newRawClient(b *testing.B, to netip.AddrPort, i int) *rawClient {
+func newRawClient(b *testing.B, to netip.AddrPort, i int) relayClient {
 	c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(to))
 	if err != nil {
 		b.Fatal(err)
 	}
-	rc := &rawClient{c}
+	rc := relayClient{c: c}
 	var random [32]byte
 	random[0], random[1] = byte(i), byte(time.Now().UnixNano())
 	buf := make([]byte, 2048)
@@ -203,25 +221,6 @@ func newRawClient(b *testing.B, to netip.AddrPort, i int) *rawClient {
 	}
 	return rc
 }
-
-// roundTrip sends msg and reads one datagram, sending again after a second
-// of silence: loopback loses datagrams when a socket buffer overflows.
-func (rc *rawClient) roundTrip(msg, buf []byte) error {
-	for try := 0; try < 5; try++ {
-		if _, err := rc.c.Write(msg); err != nil {
-			return err
-		}
-		rc.c.SetReadDeadline(time.Now().Add(time.Second))
-		if _, err := rc.c.Read(buf); err == nil {
-			return nil
-		} else if !errors.Is(err, os.ErrDeadlineExceeded) {
-			return err
-		}
-	}
-	return errors.New("no answer after 5 tries")
-}
-
-func (rc *rawClient) close() { rc.c.Close() }
 
 // raiseBuffers gives the echo server's socket room for every client's
 // record at once, so the server is not what loses datagrams.
@@ -269,9 +268,7 @@ func dtlsEchoServer(b *testing.B) netip.AddrPort {
 	return ln.Addr().(*net.UDPAddr).AddrPort()
 }
 
-type dtlsClient struct{ c *dtlsv3.Conn }
-
-func newDTLSClient(b *testing.B, to netip.AddrPort) *dtlsClient {
+func newDTLSClient(b *testing.B, to netip.AddrPort) relayClient {
 	c, err := dtlsv3.Dial("udp4", net.UDPAddrFromAddrPort(to), dtlstest.ClientV3(b))
 	if err != nil {
 		b.Fatal(err)
@@ -281,29 +278,8 @@ func newDTLSClient(b *testing.B, to netip.AddrPort) *dtlsClient {
 	if err := c.HandshakeContext(ctx); err != nil {
 		b.Fatalf("handshake: %v", err)
 	}
-	return &dtlsClient{c}
+	return relayClient{c: c, skip: 13}
 }
-
-// roundTrip sends msg's payload as application data and reads the echo.
-// A lost record is sent again after a second (pion retransmits only
-// handshake flights).
-func (dc *dtlsClient) roundTrip(msg, buf []byte) error {
-	payload := msg[13:]
-	for try := 0; try < 5; try++ {
-		if _, err := dc.c.Write(payload); err != nil {
-			return err
-		}
-		dc.c.SetReadDeadline(time.Now().Add(time.Second))
-		if _, err := dc.c.Read(buf); err == nil {
-			return nil
-		} else if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
-			return err
-		}
-	}
-	return errors.New("no echo after 5 tries")
-}
-
-func (dc *dtlsClient) close() { dc.c.Close() }
 
 // relayImpls are the paths compared; start is nil for the direct one.
 var relayImpls = []struct {
@@ -563,7 +539,7 @@ func BenchmarkRelayLiveAssociations(b *testing.B) {
 		for i, c := range conns {
 			var random [32]byte
 			random[0], random[1] = byte(i), byte(i>>8)
-			rc := &rawClient{c}
+			rc := relayClient{c: c}
 			for _, d := range [][]byte{dtlstest.Hello(random, nil), dtlstest.Hello(random, []byte("cookie!!")), msg} {
 				if err := rc.roundTrip(d, buf); err != nil {
 					b.Fatalf("client %d: %v", i, err)

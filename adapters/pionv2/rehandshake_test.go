@@ -18,14 +18,8 @@ import (
 // peers at once.
 func TestRehandshake(t *testing.T) {
 	dtlstest.Rehandshake{
-		Listen: listen,
-		PionListen: func(t *testing.T) net.Listener {
-			ln, err := dtls.Listen("udp", loopback, dtlstest.ServerV2(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return ln
-		},
+		Listen:     listen,
+		PionListen: pionListen,
 		// pion v2's client takes a connected socket.
 		Client: func(t *testing.T, local, server netip.AddrPort, timeout time.Duration) (*net.UDPConn, net.Conn, error) {
 			uc, err := net.DialUDP("udp", net.UDPAddrFromAddrPort(local), net.UDPAddrFromAddrPort(server))
@@ -42,4 +36,13 @@ func TestRehandshake(t *testing.T) {
 		},
 		PionDiesOfPlaintextAlert: true,
 	}.Run(t)
+}
+
+// pionListen starts pion's own listener on loopback, for contrast.
+func pionListen(t *testing.T) net.Listener {
+	ln, err := dtls.Listen("udp", loopback, dtlstest.ServerV2(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
 }

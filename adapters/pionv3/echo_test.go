@@ -1,11 +1,8 @@
 package pionv3_test
 
 import (
-	"net"
 	"testing"
 	"time"
-
-	"github.com/pion/dtls/v3"
 
 	"github.com/straydtls/straydtls/internal/dtlstest"
 )
@@ -15,14 +12,8 @@ import (
 // v3's own listener (dtlstest.CloseEchoSuite).
 func TestCloseEcho(t *testing.T) {
 	dtlstest.CloseEchoSuite{
-		Listen: listen,
-		PionListen: func(t *testing.T) net.Listener {
-			ln, err := dtls.Listen("udp", loopback, dtlstest.ServerV3(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return ln
-		},
-		Dial: dtlstest.DialV3(t, 5*time.Second),
+		Listen:     listen,
+		PionListen: pionListen,
+		Dial:       dtlstest.DialV3(t, 5*time.Second),
 	}.Run(t)
 }

@@ -18,14 +18,8 @@ import (
 // peers at once.
 func TestRehandshake(t *testing.T) {
 	dtlstest.Rehandshake{
-		Listen: listen,
-		PionListen: func(t *testing.T) net.Listener {
-			ln, err := dtls.Listen("udp", loopback, dtlstest.ServerV3(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return ln
-		},
+		Listen:     listen,
+		PionListen: pionListen,
 		Client: func(t *testing.T, local, server netip.AddrPort, timeout time.Duration) (*net.UDPConn, net.Conn, error) {
 			uc, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(local))
 			if err != nil {
@@ -44,4 +38,13 @@ func TestRehandshake(t *testing.T) {
 			return uc, c, nil
 		},
 	}.Run(t)
+}
+
+// pionListen starts pion's own listener on loopback, for contrast.
+func pionListen(t *testing.T) net.Listener {
+	ln, err := dtls.Listen("udp", loopback, dtlstest.ServerV3(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
 }

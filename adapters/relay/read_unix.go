@@ -1,4 +1,4 @@
-//go:build unix && !linux
+//go:build unix
 
 package relay
 
@@ -8,12 +8,12 @@ import (
 )
 
 // upstreamReader reads an upstream socket without holding a buffer while
-// it waits: the goroutine parks in the netpoller with none, and only
-// datagrams that have arrived borrow buffers from the pool. So an idle
-// association (or a forged one waiting to be evicted) costs its goroutine
-// and socket, not 64 KiB. It reads every datagram already queued, up to a
-// batch, so that the relay learns of a server's close_notify queued behind
-// its last reply before the client sees that reply and answers it.
+// it waits: the goroutine parks in the netpoller with none, and only a
+// wake-up borrows buffers from the pool. So an idle association (or a
+// forged one waiting to be evicted) costs its goroutine and socket, not
+// 64 KiB. A wake-up takes every datagram already queued, up to a batch, so
+// that the relay learns of a server's close_notify queued behind its last
+// reply before the client sees that reply and answers it.
 func upstreamReader(c net.Conn) func(*batch) error {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
@@ -30,11 +30,14 @@ func upstreamReader(c net.Conn) func(*batch) error {
 	return r.read
 }
 
+// rawReader reads a socket's queue in the netpoller's callback; readFD,
+// per system, fills r.b and says whether to stop waiting.
 type rawReader struct {
 	rc  syscall.RawConn
 	fn  func(fd uintptr) bool
 	b   *batch
 	err error
+	sys readerSys
 }
 
 func (r *rawReader) read(b *batch) error {
@@ -50,25 +53,4 @@ func (r *rawReader) read(b *batch) error {
 		return nil
 	}
 	return r.err
-}
-
-// readFD reads what is queued; it returns false to park in the netpoller
-// when nothing was.
-func (r *rawReader) readFD(fd uintptr) bool {
-	b := r.b
-	for b.n < len(b.bufs) {
-		buf := getBuf()
-		n, err := syscall.Read(int(fd), buf[:])
-		if err != nil {
-			putBuf(buf)
-			if err == syscall.EAGAIN || err == syscall.EINTR {
-				return b.n > 0
-			}
-			r.err = err
-			return true
-		}
-		b.bufs[b.n], b.lens[b.n] = buf, n
-		b.n++
-	}
-	return true
 }

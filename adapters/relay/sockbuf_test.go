@@ -30,7 +30,7 @@ func TestSocketBuffers(t *testing.T) {
 		t.Fatal(err)
 	}
 	rmax, _ := strconv.Atoi(strings.TrimSpace(string(data)))
-	var logs logBuffer
+	var logs syncBuffer
 	big := 2*rmax + 1<<20
 	r = start(t, "127.0.0.1:0", server, relay.WithSocketBuffers(big, 1<<20),
 		relay.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))

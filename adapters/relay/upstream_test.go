@@ -1,12 +1,10 @@
 package relay_test
 
 import (
-	"bytes"
 	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -80,31 +78,13 @@ func TestSetUpstream(t *testing.T) {
 	}
 }
 
-// logBuffer is a slog handler's output, safe for the relay's goroutines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestUpstreamDownIsLogged: with nothing listening upstream, the ICMP port
 // unreachable the kernel reports becomes a warn line naming the upstream,
 // at most one a second however many clients try, and a counter.
 func TestUpstreamDownIsLogged(t *testing.T) {
 	down, downAddr := fakeServer(t)
 	down.Close() // the port is now closed: the kernel answers with ICMP
-	var logs logBuffer
+	var logs syncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	r := start(t, "127.0.0.1:0", downAddr, relay.WithLogger(log))
 	hello := dtlstest.ForgedHellos(t)
