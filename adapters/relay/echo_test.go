@@ -37,9 +37,11 @@ func TestCloseEcho(t *testing.T) {
 			if learned := err == nil; learned != c.learns {
 				t.Fatalf("client learned of the close: %v, want %v", learned, c.learns)
 			}
+			// The client answers the echoed close_notify with its own, a
+			// second stray that may earn a second echo: at least one.
 			if r != nil {
-				if s := r.Stats(); (s.Echoes == 1) != c.learns {
-					t.Fatalf("relay sent %d echoes", s.Echoes)
+				if s := r.Stats(); (s.Echoes >= 1) != c.learns {
+					t.Fatalf("relay sent %d echoes, want some: %v", s.Echoes, c.learns)
 				}
 			}
 		})
