@@ -23,7 +23,9 @@ import (
 // go test -run TestChaos ./adapters/relay -args -chaos.seed=N.
 //
 // The naive upstream forgets a client it closed only once the relay has
-// ended that association. That removes the one window no relay outside the
+// ended that association, and behind every datagram queued for it by then
+// (a barrier datagram through its own socket). That removes the one window
+// no relay outside the
 // server can close (a client datagram reaching the relay between the
 // server's close_notify leaving the server and the relay reading it; see
 // the package's Limits), which under a loaded CI machine grows to

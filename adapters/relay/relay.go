@@ -70,9 +70,11 @@ type upstreamConn struct {
 	opened   int64
 	toServer atomic.Uint64
 	toClient atomic.Uint64
-	// why is the machine's reason for ending it, read by its pump.
-	why  atomic.Uint32
-	once sync.Once
+	// why is the machine's reason for ending it, read by its pump; ended
+	// says the machine has ended it, for a datagram routed to it before.
+	why   atomic.Uint32
+	ended atomic.Bool
+	once  sync.Once
 }
 
 func (u *upstreamConn) close() { u.once.Do(func() { u.conn.Close() }) }
@@ -321,10 +323,24 @@ func (r *Relay) handleClients(b *strayfilter.Batch, n int, routes []assoc.Route[
 			r.drop(b.Addrs[i], d, rt.Drop)
 			continue
 		}
+		sent, late := false, false
 		for _, a := range rt.To[:rt.N] {
-			if u := a.Handle; u != nil {
+			u := a.Handle
+			switch {
+			case u == nil:
+			case u.ended.Load():
+				// The server closed it since the batch was routed (a pump
+				// ran meanwhile): the server has gone back to waiting for
+				// new clients, so the datagram is what it would be had it
+				// been routed now, a stray.
+				late = true
+			default:
 				r.forward(u, d)
+				sent = true
 			}
+		}
+		if late && !sent {
+			r.drop(b.Addrs[i], d, assoc.DropNoAssociation)
 		}
 	}
 	// Sockets of what the batch ended close after the forwards: a
@@ -383,6 +399,7 @@ func (r *Relay) machineEnded(a *assoc.Assoc[*upstreamConn], why assoc.EndReason,
 	}
 	if u := a.Handle; u != nil {
 		u.why.Store(uint32(why))
+		u.ended.Store(true)
 		r.ending = append(r.ending, u)
 	}
 }

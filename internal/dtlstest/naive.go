@@ -25,6 +25,7 @@ import (
 // client goes away instead.
 type NaiveServer struct {
 	pc      *net.UDPConn
+	barrier *net.UDPConn
 	cfg     *dtlsv3.Config
 	timeout time.Duration
 	echoAll bool
@@ -57,8 +58,16 @@ func NewNaiveServer(t testing.TB, handshakeTimeout time.Duration, echoAll bool) 
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The barrier socket's datagrams tell the loop to forget a peer once
+	// every datagram queued before them has been read (see Close).
+	barrier, err := net.DialUDP("udp", nil, pc.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		pc.Close()
+		t.Fatal(err)
+	}
 	s := &NaiveServer{
 		pc:      pc,
+		barrier: barrier,
 		cfg:     ServerV3(t),
 		timeout: handshakeTimeout,
 		echoAll: echoAll,
@@ -92,6 +101,7 @@ func (s *NaiveServer) BogusLog() []string {
 // Close stops the server and waits for its connections.
 func (s *NaiveServer) Close() {
 	s.pc.Close()
+	s.barrier.Close()
 	s.mu.Lock()
 	for _, c := range s.conns {
 		c.buf.Close()
@@ -114,10 +124,14 @@ func (s *NaiveServer) loop() {
 			}
 			continue
 		}
+		if from == s.barrier.LocalAddr().(*net.UDPAddr).AddrPort() {
+			s.forget(buf[:n])
+			continue
+		}
 		s.mu.Lock()
 		c := s.conns[from]
 		if c == nil {
-			c = &naiveConn{s: s, peer: from, buf: packetio.NewBuffer(), created: time.Now()}
+			c = &naiveConn{s: s, peer: from, buf: packetio.NewBuffer(), created: time.Now(), forgotten: make(chan struct{})}
 			s.conns[from] = c
 			s.peers = append(s.peers, from)
 			s.Conns.Add(1)
@@ -130,6 +144,23 @@ func (s *NaiveServer) loop() {
 		}
 		s.mu.Unlock()
 		c.buf.Write(buf[:n])
+	}
+}
+
+// forget drops the connection of the peer a barrier datagram names.
+func (s *NaiveServer) forget(name []byte) {
+	peer, err := netip.ParseAddrPort(string(name))
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	c := s.conns[peer]
+	if c != nil {
+		delete(s.conns, peer)
+	}
+	s.mu.Unlock()
+	if c != nil {
+		close(c.forgotten)
 	}
 }
 
@@ -181,6 +212,8 @@ type naiveConn struct {
 	once    sync.Once
 	created time.Time
 	echoed  atomic.Bool
+	// forgotten is closed once the loop has forgotten the peer.
+	forgotten chan struct{}
 }
 
 func (c *naiveConn) ReadFrom(p []byte) (int, net.Addr, error) {
@@ -197,6 +230,16 @@ func (c *naiveConn) Close() error {
 	c.once.Do(func() {
 		if c.echoed.Load() && c.s.BeforeForget != nil {
 			c.s.BeforeForget(c.peer, c.created)
+			// Forget in the loop, behind every datagram queued for the
+			// server before now: what a relay sent on the association
+			// before it ended it still reaches this closed connection, as
+			// it would a server that had not yet read it.
+			if _, err := c.s.barrier.Write([]byte(c.peer.String())); err == nil {
+				select {
+				case <-c.forgotten:
+				case <-time.After(5 * time.Second):
+				}
+			}
 		}
 		c.s.mu.Lock()
 		if c.s.conns[c.peer] == c {
