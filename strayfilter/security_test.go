@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/straydtls/straydtls/conntrack"
 	"github.com/straydtls/straydtls/record"
 	"github.com/straydtls/straydtls/strayfilter"
 )
@@ -102,5 +103,62 @@ func TestOversizeAndEmptyDatagrams(t *testing.T) {
 	// The quiet peer's two datagrams were read and dropped on the way.
 	if s := c.Stats(); s.TotalStrays() != 2 {
 		t.Fatalf("stats %+v: want the quiet peer's 2 datagrams dropped", s)
+	}
+}
+
+// TestForgedStraysAndTheCloseEcho is what forged datagrams can get out of
+// the close echo. A flood from 10,000 sources that are not quiet gets no
+// echo and leaves the table as it was. A flood of 10,000 strays forged
+// from the quiet peer's own address gets the old alert at most
+// conntrack.MaxEchoes times, never more bytes than it sent, and extends
+// nothing: the quiet period still ends when it would have.
+func TestForgedStraysAndTheCloseEcho(t *testing.T) {
+	alert := loadRecord(t, "pion-v2-08-client-alert-epoch1.hex")
+	stray := loadRecord(t, "pion-v2-06-client-application-data-epoch1.hex")
+	hello := loadRecord(t, "pion-v2-00-client-ClientHello-frag0.hex")
+	now := time.Unix(1000, 0)
+	fc := newFakeConn()
+	c, err := strayfilter.New(fc, strayfilter.WithCloseEcho(true), strayfilter.WithQuietPeriod(10*time.Second),
+		strayfilter.WithClock(func() time.Time { return now }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := udpAddr("192.0.2.7:7000")
+	c.WriteTo(alert, quiet) // our close_notify: the peer is quiet, the alert kept
+	buf := make([]byte, 2048)
+
+	const n = 10_000
+	for i := range n {
+		from := udpAddr(netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 51, byte(i >> 8), byte(i)}), 4000).String())
+		fc.push(stray, from)
+		if _, _, err := c.ReadFrom(buf); err != nil { // not quiet: it passes
+			t.Fatal(err)
+		}
+	}
+	if s := c.Stats(); s.Echoes != 0 || c.Table().Len() != 1 {
+		t.Fatalf("after strays from %d sources that are not quiet: %+v, %d quiet peers", n, s, c.Table().Len())
+	}
+
+	go func() { // more than the fake conn's queue holds
+		for range n {
+			fc.push(stray, quiet)
+		}
+		fc.push(hello, udpAddr("192.0.2.8:7000"))
+	}()
+	if _, _, err := c.ReadFrom(buf); err != nil {
+		t.Fatal(err)
+	}
+	fc.mu.Lock()
+	echoes, out := len(fc.written)-1, 0
+	for _, w := range fc.written[1:] {
+		out += len(w.data)
+	}
+	fc.mu.Unlock()
+	if echoes < 1 || echoes > conntrack.MaxEchoes || out > n*len(stray) {
+		t.Fatalf("%d strays forged from the quiet peer got %d echoes, %d bytes; want 1 to %d", n, echoes, out, conntrack.MaxEchoes)
+	}
+	now = now.Add(10 * time.Second)
+	if c.Table().Quiet(quiet.AddrPort()) {
+		t.Fatal("the forged strays extended the quiet period")
 	}
 }
