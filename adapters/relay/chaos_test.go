@@ -36,7 +36,12 @@ func TestChaos(t *testing.T) {
 	for _, seed := range dtlstest.ChaosSeeds(1, 2) {
 		t.Run("seed="+strconv.FormatUint(seed, 10), func(t *testing.T) {
 			checkGoroutines := dtlstest.CheckGoroutines(t)
-			naive := dtlstest.NewNaiveServer(t, 5*time.Second, false)
+			// The server gives up on a handshake later than the client
+			// does, so a client that gives up first has its fatal alert
+			// reach a connection that still exists: with equal timeouts the
+			// server's could fire first under load, and the alert then
+			// opened a bogus connection that no relay could prevent.
+			naive := dtlstest.NewNaiveServer(t, 10*time.Second, false)
 			var debug syncBuffer
 			r := start(t, "127.0.0.1:0", naive.Addr(), relay.WithLogger(slog.New(slog.NewTextHandler(&debug, &slog.HandlerOptions{Level: slog.LevelDebug}))))
 			ends := newEnds()
