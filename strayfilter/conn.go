@@ -157,18 +157,29 @@ func (c *Conn) MarkClosedAddrPort(ap netip.AddrPort) error {
 // MarkClosedWithAlert is MarkClosedAddrPort that also hands the filter
 // the closing alert the stack sent the peer (its close_notify or fatal
 // alert datagram, as written), for WithCloseEcho to send again when the
-// peer's strays show it missed it.
+// peer's strays show it missed it. Without WithCloseEcho the alert is not
+// kept.
 func (c *Conn) MarkClosedWithAlert(ap netip.AddrPort, alert []byte) error {
-	if err := c.table.MarkClosedWithAlert(ap, alert); err != nil {
+	if err := c.table.MarkClosedWithAlert(ap, c.keep(alert)); err != nil {
 		return fmt.Errorf("strayfilter: MarkClosed: %w", err)
 	}
 	c.closes.Add(1)
 	return nil
 }
 
+// keep is the alert the table should keep for a quiet peer: none without
+// WithCloseEcho, where nothing would send it and it would cost each quiet
+// peer 148 bytes.
+func (c *Conn) keep(alert []byte) []byte {
+	if !c.echo {
+		return nil
+	}
+	return alert
+}
+
 // closeFromAlert quiets ap for the closing alert b our side is sending it.
 func (c *Conn) closeFromAlert(ap netip.AddrPort, b []byte) {
-	if c.table.MarkClosedWithAlert(ap, b) == nil {
+	if c.table.MarkClosedWithAlert(ap, c.keep(b)) == nil {
 		c.closes.Add(1)
 		c.alertCloses.Add(1)
 	}

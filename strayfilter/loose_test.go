@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/net/ipv4"
 
+	"github.com/straydtls/straydtls/conntrack"
 	"github.com/straydtls/straydtls/strayfilter"
 )
 
@@ -138,3 +139,29 @@ func (fakeConnBase) LocalAddr() net.Addr                       { return pipeAddr
 func (fakeConnBase) SetDeadline(time.Time) error               { return nil }
 func (fakeConnBase) SetReadDeadline(time.Time) error           { return nil }
 func (fakeConnBase) SetWriteDeadline(time.Time) error          { return nil }
+
+// TestNoAlertKeptWithoutEcho: without WithCloseEcho the table keeps no
+// closing alert for a quiet peer (nothing would send it, and it costs 148
+// bytes a peer), whether the alert was written through the Conn or given
+// to MarkClosedWithAlert; with it, both are kept.
+func TestNoAlertKeptWithoutEcho(t *testing.T) {
+	alert := loadRecord(t, "pion-v2-08-client-alert-epoch1.hex")
+	written, given := udpAddr("192.0.2.7:7000"), udpAddr("192.0.2.8:7000")
+	for _, echo := range []bool{false, true} {
+		c, err := strayfilter.New(newFakeConn(), strayfilter.WithCloseEcho(echo))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.WriteTo(alert, written)
+		c.MarkClosedWithAlert(given.AddrPort(), alert)
+		var buf [conntrack.MaxAlert]byte
+		for _, p := range []*net.UDPAddr{written, given} {
+			if !c.Table().Quiet(p.AddrPort()) {
+				t.Fatalf("echo %v: %v not quiet", echo, p)
+			}
+			if _, kept := c.Table().Stray(p.AddrPort(), 1000, buf[:]); kept != echo {
+				t.Errorf("echo %v: alert for %v kept: %v", echo, p, kept)
+			}
+		}
+	}
+}
