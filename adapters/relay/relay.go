@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -70,11 +71,11 @@ type upstreamConn struct {
 	opened   int64
 	toServer atomic.Uint64
 	toClient atomic.Uint64
-	// why is the machine's reason for ending it, read by its pump; ended
-	// says the machine has ended it, for a datagram routed to it before.
-	why   atomic.Uint32
-	ended atomic.Bool
-	once  sync.Once
+	// end is 0 while the machine has not ended it, then the machine's
+	// reason plus one: its pump logs it, and a datagram routed to it before
+	// is not forwarded.
+	end  atomic.Uint32
+	once sync.Once
 }
 
 func (u *upstreamConn) close() { u.once.Do(func() { u.conn.Close() }) }
@@ -328,7 +329,7 @@ func (r *Relay) handleClients(b *strayfilter.Batch, n int, routes []assoc.Route[
 			u := a.Handle
 			switch {
 			case u == nil:
-			case u.ended.Load():
+			case u.end.Load() != 0:
 				// The server closed it since the batch was routed (a pump
 				// ran meanwhile): the server has gone back to waiting for
 				// new clients, so the datagram is what it would be had it
@@ -372,7 +373,9 @@ func (r *Relay) openLocked(client netip.AddrPort, a *assoc.Assoc[*upstreamConn])
 	conn, err := r.dial()
 	if err != nil {
 		r.counters.dialErrors.Add(1)
-		r.warn(warnDial, "opening an upstream socket failed", "client", client, "err", err)
+		if r.warnNow(warnDial) {
+			r.log.Warn("opening an upstream socket failed", "client", client, "err", err)
+		}
 		return nil
 	}
 	u := &upstreamConn{a: a, client: client, conn: conn, opened: r.now()}
@@ -398,8 +401,7 @@ func (r *Relay) machineEnded(a *assoc.Assoc[*upstreamConn], why assoc.EndReason,
 		r.table.MarkClosedWithAlert(a.Peer(), alert)
 	}
 	if u := a.Handle; u != nil {
-		u.why.Store(uint32(why))
-		u.ended.Store(true)
+		u.end.Store(uint32(why) + 1)
 		r.ending = append(r.ending, u)
 	}
 }
@@ -496,12 +498,13 @@ func (r *Relay) forward(u *upstreamConn, d []byte) {
 		}
 		if transient(err) {
 			// An ICMP report for an earlier datagram, surfacing here.
-			r.counters.upstreamErrors.Add(1)
-			r.warn(warnUpstreamDown, "the upstream refused a datagram or is unreachable", "upstream", u.conn.RemoteAddr(), "client", u.client, "err", err)
+			r.upstreamDown(u, err)
 			return
 		}
 		r.counters.writeErrors.Add(1)
-		r.warn(warnUpstreamWrite, "writing to upstream failed", "client", u.client, "err", err)
+		if r.warnNow(warnUpstreamWrite) {
+			r.log.Warn("writing to upstream failed", "client", u.client, "err", err)
+		}
 		return
 	}
 	u.toServer.Add(1)
@@ -521,8 +524,7 @@ func (r *Relay) pump(u *upstreamConn) {
 			if transient(err) && !errors.Is(err, os.ErrDeadlineExceeded) {
 				// The server's port is closed (ICMP). It may come back; the
 				// machine's timeouts end the association if it does not.
-				r.counters.upstreamErrors.Add(1)
-				r.warn(warnUpstreamDown, "the upstream refused a datagram or is unreachable", "upstream", u.conn.RemoteAddr(), "client", u.client, "err", err)
+				r.upstreamDown(u, err)
 				continue
 			}
 			return
@@ -561,7 +563,9 @@ func (r *Relay) pump(u *upstreamConn) {
 func (r *Relay) toClient(u *upstreamConn, d []byte) {
 	if _, err := r.pc.WriteToUDPAddrPort(d, u.client); err != nil {
 		r.counters.writeErrors.Add(1)
-		r.warn(warnClientWrite, "writing to client failed", "client", u.client, "err", err)
+		if r.warnNow(warnClientWrite) {
+			r.log.Warn("writing to client failed", "client", u.client, "err", err)
+		}
 		return
 	}
 	u.toClient.Add(1)
@@ -583,8 +587,14 @@ func (r *Relay) pumpDone(u *upstreamConn) {
 	ending := r.takeEndingLocked()
 	r.mu.Unlock()
 	r.closeEnded(ending)
-	r.log.Debug("association ended", "client", u.client, "reason", assoc.EndReason(u.why.Load()),
-		"duration", time.Duration(r.now()-u.opened), "to_server", u.toServer.Load(), "to_client", u.toClient.Load())
+	if r.log.Enabled(context.Background(), slog.LevelDebug) {
+		reason := "socket closed or relay stopped"
+		if e := u.end.Load(); e != 0 {
+			reason = assoc.EndReason(e - 1).String()
+		}
+		r.log.Debug("association ended", "client", u.client, "reason", reason,
+			"duration", time.Duration(r.now()-u.opened), "to_server", u.toServer.Load(), "to_client", u.toClient.Load())
+	}
 	if r.ended != nil {
 		r.ended(u.conn.LocalAddr())
 	}
@@ -628,13 +638,21 @@ const (
 	numWarnings
 )
 
-// warn logs at most one line per second per kind: a flood of failures must
-// not become a flood of log lines. The counters keep the full count.
-func (r *Relay) warn(kind warning, msg string, args ...any) {
+// warnNow reports whether a warning of kind may be logged now: at most one
+// line per second per kind, so that a flood of failures is not a flood of
+// log lines (the counters keep the full count). Callers build the line
+// only when it is, so a suppressed warning costs no allocation.
+func (r *Relay) warnNow(kind warning) bool {
 	now := r.now()
 	last := r.lastWarn[kind].Load()
-	if last != 0 && now-last < int64(time.Second) || !r.lastWarn[kind].CompareAndSwap(last, now) {
-		return
+	return (last == 0 || now-last >= int64(time.Second)) && r.lastWarn[kind].CompareAndSwap(last, now)
+}
+
+// upstreamDown counts an ICMP report that the server refused a datagram or
+// is unreachable, read on or written into u's socket.
+func (r *Relay) upstreamDown(u *upstreamConn, err error) {
+	r.counters.upstreamErrors.Add(1)
+	if r.warnNow(warnUpstreamDown) {
+		r.log.Warn("the upstream refused a datagram or is unreachable", "upstream", u.conn.RemoteAddr(), "client", u.client, "err", err)
 	}
-	r.log.Warn(msg, args...)
 }
