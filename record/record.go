@@ -351,3 +351,61 @@ func walk(datagram []byte, fn func(typ byte, epoch uint16, body []byte) bool) (r
 	}
 	return datagram[off:]
 }
+
+// TypeSet is a set of DTLSPlaintext content types (20..31), one bit each.
+type TypeSet uint16
+
+// Has reports whether content type t is in the set.
+func (s TypeSet) Has(t uint8) bool { return t >= 20 && t < 32 && s&(1<<(t-20)) != 0 }
+
+// Types returns the set of the given content types.
+func Types(ts ...uint8) TypeSet {
+	var s TypeSet
+	for _, t := range ts {
+		if t >= 20 && t < 32 {
+			s |= 1 << (t - 20)
+		}
+	}
+	return s
+}
+
+// CIDUnknown is the CID length to pass to [Epoch0Types] when the receiver's
+// Connection ID length is not known: it stops at the first tls12_cid record.
+const CIDUnknown = -1
+
+// Epoch0Types returns the content types of the datagram's epoch-0 records,
+// the ones an attacker can write without keys. It splits the datagram into
+// records the way a DTLS 1.2 stack receiving Connection IDs of cidLen bytes
+// does (0 when it negotiated none), because such a stack acts on each
+// record in turn: a forged epoch-0 record behind a harmless one is still
+// acted on. It stops at a record whose length it cannot know (a unified
+// header, a foreign byte, tls12_cid with CIDUnknown) or that runs past the
+// datagram, where pion discards the whole datagram.
+func Epoch0Types(datagram []byte, cidLen int) TypeSet {
+	var s TypeSet
+	for len(datagram) >= recordHeaderLen {
+		b0 := datagram[0]
+		if b0 < firstDTLSByte || b0 >= unifiedFixed || datagram[1] != dtlsVersionMajor {
+			return s
+		}
+		lenAt := 11
+		if b0 == ContentTypeConnectionID {
+			if cidLen < 0 {
+				return s
+			}
+			lenAt += cidLen
+		}
+		if len(datagram) < lenAt+2 {
+			return s
+		}
+		n := lenAt + 2 + int(binary.BigEndian.Uint16(datagram[lenAt:]))
+		if n > len(datagram) {
+			return s
+		}
+		if datagram[3] == 0 && datagram[4] == 0 {
+			s |= 1 << (b0 - firstDTLSByte)
+		}
+		datagram = datagram[n:]
+	}
+	return s
+}

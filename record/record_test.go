@@ -182,6 +182,7 @@ func FuzzInspect(f *testing.F) {
 		checkAgainstPion(t, data)
 		checkClearText(t, data)
 		checkHellosAgainstPion(t, data)
+		checkEpoch0AgainstPion(t, data)
 		record.CarriesClosingAlert(data)
 		record.CarriesProtectedRecord(data)
 		clientRandom(data)
@@ -319,4 +320,80 @@ func malformedPastHeader(data []byte) bool {
 		return true
 	}
 	return int(hh.FragmentLength) > recLen-13-12 || uint64(hh.FragmentOffset)+uint64(hh.FragmentLength) > uint64(hh.Length)
+}
+
+// checkEpoch0AgainstPion splits the datagram as pion v3 does for each CID
+// length its listeners use: wherever pion can split it, Epoch0Types must
+// name exactly the content types of its epoch-0 records, the ones pion
+// would act on.
+func checkEpoch0AgainstPion(t *testing.T, data []byte) {
+	t.Helper()
+	for _, cidLen := range []int{0, 1, 8} {
+		pkts, err := recordlayer.ContentAwareUnpackDatagram(data, cidLen)
+		if err != nil || len(data) == 0 {
+			continue
+		}
+		var want record.TypeSet
+		complete := true
+		for _, pkt := range pkts {
+			h := recordlayer.Header{}
+			if pkt[0] == record.ContentTypeConnectionID {
+				h.ConnectionID = make([]byte, cidLen)
+			}
+			if pkt[0] < 20 || pkt[0] >= 32 || pkt[1] != 0xfe {
+				complete = false // pion drops the record; Epoch0Types stops there
+				break
+			}
+			if h.Unmarshal(pkt) == nil && h.Epoch == 0 {
+				want |= record.Types(pkt[0])
+			} else if h.Epoch == 0 && binary.BigEndian.Uint16(pkt[3:5]) == 0 {
+				want |= record.Types(pkt[0]) // a version pion refuses: still named
+			}
+		}
+		got := record.Epoch0Types(data, cidLen)
+		if complete && got != want || !complete && got&^want != 0 {
+			t.Fatalf("% x with %d-byte CIDs: Epoch0Types %016b, pion's epoch-0 records %016b", data, cidLen, got, want)
+		}
+	}
+}
+
+func TestEpoch0Types(t *testing.T) {
+	rec := func(ct byte, epoch uint16, body ...byte) []byte {
+		b := []byte{ct, 0xfe, 0xfd, byte(epoch >> 8), byte(epoch), 0, 0, 0, 0, 0, 1, 0, byte(len(body))}
+		return append(b, body...)
+	}
+	cidRec := func(epoch uint16, cid []byte, body ...byte) []byte {
+		b := []byte{25, 0xfe, 0xfd, byte(epoch >> 8), byte(epoch), 0, 0, 0, 0, 0, 1}
+		b = append(b, cid...)
+		return append(append(b, 0, byte(len(body))), body...)
+	}
+	cat := func(bs ...[]byte) []byte { return bytes.Join(bs, nil) }
+	cid := []byte{1, 2, 3, 4, 5, 6, 7, 8}
+	for _, c := range []struct {
+		name   string
+		d      []byte
+		cidLen int
+		want   record.TypeSet
+	}{
+		{"empty", nil, 0, 0},
+		{"epoch-1 application data", rec(23, 1, 1, 2, 3), 0, 0},
+		{"epoch-0 heartbeat", rec(24, 0, 1), 0, record.Types(24)},
+		{"epoch-0 heartbeat behind an epoch-1 record", cat(rec(23, 1, 9, 9), rec(24, 0, 1)), 0, record.Types(24)},
+		{"flight 5", cat(rec(22, 0, 1), rec(20, 0, 1), rec(22, 1, 7)), 0, record.Types(22, 20)},
+		{"epoch-0 alert behind a CID record", cat(cidRec(1, cid, 7, 7), rec(21, 0, 2, 0)), 8, record.Types(21)},
+		{"CID record, length unknown", cat(cidRec(1, cid, 7, 7), rec(21, 0, 2, 0)), record.CIDUnknown, 0},
+		{"epoch-0 CID record", cidRec(0, cid, 1), 8, record.Types(25)},
+		{"unassigned type 27", rec(27, 0), 0, record.Types(27)},
+		{"unified header stops the walk", cat([]byte{0x2c, 0, 0, 0, 2, 1, 1}, rec(21, 0, 2, 0)), 0, 0},
+		{"record past the datagram", rec(21, 0, 2, 0)[:14], 0, 0},
+		{"STUN", []byte{0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}, 0, 0},
+	} {
+		if got := record.Epoch0Types(c.d, c.cidLen); got != c.want {
+			t.Errorf("%s: Epoch0Types %016b, want %016b", c.name, got, c.want)
+		}
+		checkEpoch0AgainstPion(t, c.d)
+	}
+	if record.Types(24).Has(23) || !record.Types(24, 23).Has(23) || record.Types(19, 32).Has(19) {
+		t.Error("TypeSet.Has disagrees with Types")
+	}
 }

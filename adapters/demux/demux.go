@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/straydtls/straydtls/internal/assoc"
-	"github.com/straydtls/straydtls/record"
 	"github.com/straydtls/straydtls/strayfilter"
 )
 
@@ -180,7 +179,7 @@ func (m *mux) read() error {
 // nothing beside it takes no lock; it allocates nothing for a known peer.
 func (m *mux) dispatch(now int64, ap netip.AddrPort, p []byte) {
 	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	if c := m.sole[ap]; c != nil && c.sole.Load() && soleDatagram(p) {
+	if c := m.sole[ap]; c != nil && c.sole.Load() && m.sm.SoleTakes(p) {
 		c.deliver(p)
 		return
 	}
@@ -210,23 +209,6 @@ func (m *mux) dispatch(now int64, ap netip.AddrPort, p []byte) {
 	if n := m.stale.Load(); n > 64 && n > int64(len(m.sole))/4 {
 		m.sweep()
 	}
-}
-
-// soleDatagram reports whether a datagram goes to a peer's sole
-// established association whatever it says: not a handshake record (a
-// ClientHello may open a handshake beside it), not an epoch-0 alert or
-// application data (the machine drops those, and counts them).
-func soleDatagram(p []byte) bool {
-	if len(p) == 0 {
-		return true
-	}
-	switch p[0] {
-	case record.ContentTypeHandshake:
-		return false
-	case record.ContentTypeAlert, record.ContentTypeApplicationData:
-		return len(p) < 13 || p[3] != 0 || p[4] != 0 || p[1] != 0xfe
-	}
-	return true
 }
 
 // sweep drops the sole-route entries whose Conn ended. Only the read loop

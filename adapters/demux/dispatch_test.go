@@ -101,7 +101,7 @@ func TestSoleRouteFollowsTheMachine(t *testing.T) {
 		t.Fatal("the sole route outlived a handshake beside it")
 	}
 	// The plaintext alert a sole route must not deliver.
-	if soleDatagram([]byte{0x15, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 1, 0}) {
+	if m.sm.SoleTakes([]byte{0x15, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 1, 0}) {
 		t.Fatal("an epoch-0 alert would take the sole route")
 	}
 	c.Close()

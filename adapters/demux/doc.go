@@ -57,9 +57,14 @@
 //     unverified handshake beside the client's association. ClientHellos are
 //     routed by client random, so the real client's re-handshake is never
 //     routed into it (this once locked a rebooted client out for 30 s).
-//   - A forged epoch-0 alert or application data is dropped once the
-//     handshake completed: no stack may accept one (RFC 6347 §4.1.2.7), and
-//     pion v2 ends the association for a plaintext close_notify.
+//   - A forged epoch-0 record that no stack accepts in the association's
+//     state is dropped, wherever it sits in the datagram (pion acts on
+//     every record in turn): once the handshake completed, anything at
+//     epoch 0 but a handshake or change_cipher_spec record; before, the
+//     same but alerts. One such datagram from a client's address used to
+//     end its association: pion v2 ends it for a plaintext close_notify,
+//     pion v3 answers a heartbeat, an ACK or any content type it does not
+//     know with a fatal alert (TestForgedEpoch0Records).
 //   - Forged records of later epochs reach the association and are
 //     discarded by the stack, which cannot authenticate them.
 //

@@ -29,9 +29,13 @@ type Stats struct {
 	// peer without one that did not open one, or records the peer's
 	// handshakes cannot take before the client proved its address.
 	UnknownPeer uint64
-	// Invalid counts epoch-0 alerts and application data sent to an
-	// established association, which no stack may accept (RFC 6347
-	// §4.1.2.7): one forged datagram would otherwise end it in pion v2.
+	// Invalid counts datagrams holding an epoch-0 record that no stack
+	// accepts in the association's state (RFC 6347 §4.1.2.7): once
+	// established, anything at epoch 0 but a handshake or
+	// change_cipher_spec record; during a handshake, the same but alerts.
+	// One such forged datagram would otherwise end the association: pion
+	// v2 acts on a plaintext close_notify, v3 answers a content type it
+	// does not know with a fatal alert.
 	Invalid uint64
 	// NotAccepting counts ClientHellos from new peers after Close.
 	NotAccepting uint64

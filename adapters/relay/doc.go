@@ -31,8 +31,11 @@
 //     WithCloseLinger if nothing crosses either way meanwhile (GnuTLS does
 //     not answer a client's close_notify), and at the cap on associations a
 //     closing one is reclaimed before a new client is refused.
-//   - A completed association drops epoch-0 alerts and application data,
-//     which no server may accept once keys are agreed (RFC 6347 §4.1.2.7).
+//   - A completed association drops datagrams holding an epoch-0 record
+//     other than a handshake, change_cipher_spec or (DTLS 1.3) ACK record,
+//     which no server may accept once keys are agreed (RFC 6347 §4.1.2.7);
+//     every association drops epoch-0 heartbeats, application data,
+//     tls12_cid and unassigned content types.
 //
 // A ClientHello with a client random that none of the client's
 // associations has starts a new association on a fresh upstream socket
@@ -79,8 +82,9 @@
 //     linger it ends the association, as the client's own close_notify
 //     would: the relay cannot tell the two apart. The client's next
 //     datagram is then dropped and it has to shake hands again.
-//   - A forged epoch-0 alert or application data on a completed association
-//     is dropped.
+//   - A forged epoch-0 alert, application data, heartbeat or record of a
+//     type no stack knows on a completed association is dropped, wherever
+//     it sits in the datagram.
 //
 // # Limits
 //

@@ -167,6 +167,10 @@ func New(pc *net.UDPConn, upstream netip.AddrPort, opts ...Option) (*Relay, erro
 		Rehandshake:       true,
 		InferCompletion:   true,
 		EndOnServerAlert:  true,
+		// The server behind may be any stack: it may use CIDs of a length
+		// the relay cannot see, and may speak DTLS 1.3.
+		CIDLength: record.CIDUnknown,
+		DTLS13:    true,
 	}, r.machineEnded)
 	if err != nil {
 		return nil, fmt.Errorf("relay: %w: %w", err, strayfilter.ErrInvalidOption)

@@ -66,9 +66,9 @@ type Stats struct {
 	// records its handshakes cannot take before the client proved its
 	// address (what a previous association left in flight).
 	DroppedUnknown uint64
-	// DroppedInvalid counts epoch-0 alerts and application data sent to a
-	// completed association: no server may accept them (RFC 6347
-	// §4.1.2.7), and a forged one would end it in some.
+	// DroppedInvalid counts datagrams holding an epoch-0 record that no
+	// server accepts in the association's state (RFC 6347 §4.1.2.7; see
+	// the package documentation): a forged one would end it in some.
 	DroppedInvalid uint64
 	// Echoes counts closing alerts sent again to quiet clients whose
 	// strays showed they missed them (WithCloseEcho).

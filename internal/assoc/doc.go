@@ -51,9 +51,15 @@
 //     server has not answered, which may have forgotten the client after
 //     its cookie and would take the record as a new connection. A record
 //     no association can take is dropped.
-//  5. An established association drops what can never be valid on it: a
-//     plaintext (epoch-0) alert or epoch-0 application data. Everything
-//     else passes untouched.
+//  5. No association receives an epoch-0 record that no stack accepts in
+//     its state, wherever it sits in the datagram (stacks act on every
+//     record in turn): once established, anything at epoch 0 but a
+//     handshake or change_cipher_spec record (a plaintext alert,
+//     application data, heartbeat, tls12_cid, an unassigned type; an ACK
+//     unless Config.DTLS13); during a handshake, the same but alerts. Such
+//     a datagram is dropped; everything else passes untouched. pion acts
+//     on them: v2 ends an association for a plaintext close_notify, v3 for
+//     any content type it does not know (it answers with a fatal alert).
 //  6. Closing (relay): a client's alert at epoch ≥ 1 on an established
 //     association makes it Closing. It ends after CloseLinger if nothing
 //     crosses in either direction meanwhile; any datagram makes it

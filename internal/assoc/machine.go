@@ -76,7 +76,7 @@ const (
 	DropNoAssociation      // not a ClientHello, from a peer without an association
 	DropNotAccepting       // a ClientHello that would open one after StopAccepting
 	DropRefused            // a cookie echo the caps could not admit, or a ClientHello from a peer whose every handshake is verified
-	DropInvalid            // epoch-0 alert or application data on an established association (rule 5)
+	DropInvalid            // an epoch-0 record no stack accepts in the association's state (rule 5)
 	DropUnproved           // a record the peer's unanswered handshakes cannot take yet (rule 4)
 	NumDrops
 )
@@ -122,6 +122,13 @@ type Config struct {
 	// EndOnServerAlert ends an association once its server sent a closing
 	// alert (see record.CarriesClosingAlert).
 	EndOnServerAlert bool
+	// CIDLength is the length of the Connection IDs the server receives
+	// (RFC 9146): 0 when it negotiates none, record.CIDUnknown when the
+	// shell cannot know. Rule 5 splits datagrams into records with it.
+	CIDLength int
+	// DTLS13 says the stack may speak DTLS 1.3, whose ACK records may be
+	// sent at epoch 0; otherwise an epoch-0 ACK is invalid too (rule 5).
+	DTLS13 bool
 }
 
 // ErrInvalidConfig is wrapped by Validate's errors.
@@ -140,6 +147,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("caps %d and %d: must not be negative: %w", c.MaxHandshakes, c.MaxAssociations, ErrInvalidConfig)
 	case c.IdleTimeout < 0, c.CloseLinger < 0:
 		return fmt.Errorf("idle timeout %v and close linger %v: must not be negative: %w", c.IdleTimeout, c.CloseLinger, ErrInvalidConfig)
+	case c.CIDLength < record.CIDUnknown || c.CIDLength > 255:
+		return fmt.Errorf("connection ID length %d: must be 0 to 255, or record.CIDUnknown: %w", c.CIDLength, ErrInvalidConfig)
 	}
 	return nil
 }
@@ -284,6 +293,9 @@ type Machine[T any] struct {
 	g         Gauges
 	c         Counters
 	accepting bool
+	// Rule 5: the epoch-0 content types a handshake, and an established
+	// association, may receive.
+	hsOK, liveOK record.TypeSet
 }
 
 // New returns an empty Machine. onEnd is called for every association
@@ -297,7 +309,29 @@ func New[T any](cfg Config, onEnd func(a *Assoc[T], why EndReason, quiet bool)) 
 	if onEnd == nil {
 		return nil, fmt.Errorf("nil end callback: %w", ErrInvalidConfig)
 	}
-	return &Machine[T]{cfg: cfg, onEnd: onEnd, seed: maphash.MakeSeed(), peers: make(map[netip.AddrPort]*peer[T]), accepting: true}, nil
+	m := &Machine[T]{cfg: cfg, onEnd: onEnd, seed: maphash.MakeSeed(), peers: make(map[netip.AddrPort]*peer[T]), accepting: true}
+	m.hsOK = record.Types(record.ContentTypeChangeCipherSpec, record.ContentTypeAlert, record.ContentTypeHandshake)
+	m.liveOK = record.Types(record.ContentTypeChangeCipherSpec, record.ContentTypeHandshake)
+	if cfg.DTLS13 {
+		m.hsOK |= record.Types(record.ContentTypeACK)
+		m.liveOK |= record.Types(record.ContentTypeACK)
+	}
+	return m, nil
+}
+
+// SoleTakes reports whether a datagram from a peer whose Sole association
+// it is goes to that association: whether it is neither a handshake record
+// nor invalid on an established association (rule 5). It reads only the
+// configuration, so it is safe to call concurrently with anything.
+func (m *Machine[T]) SoleTakes(d []byte) bool {
+	return len(d) == 0 || d[0] != record.ContentTypeHandshake && m.epoch0(d)&^m.liveOK == 0
+}
+
+func (m *Machine[T]) epoch0(d []byte) record.TypeSet {
+	if len(d) < 13 {
+		return 0 // no whole record: stacks discard it
+	}
+	return record.Epoch0Types(d, m.cfg.CIDLength)
 }
 
 // Config returns the configuration the Machine runs with.
@@ -315,10 +349,9 @@ func (m *Machine[T]) StopAccepting() { m.accepting = false }
 
 // Sole returns the peer's established association when it has no
 // handshake beside it. Until the peer's state changes, every datagram from
-// it that is neither a handshake record (a ClientHello may start one) nor
-// an epoch-0 alert or application data (rule 5) goes to that association
-// and nowhere else, so a shell may route such datagrams to it without
-// asking, and must ask again once that association ends.
+// it that SoleTakes goes to that association and nowhere else, so a shell
+// may route such datagrams to it without asking, and must ask again once
+// that association ends.
 func (m *Machine[T]) Sole(peer netip.AddrPort) *Assoc[T] {
 	if p := m.peers[peer]; p != nil && p.n == 0 && p.live != nil && p.live.state == Established && m.cfg.CloseLinger == 0 && m.cfg.IdleTimeout == 0 {
 		return p.live
@@ -335,6 +368,11 @@ func (m *Machine[T]) Client(now int64, from netip.AddrPort, d []byte) (r Route[T
 		// datagram that cannot be a ClientHello.
 		m.toLive(now, p.live, d, &r)
 		return r
+	}
+	if m.epoch0(d)&^m.hsOK != 0 {
+		// Rule 5: a record no stack accepts in any state, which pion acts
+		// on by ending the association, wherever it sits in the datagram.
+		return m.drop(&r, DropInvalid)
 	}
 	var rec record.Record
 	rec.Parse(d)
@@ -390,6 +428,11 @@ func (m *Machine[T]) Client(now int64, from netip.AddrPort, d []byte) (r Route[T
 	if r.N == 0 && r.Drop == DropNone {
 		return m.drop(&r, DropUnproved)
 	}
+	if r.N > 0 {
+		// The established association refused it (rule 5; counted), but a
+		// handshake beside it takes it.
+		r.Drop = DropNone
+	}
 	return r
 }
 
@@ -407,10 +450,10 @@ func (m *Machine[T]) deliver(now int64, a *Assoc[T], r *Route[T]) {
 // toLive delivers to the peer's established association, applying rules 5
 // and 6.
 func (m *Machine[T]) toLive(now int64, a *Assoc[T], d []byte, r *Route[T]) {
-	if len(d) >= 13 && (d[0] == record.ContentTypeAlert || d[0] == record.ContentTypeApplicationData) &&
-		d[1] == 0xfe && d[3] == 0 && d[4] == 0 {
-		// Rule 5: no stack accepts these once keys are agreed, and pion v2
-		// acts on a plaintext alert: one forged datagram would end it.
+	if m.epoch0(d)&^m.liveOK != 0 {
+		// Rule 5: no stack accepts these once keys are agreed, and pion
+		// acts on them (v2 on a plaintext alert, v3 on any type it does not
+		// know): one forged datagram would end the association.
 		m.drop(r, DropInvalid)
 		return
 	}

@@ -420,6 +420,11 @@ func TestEstablishedDropsWhatCannotBeValid(t *testing.T) {
 	live := h.establish(p, 1)
 	wantDrop(t, "plaintext close_notify", h.client(p, plainCloseNotify), DropInvalid)
 	wantDrop(t, "plaintext application data", h.client(p, plainAppData), DropInvalid)
+	wantDrop(t, "plaintext heartbeat", h.client(p, dtlsRecord(24, 0, []byte{1, 0, 1, 0})), DropInvalid)
+	wantDrop(t, "unassigned type 27", h.client(p, dtlsRecord(27, 0, nil)), DropInvalid)
+	wantDrop(t, "epoch-0 ACK (DTLS 1.2 stack)", h.client(p, dtlsRecord(26, 0, []byte{0, 0})), DropInvalid)
+	wantDrop(t, "plaintext close_notify behind application data",
+		h.client(p, append(append([]byte(nil), appData...), plainCloseNotify...)), DropInvalid)
 	for name, d := range map[string][]byte{
 		"retransmitted flight 5": clientKeyExchange, "change_cipher_spec": changeCipherSpec,
 		"Finished": finished, "application data": appData, "encrypted alert": encryptedAlert,

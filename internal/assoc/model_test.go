@@ -100,7 +100,7 @@ func cookieOf(a *Assoc[int]) []byte { return []byte{byte(a.Handle), byte(a.Handl
 // sends.
 func (mo *model) clientDatagram(peer netip.AddrPort, kind, arg byte) []byte {
 	_, hs := mo.snapshot(peer)
-	switch kind % 15 {
+	switch kind % 18 {
 	case 0, 1:
 		return clientHello(1+arg%6, nil) // a small set of randoms, so copies happen
 	case 2:
@@ -133,6 +133,13 @@ func (mo *model) clientDatagram(peer netip.AddrPort, kind, arg byte) []byte {
 		return stun
 	case 13:
 		return nil
+	case 15:
+		return dtlsRecord(24, 0, []byte{1, 0, 1, 0}) // heartbeat: no stack takes it at epoch 0
+	case 16:
+		// A plaintext alert behind a protected record: stacks act on each.
+		return append(append([]byte(nil), appData...), plainCloseNotify...)
+	case 17:
+		return dtlsRecord(26, 0, []byte{0, 0}) // an epoch-0 ACK: DTLS 1.3 only
 	default:
 		return []byte{22, 0xfe, 0xfd, 0, 0} // malformed
 	}
@@ -269,7 +276,14 @@ func (mo *model) clientEvent(peer netip.AddrPort, kind, arg byte) {
 		return nil
 	}
 
+	hsOK, liveOK := record.Types(20, 21, 22), record.Types(20, 22)
+	if mo.cfg.DTLS13 {
+		hsOK, liveOK = hsOK|record.Types(26), liveOK|record.Types(26)
+	}
+	epoch0 := record.Epoch0Types(d, mo.cfg.CIDLength)
 	switch {
+	case epoch0&^hsOK != 0: // rule 5, in every state
+		mo.wantDrop(r, DropInvalid)
 	case live == nil && len(hs) == 0 && !rec.OpensAssociation():
 		mo.wantDrop(r, DropNoAssociation)
 	case rec.OpensAssociation():
@@ -340,7 +354,8 @@ func (mo *model) clientEvent(peer netip.AddrPort, kind, arg byte) {
 		var want []*Assoc[int]
 		// Verifying a handshake at the cap may reclaim the peer's own
 		// closing association (checked above: only a closing one).
-		if live != nil && live.a.state != Ended {
+		liveRefuses := live != nil && epoch0&^liveOK != 0 // rule 5
+		if live != nil && live.a.state != Ended && !liveRefuses {
 			want = append(want, live.a)
 		}
 		for _, s := range hs {
@@ -348,12 +363,16 @@ func (mo *model) clientEvent(peer netip.AddrPort, kind, arg byte) {
 				want = append(want, s.a)
 			}
 		}
+		if len(want) == 0 && liveRefuses {
+			mo.wantDrop(r, DropInvalid)
+			break
+		}
 		if len(want) == 0 {
 			mo.wantDrop(r, DropUnproved)
 			break
 		}
 		mo.wantOnly(r, want...)
-		if live != nil && live.a.state != Ended {
+		if live != nil && live.a.state != Ended && !liveRefuses {
 			mo.checkClosingRule(live, d)
 		}
 	}
@@ -362,7 +381,11 @@ func (mo *model) clientEvent(peer netip.AddrPort, kind, arg byte) {
 // checkLive checks a datagram for the established association alone
 // against rules 5 and 6.
 func (mo *model) checkLive(r Route[int], live *snap, d []byte) {
-	if len(d) >= 13 && (d[0] == 21 || d[0] == 23) && d[3] == 0 && d[4] == 0 {
+	liveOK := record.Types(20, 22)
+	if mo.cfg.DTLS13 {
+		liveOK |= record.Types(26)
+	}
+	if record.Epoch0Types(d, mo.cfg.CIDLength)&^liveOK != 0 {
 		mo.wantDrop(r, DropInvalid)
 		return
 	}
@@ -632,6 +655,7 @@ func modelConfig(r *rand.Rand) Config {
 		Rehandshake:       r.IntN(4) != 0,
 		InferCompletion:   r.IntN(2) == 0,
 		EndOnServerAlert:  r.IntN(2) == 0,
+		DTLS13:            r.IntN(2) == 0,
 	}
 	if r.IntN(2) == 0 {
 		cfg.IdleTimeout = 60 * time.Second
