@@ -126,3 +126,62 @@ func (r *Record) AsksForCookie() bool {
 	return r.Class == ClassHandshake && r.HasHandshakeHeader && r.FragmentOffset == 0 &&
 		(r.MsgType == HandshakeTypeHelloVerifyRequest || r.hello == helloRetryRequest)
 }
+
+// extensionConnectionID is the connection_id extension (RFC 9146 §3).
+const extensionConnectionID = 54
+
+// ServerConnectionID returns the Connection ID a server's ServerHello
+// names in its connection_id extension (RFC 9146 §3): the CID the client
+// is to put in every tls12_cid record it sends the server. It reads the
+// ServerHello the datagram starts with, whole in its first fragment (a
+// ServerHello is small; pion never fragments it). ok is false when there
+// is no such ServerHello or it carries no connection_id extension; an
+// empty CID (the server receives none) is returned with ok true. The CID
+// aliases the datagram, which must be the one r was inspected from.
+func (r *Record) ServerConnectionID(datagram []byte) (cid []byte, ok bool) {
+	if r.hello != helloServer || r.FragmentLength != r.MessageLength {
+		return nil, false
+	}
+	end := bodyAt + int(r.FragmentLength)
+	// server_version(2) random(32) session_id<0..32> cipher_suite(2)
+	// compression_method(1) extensions<0..2^16-1>
+	at := randomAt + 32
+	if end <= at {
+		return nil, false
+	}
+	at += 1 + int(datagram[at]) + 2 + 1
+	if end < at+2 {
+		return nil, false
+	}
+	extEnd := at + 2 + (int(datagram[at])<<8 | int(datagram[at+1]))
+	if extEnd > end {
+		return nil, false
+	}
+	for at += 2; at+4 <= extEnd; {
+		typ := int(datagram[at])<<8 | int(datagram[at+1])
+		n := int(datagram[at+2])<<8 | int(datagram[at+3])
+		at += 4
+		if at+n > extEnd {
+			return nil, false
+		}
+		if typ == extensionConnectionID {
+			if n < 1 || 1+int(datagram[at]) != n {
+				return nil, false
+			}
+			return datagram[at+1 : at+n], true
+		}
+		at += n
+	}
+	return nil, false
+}
+
+// ConnectionID returns the CID of the tls12_cid record a datagram starts
+// with, for a receiver whose CIDs are n bytes long (RFC 9146 §4: the
+// length is not on the wire). It aliases the datagram, which must be the
+// one r was inspected from.
+func (r *Record) ConnectionID(datagram []byte, n int) ([]byte, bool) {
+	if r.Class != ClassConnectionID || n < 1 || len(datagram) < 11+n+2 {
+		return nil, false
+	}
+	return datagram[11 : 11+n], true
+}

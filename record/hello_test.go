@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"testing"
 
+	"github.com/pion/dtls/v3/pkg/protocol/extension"
 	"github.com/pion/dtls/v3/pkg/protocol/handshake"
 
 	"github.com/straydtls/straydtls/record"
@@ -122,6 +123,7 @@ func checkHellosAgainstPion(t *testing.T, data []byte) {
 			}
 		}
 	}
+	checkServerCIDAgainstPion(t, data, &r)
 	cookie, ok := r.HelloVerifyCookie(data)
 	if ok && !r.AsksForCookie() {
 		t.Fatalf("% x: a HelloVerifyRequest that does not ask for a cookie", data)
@@ -146,5 +148,69 @@ func TestHelloParsingDoesNotAllocate(t *testing.T) {
 		r.AsksForCookie()
 	}); n != 0 {
 		t.Fatalf("hello parsing allocates %v times per call", n)
+	}
+}
+
+// checkServerCIDAgainstPion: wherever pion reads a whole ServerHello, the
+// CID ServerConnectionID returns is the one pion's connection_id extension
+// holds (what pion's own listener routes by).
+func checkServerCIDAgainstPion(t *testing.T, data []byte, r *record.Record) {
+	t.Helper()
+	cid, ok := r.ServerConnectionID(data)
+	if !r.HasHandshakeHeader || r.MsgType != record.HandshakeTypeServerHello || r.FragmentOffset != 0 || r.FragmentLength != r.MessageLength {
+		if ok {
+			t.Fatalf("% x: a CID %x read from what is no whole ServerHello", data, cid)
+		}
+		return
+	}
+	var m handshake.MessageServerHello
+	if err := m.Unmarshal(data[13+12 : 13+12+int(r.FragmentLength)]); err != nil {
+		return
+	}
+	for _, e := range m.Extensions {
+		if c, isCID := e.(*extension.ConnectionID); isCID {
+			if !ok || !bytes.Equal(c.CID, cid) {
+				t.Fatalf("% x: pion reads CID %x, ServerConnectionID %x (%v)", data, c.CID, cid, ok)
+			}
+			return
+		}
+	}
+	if ok {
+		t.Fatalf("% x: ServerConnectionID %x where pion reads no connection_id extension", data, cid)
+	}
+}
+
+// TestServerConnectionID: the CID in pion's captured ServerHello is the
+// one the client then puts in every tls12_cid record it sends.
+func TestServerConnectionID(t *testing.T) {
+	files := recordsByName(t)
+	sh := files["pion-v3-cid-03-server-ServerHello-frag0.hex"]
+	r := record.Inspect(sh)
+	cid, ok := r.ServerConnectionID(sh)
+	if !ok || len(cid) != 8 {
+		t.Fatalf("ServerConnectionID of pion's ServerHello: %x, %v; want 8 bytes", cid, ok)
+	}
+	for _, name := range []string{"pion-v3-cid-06-client-connection-id-epoch1.hex", "pion-v3-cid-08-client-connection-id-epoch1.hex"} {
+		d := files[name]
+		r := record.Inspect(d)
+		got, ok := r.ConnectionID(d, len(cid))
+		if !ok || !bytes.Equal(got, cid) {
+			t.Errorf("%s: ConnectionID %x, %v; want the ServerHello's %x", name, got, ok, cid)
+		}
+	}
+	ch := files["pion-v2-02-client-ClientHello-frag0.hex"]
+	if r := record.Inspect(ch); func() bool { _, ok := r.ConnectionID(ch, 8); return ok }() {
+		t.Error("a ClientHello has a CID")
+	}
+	hvr := files["pion-v3-cid-01-server-HelloVerifyRequest-frag0.hex"]
+	r = record.Inspect(hvr)
+	if _, ok := r.ServerConnectionID(hvr); ok {
+		t.Error("a HelloVerifyRequest names a CID")
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		r := record.Inspect(sh)
+		r.ServerConnectionID(sh)
+	}); n != 0 {
+		t.Fatalf("ServerConnectionID allocates %v times", n)
 	}
 }
