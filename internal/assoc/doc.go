@@ -84,6 +84,19 @@
 //     of its own handshake, which a DTLS client takes as a reason to
 //     start over with a cookie its server never issued (pion's server
 //     then ends the handshake with a fatal alert).
+//  9. Connection IDs (RFC 9146), with Config.CIDLength > 0. The CID a
+//     server names in its ServerHello's connection_id extension routes
+//     every tls12_cid record carrying it to that association, whatever its
+//     source address; a tls12_cid record with an unknown CID (a closed
+//     association's, a forged one) goes nowhere. An unverified handshake
+//     whose CID comes back is verified: only the client the server
+//     answered knows it. A record never moves an association: the shell
+//     reports (Moved) when the stack, having authenticated a record from a
+//     new address, sends there, and only then do the address-keyed rules
+//     (re-handshakes, the quiet period at close) follow to that address,
+//     unless another established association holds it. CIDs are the
+//     server's to choose: if two associations name the same, the newer
+//     takes the route.
 //
 // A datagram never ends or demotes a verified association: it can evict
 // only Unverified ones (rule 1), reclaim only Closing ones (rule 6), and

@@ -78,10 +78,11 @@ const (
 	DropRefused            // a cookie echo the caps could not admit, or a ClientHello from a peer whose every handshake is verified
 	DropInvalid            // an epoch-0 record no stack accepts in the association's state (rule 5)
 	DropUnproved           // a record the peer's unanswered handshakes cannot take yet (rule 4)
+	DropUnknownCID         // a tls12_cid record whose CID no association has (rule 9)
 	NumDrops
 )
 
-var dropNames = [NumDrops]string{"none", "no-association", "not-accepting", "refused", "invalid", "unproved"}
+var dropNames = [NumDrops]string{"none", "no-association", "not-accepting", "refused", "invalid", "unproved", "unknown-cid"}
 
 func (d Drop) String() string {
 	if d < NumDrops {
@@ -124,7 +125,8 @@ type Config struct {
 	EndOnServerAlert bool
 	// CIDLength is the length of the Connection IDs the server receives
 	// (RFC 9146): 0 when it negotiates none, record.CIDUnknown when the
-	// shell cannot know. Rule 5 splits datagrams into records with it.
+	// shell cannot know. Rule 5 splits datagrams into records with it; a
+	// positive length turns on routing by CID (rule 9).
 	CIDLength int
 	// DTLS13 says the stack may speak DTLS 1.3, whose ACK records may be
 	// sent at epoch 0; otherwise an epoch-0 ACK is invalid too (rule 5).
@@ -169,6 +171,9 @@ type Assoc[T any] struct {
 	answered    bool
 	retired     bool
 	rehandshake bool // opened beside an established association of its peer
+	// cid is the Connection ID its server named in its ServerHello (rule
+	// 9); empty without one.
+	cid string
 
 	opened, since, last int64 // ns: first ClientHello, current state, last datagram
 
@@ -192,6 +197,10 @@ func (a *Assoc[T]) Retired() bool { return a.retired }
 // Rehandshake reports whether the association was opened beside an
 // established association of the same client (RFC 6347 §4.2.8).
 func (a *Assoc[T]) Rehandshake() bool { return a.rehandshake }
+
+// ConnectionID returns the CID the association's records are routed by
+// (rule 9), empty if none.
+func (a *Assoc[T]) ConnectionID() string { return a.cid }
 
 // peer is what one client addr:port has: at most one established (or
 // closing) association and up to MaxPerPeer handshakes, oldest first.
@@ -269,6 +278,12 @@ type Counters struct {
 	RehandshakesAbandoned uint64
 	// CookiesWithheld counts cookie requests not forwarded (rule 8).
 	CookiesWithheld uint64
+	// CIDsBound counts CIDs learnt from ServerHellos; CIDCollisions those
+	// that another association already had (the newer takes the route).
+	CIDsBound, CIDCollisions uint64
+	// Moved counts peer address updates (rule 9); MovedDetached those
+	// whose new address had another association, which keeps it.
+	Moved, MovedDetached uint64
 	Ended           [NumEndReasons]uint64
 	Dropped         [NumDrops]uint64
 }
@@ -285,6 +300,7 @@ type Machine[T any] struct {
 	onEnd func(a *Assoc[T], why EndReason, quiet bool)
 	seed  maphash.Seed
 	peers map[netip.AddrPort]*peer[T]
+	cids  map[string]*Assoc[T] // rule 9; nil without CID routing
 
 	uhead, utail *Assoc[T] // Unverified, oldest first
 	chead, ctail *Assoc[T] // Closing, oldest first
@@ -316,6 +332,9 @@ func New[T any](cfg Config, onEnd func(a *Assoc[T], why EndReason, quiet bool)) 
 		m.hsOK |= record.Types(record.ContentTypeACK)
 		m.liveOK |= record.Types(record.ContentTypeACK)
 	}
+	if cfg.CIDLength > 0 {
+		m.cids = make(map[string]*Assoc[T])
+	}
 	return m, nil
 }
 
@@ -324,7 +343,13 @@ func New[T any](cfg Config, onEnd func(a *Assoc[T], why EndReason, quiet bool)) 
 // nor invalid on an established association (rule 5). It reads only the
 // configuration, so it is safe to call concurrently with anything.
 func (m *Machine[T]) SoleTakes(d []byte) bool {
-	return len(d) == 0 || d[0] != record.ContentTypeHandshake && m.epoch0(d)&^m.liveOK == 0
+	if len(d) == 0 {
+		return true
+	}
+	if d[0] == record.ContentTypeHandshake || d[0] == record.ContentTypeConnectionID && m.cids != nil {
+		return false // a ClientHello may open a handshake; a CID routes by itself
+	}
+	return m.epoch0(d)&^m.liveOK == 0
 }
 
 func (m *Machine[T]) epoch0(d []byte) record.TypeSet {
@@ -362,6 +387,10 @@ func (m *Machine[T]) Sole(peer netip.AddrPort) *Assoc[T] {
 // Client routes a datagram a client sent. now is in nanoseconds on any
 // clock that does not go backwards.
 func (m *Machine[T]) Client(now int64, from netip.AddrPort, d []byte) (r Route[T]) {
+	if m.cids != nil && len(d) > 0 && d[0] == record.ContentTypeConnectionID {
+		m.byCID(now, d, &r)
+		return r
+	}
 	p := m.peers[from]
 	if p != nil && p.n == 0 && p.live != nil && (len(d) == 0 || d[0] != record.ContentTypeHandshake) {
 		// The common case: an established association alone, and a
@@ -434,6 +463,100 @@ func (m *Machine[T]) Client(now int64, from netip.AddrPort, d []byte) (r Route[T
 		r.Drop = DropNone
 	}
 	return r
+}
+
+// byCID routes a tls12_cid record by its CID alone, whatever its source
+// (rule 9): the association's stack authenticates it or discards it.
+func (m *Machine[T]) byCID(now int64, d []byte, r *Route[T]) {
+	var rec record.Record
+	rec.Parse(d)
+	cid, ok := rec.ConnectionID(d, m.cfg.CIDLength)
+	if !ok {
+		m.drop(r, DropInvalid) // an epoch-0 or truncated tls12_cid record
+		return
+	}
+	a := m.cids[string(cid)]
+	if a == nil {
+		m.drop(r, DropUnknownCID)
+		return
+	}
+	if m.epoch0(d)&^m.hsOK != 0 {
+		m.drop(r, DropInvalid)
+		return
+	}
+	switch a.state {
+	case Unverified:
+		// The CID came in the server's answer, sent to the client's
+		// address alone: echoing it proves the address as a cookie does.
+		if !m.verify(now, a) {
+			m.drop(r, DropRefused)
+			return
+		}
+		m.deliver(now, a, r)
+	case Handshaking:
+		m.deliver(now, a, r)
+	default:
+		m.toLive(now, a, d, r)
+	}
+}
+
+// bindCID routes the CID a's server named to a (rule 9).
+func (m *Machine[T]) bindCID(a *Assoc[T], cid []byte) {
+	if a.cid == string(cid) {
+		return
+	}
+	m.unbindCID(a)
+	if len(cid) != m.cfg.CIDLength {
+		return // not a length the shell can route by
+	}
+	a.cid = string(cid)
+	if old := m.cids[a.cid]; old != nil {
+		old.cid = ""
+		m.c.CIDCollisions++
+	}
+	m.cids[a.cid] = a
+	m.c.CIDsBound++
+}
+
+func (m *Machine[T]) unbindCID(a *Assoc[T]) {
+	if a.cid != "" && m.cids[a.cid] == a {
+		delete(m.cids, a.cid)
+	}
+	a.cid = ""
+}
+
+// Moved tells the Machine that a's stack now sends to a new address, to:
+// it authenticated a tls12_cid record from there (RFC 9146 §6), so that is
+// where the client is. Only an established association with a CID moves;
+// the shell passes only what its stack decided, never what a datagram
+// claims. The association takes its new address's place (ClientHellos
+// from there are its client's re-handshakes, a close quiets that
+// address) unless another established association holds it, which keeps
+// it: then a goes on by CID alone and quiets no address when it ends.
+// Moved reports whether a now belongs to to.
+func (m *Machine[T]) Moved(a *Assoc[T], to netip.AddrPort) bool {
+	if a.cid == "" || a.state != Established && a.state != Closing || a.addr == to {
+		return false
+	}
+	old := a.p
+	old.remove(a)
+	if old.live == nil && old.n == 0 && m.peers[a.addr] == old {
+		delete(m.peers, a.addr)
+	}
+	a.addr = to
+	m.c.Moved++
+	q := m.peers[to]
+	if q == nil {
+		q = &peer[T]{}
+		m.peers[to] = q
+	}
+	if q.live != nil {
+		a.p = &peer[T]{live: a} // detached: in no map but the CIDs'
+		m.c.MovedDetached++
+		return false
+	}
+	q.live, a.p = a, q
+	return true
 }
 
 func (m *Machine[T]) drop(r *Route[T], why Drop) Route[T] {
@@ -661,6 +784,11 @@ func (m *Machine[T]) Server(now int64, a *Assoc[T], d []byte) Verdict {
 		} else if !rec.AsksForCookie() {
 			a.answered = true
 		}
+		if m.cids != nil {
+			if cid, ok := rec.ServerConnectionID(d); ok {
+				m.bindCID(a, cid)
+			}
+		}
 		if rec.AsksForCookie() && a.state == Unverified && a.p.movedOn(a) {
 			// Rule 8: the client has moved on from this ClientHello; a
 			// cookie request for it would only make the client restart its
@@ -697,7 +825,8 @@ func (p *peer[T]) movedOn(a *Assoc[T]) bool {
 // quiets reports whether ending a by a local event starts its client's
 // quiet period (rule 3).
 func (m *Machine[T]) quiets(a *Assoc[T]) bool {
-	return (a.state == Established || a.state == Closing) && !a.retired && !a.p.provedOther(a)
+	return (a.state == Established || a.state == Closing) && !a.retired && !a.p.provedOther(a) &&
+		m.peers[a.addr] == a.p // a detached association (rule 9) owns no address
 }
 
 // Closed tells the Machine that a's I/O ended on its own: the stack closed
@@ -790,6 +919,9 @@ func (m *Machine[T]) end(a *Assoc[T], why EndReason, quiet bool) {
 	}
 	a.state = Ended
 	m.unschedule(a)
+	if a.cid != "" {
+		m.unbindCID(a)
+	}
 	p := a.p
 	p.remove(a)
 	if p.live == nil && p.n == 0 && m.peers[a.addr] == p {

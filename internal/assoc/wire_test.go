@@ -88,3 +88,21 @@ func addr(i int) netip.AddrPort {
 }
 
 func ms(n int) int64 { return int64(time.Duration(n) * time.Millisecond) }
+
+// serverHelloCID is a ServerHello whose connection_id extension names cid.
+func serverHelloCID(cid []byte) []byte {
+	body := []byte{0xfe, 0xfd}
+	for range 32 {
+		body = append(body, 0x5e)
+	}
+	ext := append([]byte{0, 54, 0, byte(1 + len(cid)), byte(len(cid))}, cid...)
+	body = append(body, 0, 0xc0, 0x2b, 0, 0, byte(len(ext)))
+	return handshakeMsg(2, 1, append(body, ext...))
+}
+
+// cidRecord is a tls12_cid record at epoch 1 carrying cid.
+func cidRecord(cid []byte) []byte {
+	d := []byte{25, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 9}
+	d = append(d, cid...)
+	return append(d, 0, 24, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24)
+}
