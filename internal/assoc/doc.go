@@ -100,5 +100,6 @@
 //
 // A datagram never ends or demotes a verified association: it can evict
 // only Unverified ones (rule 1), reclaim only Closing ones (rule 6), and
-// change routing only through a handshake that a proved client completes.
+// change routing only through a handshake that a proved client completes,
+// or a record its stack authenticated (rule 9).
 package assoc
