@@ -29,6 +29,7 @@ type Conn struct {
 	learnAlerts bool
 	dropNonDTLS bool
 	echo        bool
+	exempt      func(netip.AddrPort, []byte) bool
 	logger      *slog.Logger
 	onDrop      func(netip.AddrPort, record.Reason)
 	closed      atomic.Bool
@@ -83,6 +84,7 @@ func New(pc net.PacketConn, opts ...Option) (*Conn, error) {
 		learnAlerts: !cfg.noAlerts,
 		dropNonDTLS: cfg.dropNonDTLS,
 		echo:        cfg.echo,
+		exempt:      cfg.exempt,
 		logger:      cfg.logger,
 		onDrop:      cfg.onDrop,
 	}
@@ -276,6 +278,9 @@ func (c *Conn) judge(ap netip.AddrPort, p []byte) (record.Reason, bool) {
 		return 0, false
 	}
 	if r.Class == record.ClassNotDTLS && !c.dropNonDTLS {
+		return 0, false
+	}
+	if c.exempt != nil && c.exempt(ap, p) {
 		return 0, false
 	}
 	reason := r.Reason()

@@ -376,6 +376,7 @@ func TestOptionsAreValidated(t *testing.T) {
 		{"nil logger", pc, []strayfilter.Option{strayfilter.WithLogger(nil)}, "logger is nil"},
 		{"nil clock", pc, []strayfilter.Option{strayfilter.WithClock(nil)}, "clock is nil"},
 		{"nil table", pc, []strayfilter.Option{strayfilter.WithTable(nil)}, "table is nil"},
+		{"nil exempt", pc, []strayfilter.Option{strayfilter.WithExempt(nil)}, "exempt function is nil"},
 		{"table and quiet period", pc, []strayfilter.Option{strayfilter.WithTable(table), strayfilter.WithQuietPeriod(time.Second)}, "WithQuietPeriod conflicts with WithTable"},
 	} {
 		_, err := strayfilter.New(tc.pc, tc.opts...)

@@ -168,6 +168,54 @@ func TestNonDTLSFromQuietPeer(t *testing.T) {
 	}
 }
 
+// TestExempt: a quiet peer's datagram that the exempt function claims
+// passes, uncounted and unechoed, on the single and the batch paths; the
+// rest of its strays are dropped; ClientHellos never reach the function.
+func TestExempt(t *testing.T) {
+	peer := udpAddr("192.0.2.1:1000")
+	live := []byte{25, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 9, 'l', 'i', 'v', 'e', 0, 1, 0}
+	dead := []byte{25, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 9, 'd', 'e', 'a', 'd', 0, 1, 0}
+	hello := loadRecord(t, "pion-v2-00-client-ClientHello-frag0.hex")
+	var asked [][]byte
+	fc := newFakeConn()
+	c, err := strayfilter.New(fc, strayfilter.WithExempt(func(ap netip.AddrPort, p []byte) bool {
+		if ap != peer.AddrPort() {
+			t.Errorf("asked about %v", ap)
+		}
+		asked = append(asked, bytes.Clone(p))
+		return bytes.Contains(p, []byte("live"))
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.MarkClosed(peer)
+	for _, d := range [][]byte{live, dead} {
+		fc.push(d, peer)
+	}
+	got := readAll(t, c)
+	if len(got) != 1 || !bytes.Equal(got[0].data, live) {
+		t.Fatalf("passed %d datagrams; want the exempt one alone", len(got))
+	}
+	if s := c.Stats(); s.Strays[record.ReasonConnectionID] != 1 {
+		t.Fatalf("strays %+v; want the other CID record alone counted", s.Strays)
+	}
+	b := strayfilter.NewBatch(4, 64)
+	fc.push(live, peer)
+	fc.push(dead, peer)
+	c.SetReadDeadline(time.Time{})
+	n, err := c.ReadBatchAddrPort(b)
+	if err != nil || n != 1 || !bytes.Equal(b.Bufs[0][:b.N[0]], live) {
+		t.Fatalf("batch: %d datagrams (%v); want the exempt one", n, err)
+	}
+	readAll(t, c) // what the batch left
+	asked = nil
+	fc.push(hello, peer)
+	readAll(t, c)
+	if len(asked) != 0 {
+		t.Fatal("a ClientHello was put to the exempt function")
+	}
+}
+
 func TestDropHookAndLogger(t *testing.T) {
 	fc := newFakeConn()
 	var logs bytes.Buffer

@@ -35,6 +35,7 @@ type config struct {
 	echo        bool
 	logger      *slog.Logger
 	onDrop      func(netip.AddrPort, record.Reason)
+	exempt      func(netip.AddrPort, []byte) bool
 }
 
 func invalid(format string, args ...any) error {
@@ -130,6 +131,25 @@ func WithCloseEcho(on bool) Option {
 func WithDropNonDTLS(on bool) Option {
 	return func(c *config) error {
 		c.dropNonDTLS = on
+		return nil
+	}
+}
+
+// WithExempt lets a datagram from a quiet peer pass when f says it belongs
+// to a live association all the same. It is for a shell that routes some
+// records by something other than their source address: a tls12_cid
+// record whose Connection ID (RFC 9146) a live association has belongs to
+// that association, even from an address a closed one left quiet, as when
+// a NAT hands a live client a port a closed one used. f is asked only about
+// a quiet peer's datagrams that are not ClientHellos, in the reading
+// goroutine; it must not keep p. It must never say yes on the strength of
+// the datagram alone: that would let anyone through.
+func WithExempt(f func(peer netip.AddrPort, p []byte) bool) Option {
+	return func(c *config) error {
+		if f == nil {
+			return invalid("exempt function is nil (leave WithExempt out to exempt nothing)")
+		}
+		c.exempt = f
 		return nil
 	}
 }
