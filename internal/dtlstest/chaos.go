@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -131,7 +132,7 @@ func (c *ChaosRun) Clients(t *testing.T, addr netip.AddrPort) {
 				if r%2 == 0 {
 					local = nil // a fresh port; the next round reuses it
 				}
-				uc, err := net.DialUDP("udp", local, net.UDPAddrFromAddrPort(addr))
+				uc, err := rebind(local, addr)
 				if err != nil {
 					t.Errorf("worker %d round %d: %v", w, r, err)
 					return
@@ -164,6 +165,21 @@ func (c *ChaosRun) Clients(t *testing.T, addr netip.AddrPort) {
 		}()
 	}
 	wg.Wait()
+}
+
+// rebind dials addr from local, the port the worker's previous round
+// used (nil for a fresh one). Closing a socket that a pion goroutine is
+// still reading from releases its port only once that read returns, so
+// the bind waits for the release, at most a second.
+func rebind(local *net.UDPAddr, addr netip.AddrPort) (*net.UDPConn, error) {
+	deadline := time.Now().Add(time.Second)
+	for {
+		uc, err := net.DialUDP("udp", local, net.UDPAddrFromAddrPort(addr))
+		if err == nil || !errors.Is(err, syscall.EADDRINUSE) || time.Now().After(deadline) {
+			return uc, err
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func isTimeout(err error) bool {
