@@ -249,6 +249,29 @@ func (r *Relay) upstreamFor(client netip.AddrPort) (*upstream, error) {
 	return u, nil
 }
 
+// Rebind gives client a new upstream socket, so the server sees it come
+// from a new port, and closes the old one, as a NAT does whose mapping
+// expired: what the server still sends to the old port is lost. It
+// returns the new address the server sees.
+func (r *Relay) Rebind(client netip.AddrPort) (netip.AddrPort, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old, ok := r.clients[client]
+	if !ok || r.closed {
+		return netip.AddrPort{}, fmt.Errorf("udprelay: rebind %v: no such client", client)
+	}
+	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(r.server))
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("udprelay: rebind %v: %w", client, err)
+	}
+	u := &upstream{conn: conn, client: client}
+	r.clients[client] = u
+	old.conn.Close()
+	r.wg.Add(1)
+	go r.readUpstream(u)
+	return conn.LocalAddr().(*net.UDPAddr).AddrPort(), nil
+}
+
 func (r *Relay) readUpstream(u *upstream) {
 	defer r.wg.Done()
 	buf := make([]byte, 65536)

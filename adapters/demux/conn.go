@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -28,10 +29,14 @@ const connBufferLimit = 1 << 20
 // a completed one puts its peer into its quiet period unless another
 // association of the same peer carries on.
 type Conn struct {
-	m     *mux
-	a     *assoc.Assoc[*Conn]
-	addr  netip.AddrPort
-	raddr *net.UDPAddr
+	m *mux
+	a *assoc.Assoc[*Conn]
+	// cur is the peer's address. It changes only for an association
+	// routed by Connection ID, when its stack sends to a new address.
+	cur atomic.Pointer[peerAddr]
+	// from caches the last source other than cur that ReadFrom reported,
+	// so a client that moved costs no allocation per datagram.
+	from atomic.Pointer[peerAddr]
 
 	buf           *packetio.Buffer
 	writeDeadline *deadline.Deadline
@@ -60,23 +65,40 @@ var (
 	_ net.PacketConn = (*Conn)(nil)
 )
 
+// peerAddr is an address in both forms, so that the *net.UDPAddr a stack
+// is handed for an address is always the same pointer: pion compares
+// addresses by identity.
+type peerAddr struct {
+	ap netip.AddrPort
+	ua *net.UDPAddr
+}
+
 func newConn(m *mux, a *assoc.Assoc[*Conn]) *Conn {
 	ap := a.Peer()
 	c := &Conn{
 		m:             m,
 		a:             a,
-		addr:          ap,
-		raddr:         net.UDPAddrFromAddrPort(ap),
 		buf:           packetio.NewBuffer(),
 		writeDeadline: deadline.New(),
 	}
+	c.cur.Store(&peerAddr{ap, net.UDPAddrFromAddrPort(ap)})
 	c.ctx, c.cancel = context.WithCancel(m.ctx)
 	c.buf.SetLimitSize(connBufferLimit)
 	return c
 }
 
-// deliver queues a datagram for the reader; a full buffer drops it, as a
-// full socket buffer would.
+// sourceLen is what a mux routing by Connection ID appends to each queued
+// datagram: its source address (16 bytes) and port. A client's records
+// may come from any address, and its stack must see which.
+const sourceLen = 18
+
+// sourceBufs hold a datagram and its source while ReadFrom takes them
+// apart: shared, so an association costs no buffer of its own.
+var sourceBufs = sync.Pool{New: func() any { b := make([]byte, maxDatagram+sourceLen); return &b }}
+
+// deliver queues a datagram from the peer for the reader; a full buffer
+// drops it, as a full socket buffer would. p is one the read loop owns,
+// with room behind it (see mux.withSource).
 func (c *Conn) deliver(p []byte) {
 	if _, err := c.buf.Write(p); errors.Is(err, packetio.ErrFull) {
 		c.m.stats.bufferFull.Add(1)
@@ -84,19 +106,51 @@ func (c *Conn) deliver(p []byte) {
 }
 
 // Peer returns the remote address as a netip.AddrPort.
-func (c *Conn) Peer() netip.AddrPort { return c.addr }
+func (c *Conn) Peer() netip.AddrPort { return c.cur.Load().ap }
 
 // Read reads the next datagram from the peer.
-func (c *Conn) Read(b []byte) (int, error) { return c.buf.Read(b) }
+func (c *Conn) Read(b []byte) (int, error) {
+	n, _, err := c.ReadFrom(b)
+	return n, err
+}
 
-// ReadFrom reads the next datagram from the peer.
+// ReadFrom reads the next datagram from the peer. Under a listener routing
+// by Connection ID the address is the datagram's source, which a client
+// that moved may have changed; otherwise it is always the peer's.
 func (c *Conn) ReadFrom(b []byte) (int, net.Addr, error) {
-	n, err := c.buf.Read(b)
-	return n, c.raddr, err
+	cur := c.cur.Load()
+	if c.m.cfg.cidLen == 0 {
+		n, err := c.buf.Read(b)
+		return n, cur.ua, err
+	}
+	sb := sourceBufs.Get().(*[]byte)
+	defer sourceBufs.Put(sb)
+	n, err := c.buf.Read(*sb)
+	if err != nil || n < sourceLen {
+		return 0, cur.ua, err
+	}
+	d := (*sb)[:n-sourceLen]
+	src := (*sb)[n-sourceLen : n]
+	from := netip.AddrPortFrom(netip.AddrFrom16([16]byte(src[:16])).Unmap(), uint16(src[16])<<8|uint16(src[17]))
+	n = copy(b, d)
+	if n < len(d) {
+		err = io.ErrShortBuffer
+	}
+	if from == cur.ap {
+		return n, cur.ua, err
+	}
+	if f := c.from.Load(); f != nil && f.ap == from {
+		return n, f.ua, err
+	}
+	f := &peerAddr{from, net.UDPAddrFromAddrPort(from)}
+	c.from.Store(f)
+	return n, f.ua, err
 }
 
 // Write sends a datagram to the peer.
-func (c *Conn) Write(b []byte) (int, error) {
+func (c *Conn) Write(b []byte) (int, error) { return c.write(b, c.cur.Load()) }
+
+func (c *Conn) write(b []byte, to *peerAddr) (int, error) {
 	select {
 	case <-c.writeDeadline.Done():
 		return 0, context.DeadlineExceeded
@@ -118,12 +172,25 @@ func (c *Conn) Write(b []byte) (int, error) {
 		a := bytes.Clone(b)
 		c.alert.Store(&a)
 	}
-	return c.m.fc.WriteToUDPAddrPort(b, c.addr)
+	return c.m.fc.WriteToUDPAddrPort(b, to.ap)
 }
 
-// WriteTo sends a datagram to the peer. The address is ignored: a Conn
-// speaks to one peer only.
-func (c *Conn) WriteTo(b []byte, _ net.Addr) (int, error) { return c.Write(b) }
+// WriteTo sends a datagram to the peer. A Conn speaks to one peer only, so
+// the address is ignored, but for one thing: under a listener routing by
+// Connection ID, an established association's stack names a new address
+// once it authenticated a record from there (RFC 9146 §6), and the peer
+// then moves there (see package assoc, rule 9).
+func (c *Conn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	cur := c.cur.Load()
+	if c.m.cfg.cidLen > 0 && addr != nil {
+		if ua, ok := addr.(*net.UDPAddr); ok {
+			if to := ua.AddrPort(); netip.AddrPortFrom(to.Addr().Unmap(), to.Port()) != cur.ap {
+				cur = c.m.moved(c, ua)
+			}
+		}
+	}
+	return c.write(b, cur)
+}
 
 // Close ends this association. Pending reads return io.EOF.
 func (c *Conn) Close() error {
@@ -139,7 +206,7 @@ func (c *Conn) Close() error {
 func (c *Conn) LocalAddr() net.Addr { return c.m.fc.LocalAddr() }
 
 // RemoteAddr returns the peer's address.
-func (c *Conn) RemoteAddr() net.Addr { return c.raddr }
+func (c *Conn) RemoteAddr() net.Addr { return c.cur.Load().ua }
 
 // SetDeadline sets the read and write deadlines.
 func (c *Conn) SetDeadline(t time.Time) error {

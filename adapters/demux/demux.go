@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/straydtls/straydtls/internal/assoc"
+	"github.com/straydtls/straydtls/record"
 	"github.com/straydtls/straydtls/strayfilter"
 )
 
@@ -54,6 +55,9 @@ type mux struct {
 	// whose flag was cleared, so the read loop sweeps them now and then.
 	sole  map[netip.AddrPort]*Conn
 	stale atomic.Int64
+	// src is the read loop's datagram with its source appended, for Conns
+	// of a mux routing by Connection ID (see Conn.deliver).
+	src []byte
 
 	stats counters
 }
@@ -68,11 +72,17 @@ func newMux(pc net.PacketConn, cfg config, inferCompletion bool, start func(*Con
 	// silence the other during a re-handshake, so alert detection is off.
 	fopts := append(append([]strayfilter.Option(nil), cfg.filterOpts...),
 		strayfilter.WithAlertDetection(false), strayfilter.WithCloseEcho(cfg.closeEcho))
+	m := &mux{}
+	if cfg.cidLen > 0 {
+		// A live association's CID records pass a quiet address: its
+		// client may have moved onto a port a closed client used.
+		fopts = append(fopts, strayfilter.WithExempt(m.liveCID))
+	}
 	fc, err := strayfilter.New(pc, fopts...)
 	if err != nil {
 		return nil, err
 	}
-	m := &mux{
+	*m = mux{
 		fc:       fc,
 		cfg:      cfg,
 		base:     time.Now(),
@@ -89,6 +99,7 @@ func newMux(pc net.PacketConn, cfg config, inferCompletion bool, start func(*Con
 		HandshakeTimeout:  cfg.handshakeTimeout,
 		Rehandshake:       cfg.rehandshake,
 		InferCompletion:   inferCompletion,
+		CIDLength:         cfg.cidLen,
 	}, m.ended)
 	if err != nil {
 		m.stop()
@@ -179,8 +190,12 @@ func (m *mux) read() error {
 // nothing beside it takes no lock; it allocates nothing for a known peer.
 func (m *mux) dispatch(now int64, ap netip.AddrPort, p []byte) {
 	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	if c := m.sole[ap]; c != nil && c.sole.Load() && m.sm.SoleTakes(p) {
-		c.deliver(p)
+	q := p // what the Conns queue
+	if m.cfg.cidLen > 0 {
+		q = m.withSource(p, ap)
+	}
+	if c := m.sole[ap]; c != nil && c.sole.Load() && m.sm.SoleTakes(p) && (m.cfg.cidLen == 0 || c.Peer() == ap) {
+		c.deliver(q)
 		return
 	}
 	m.mu.Lock()
@@ -204,11 +219,58 @@ func (m *mux) dispatch(now int64, ap netip.AddrPort, p []byte) {
 		m.start(opened)
 	}
 	for i := range r.N {
-		r.To[i].Handle.deliver(p)
+		r.To[i].Handle.deliver(q)
 	}
 	if n := m.stale.Load(); n > 64 && n > int64(len(m.sole))/4 {
 		m.sweep()
 	}
+}
+
+// withSource returns p with its source appended, in the read loop's own
+// buffer: a Conn under a mux routing by Connection ID reports each
+// datagram's source to its stack.
+func (m *mux) withSource(p []byte, ap netip.AddrPort) []byte {
+	a := ap.Addr().As16()
+	m.src = append(append(m.src[:0], p...), a[:]...)
+	return append(m.src, byte(ap.Port()>>8), byte(ap.Port()))
+}
+
+// liveCID is the filter's exemption under a mux routing by Connection ID:
+// a quiet address's tls12_cid record passes if a live association has its
+// CID. It runs in the read loop, only for a quiet peer's datagrams.
+func (m *mux) liveCID(_ netip.AddrPort, p []byte) bool {
+	if len(p) == 0 || p[0] != record.ContentTypeConnectionID {
+		return false
+	}
+	var r record.Record
+	r.Parse(p)
+	cid, ok := r.ConnectionID(p, m.cfg.cidLen)
+	if !ok {
+		return false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.sm.ByCID(cid) != nil
+}
+
+// moved is Conn.WriteTo's: c's stack sends to ua, a new address. The
+// machine decides whether the association moves (rule 9); the datagram
+// goes wherever the peer now is.
+func (m *mux) moved(c *Conn, ua *net.UDPAddr) *peerAddr {
+	to := ua.AddrPort()
+	to = netip.AddrPortFrom(to.Addr().Unmap(), to.Port())
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.sm.Moved(c.a, to)
+	if c.a.Peer() != to {
+		return c.cur.Load()
+	}
+	cur := &peerAddr{to, ua}
+	c.cur.Store(cur)
+	if c.sole.Swap(false) {
+		m.stale.Add(1) // the next datagram from its new address asks again
+	}
+	return cur
 }
 
 // sweep drops the sole-route entries whose Conn ended. Only the read loop

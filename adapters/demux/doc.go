@@ -97,4 +97,22 @@
 // client completes does. Turn it off with WithRehandshake(false).
 // PacketListener cannot offer it: pion's listener on top of it runs the
 // handshake out of its sight.
+//
+// # Connection IDs
+//
+// With WithConnectionIDs(n), a tls12_cid record (RFC 9146) is routed by
+// its n-byte CID to the association whose stack named that CID in its
+// ServerHello, whatever address it comes from; everything else is routed
+// by address. A Conn then reports each datagram's source in ReadFrom. The
+// stack decides whether a record from a new address is genuine: pion v3
+// authenticates it and, if it is the newest, sends its answers there
+// (RFC 9146 §6). When a Conn's stack writes to a new address, the
+// association moves there: its re-handshakes and its quiet period at
+// close follow (unless another established association holds that
+// address, which keeps it). A forged tls12_cid record with a live CID
+// reaches the stack, which discards it, and moves nothing; one with an
+// unknown CID, a closed association's late records among them, goes
+// nowhere (Stats.UnknownCID), from any address. A live association's
+// tls12_cid records pass an address a closed one left quiet
+// (strayfilter.WithExempt). Both Listener and PacketListener route by CID.
 package demux

@@ -157,7 +157,7 @@ func (l *Listener) log(msg string, c *Conn, attrs ...slog.Attr) {
 	if lg == nil || !lg.Enabled(context.Background(), slog.LevelDebug) {
 		return
 	}
-	attrs = append(attrs, slog.String("peer", c.addr.String()), slog.Bool("rehandshake", c.a.Rehandshake()))
+	attrs = append(attrs, slog.String("peer", c.Peer().String()), slog.Bool("rehandshake", c.a.Rehandshake()))
 	lg.LogAttrs(context.Background(), slog.LevelDebug, "demux: "+msg, attrs...)
 }
 
@@ -225,7 +225,7 @@ func (l *PacketListener) AcceptWithContext(ctx context.Context) (net.PacketConn,
 	select {
 	case c := <-l.acceptCh:
 		l.m.stats.accepted.Add(1)
-		return c, c.raddr, nil
+		return c, c.RemoteAddr(), nil
 	case <-l.done:
 		return nil, nil, ErrListenerClosed
 	case <-l.m.readDone:

@@ -36,6 +36,7 @@ type config struct {
 	backlog           int
 	rehandshake       bool
 	closeEcho         bool
+	cidLen            int
 	logger            *slog.Logger
 }
 
@@ -162,6 +163,25 @@ func WithRehandshake(on bool) Option {
 func WithCloseEcho(on bool) Option {
 	return func(c *config) error {
 		c.closeEcho = on
+		return nil
+	}
+}
+
+// WithConnectionIDs routes tls12_cid records (RFC 9146) by their
+// Connection ID of n bytes, the length of the CIDs the stack generates
+// (pion: len(Config.ConnectionIDGenerator())), instead of by address, so a
+// client whose NAT rebinds its port keeps its association. A Conn then
+// reports each datagram's source in ReadFrom, and when its stack, having
+// authenticated a record from a new address, writes there, the peer moves
+// (see package assoc, rule 9). 0, the default, routes by address alone;
+// the only choice for a stack that does not authenticate a record before
+// it follows its source.
+func WithConnectionIDs(n int) Option {
+	return func(c *config) error {
+		if n < 0 || n > 255 {
+			return invalid("connection ID length %d must be 0 to 255", n)
+		}
+		c.cidLen = n
 		return nil
 	}
 }

@@ -48,6 +48,18 @@ type Stats struct {
 	RehandshakeStarted   uint64
 	RehandshakeCompleted uint64
 	RehandshakeAbandoned uint64
+
+	// Connection IDs (WithConnectionIDs).
+	// UnknownCID counts tls12_cid records whose CID no association has:
+	// a closed association's late records, forged ones.
+	UnknownCID uint64
+	// Moved counts associations whose peer moved to a new address because
+	// the stack, having authenticated a record from there, sent there;
+	// MovedDetached those of them whose new address another established
+	// association held, which kept it.
+	Moved, MovedDetached uint64
+	// CIDCollisions counts CIDs the stack gave a second association.
+	CIDCollisions uint64
 }
 
 func (m *mux) snapshot() Stats {
@@ -69,6 +81,8 @@ func (m *mux) snapshot() Stats {
 	s.RehandshakeStarted = c.Rehandshakes
 	s.RehandshakeCompleted = c.Replaced
 	s.RehandshakeAbandoned = c.RehandshakesAbandoned
+	s.UnknownCID = c.Dropped[assoc.DropUnknownCID]
+	s.Moved, s.MovedDetached, s.CIDCollisions = c.Moved, c.MovedDetached, c.CIDCollisions
 	st := &m.stats
 	s.BufferFull = st.bufferFull.Load()
 	s.Accepted = st.accepted.Load()

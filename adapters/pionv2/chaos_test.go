@@ -27,5 +27,5 @@ import (
 func TestChaos(t *testing.T) {
 	dtlstest.RunChaosAdapter(t, func(opts ...demux.Option) (*demux.Listener, error) {
 		return pionv2.Listen("udp", loopback, dtlstest.ServerV2(t), opts...)
-	}, dtlstest.DialV2(t, 5*time.Second))
+	}, dtlstest.DialV2(t, 5*time.Second), false)
 }

@@ -14,7 +14,9 @@ import (
 // duplicates and reorders, against the v3 adapter. Replay a failure with
 // go test -run TestChaos ./adapters/pionv3 -args -chaos.seed=N.
 func TestChaos(t *testing.T) {
-	dtlstest.RunChaosAdapter(t, func(opts ...demux.Option) (*demux.Listener, error) {
-		return pionv3.Listen("udp", loopback, dtlstest.ServerV3(t), opts...)
-	}, dtlstest.DialV3(t, 5*time.Second))
+	bothModes(t, func(t *testing.T) {
+		dtlstest.RunChaosAdapter(t, func(opts ...demux.Option) (*demux.Listener, error) {
+			return pionv3.Listen("udp", loopback, serverConfig(t), opts...)
+		}, dialV3(t, 5*time.Second), cidMode)
+	})
 }

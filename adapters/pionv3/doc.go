@@ -14,9 +14,19 @@
 // quiet period when the stack closes its connection, which works for DTLS
 // 1.3 too, where alerts are invisible on the wire.
 //
-// Connection IDs (RFC 9146) are not supported: the adapter routes by
-// address, so it refuses a Config with a ConnectionIDGenerator
-// (ErrConnectionIDUnsupported) rather than silently failing to follow a
-// client that changes address. The constructors take a *dtls.Config, which
-// pion v3 still supports, because the option form hides that setting.
+// # Connection IDs
+//
+// With a Config whose ConnectionIDGenerator makes CIDs (RFC 9146), the
+// listeners route a tls12_cid record by its CID, as pion's own listener
+// does, whatever address it comes from, so a client behind a NAT that
+// rebinds its port keeps its association; everything else is routed by
+// address. The association's address moves only when pion has
+// authenticated a record from the new one (RFC 9146 §6) and sends there: a
+// forged tls12_cid record with a live CID reaches pion, which discards it,
+// and changes nothing. A closed association's late tls12_cid records, from
+// any address, go nowhere; a live association's pass an address a closed
+// one left quiet. Every other protection holds for CID associations (see
+// package demux). CIDs must have a fixed length, as pion's own listener
+// requires too. The constructors take a *dtls.Config, which pion v3 still
+// supports, because the option form hides that setting.
 package pionv3

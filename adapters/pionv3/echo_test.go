@@ -11,9 +11,11 @@ import (
 // the close on its next write through pionv3.Listen, and not through pion
 // v3's own listener (dtlstest.CloseEchoSuite).
 func TestCloseEcho(t *testing.T) {
-	dtlstest.CloseEchoSuite{
-		Listen:     listen,
-		PionListen: pionListen,
-		Dial:       dtlstest.DialV3(t, 5*time.Second),
-	}.Run(t)
+	bothModes(t, func(t *testing.T) {
+		dtlstest.CloseEchoSuite{
+			Listen:     listen,
+			PionListen: pionListen,
+			Dial:       dialV3(t, 5*time.Second),
+		}.Run(t)
+	})
 }

@@ -1,7 +1,6 @@
 package pionv3_test
 
 import (
-	"errors"
 	"fmt"
 	"log"
 	"net"
@@ -22,7 +21,10 @@ func pskConfig() *dtls.Config {
 }
 
 // echo serves one echo on ln and sends it msg from a pion client.
-func echo(ln net.Listener, msg string) string {
+func echo(ln net.Listener, msg string) string { return echoWith(ln, msg, pskConfig()) }
+
+// echoWith is echo with the client's config.
+func echoWith(ln net.Listener, msg string, client *dtls.Config) string {
 	go func() {
 		conn, err := ln.Accept()
 		if err != nil {
@@ -33,14 +35,14 @@ func echo(ln net.Listener, msg string) string {
 		n, _ := conn.Read(buf)
 		conn.Write(buf[:n])
 	}()
-	client, err := dtls.Dial("udp", ln.Addr().(*net.UDPAddr), pskConfig())
+	c, err := dtls.Dial("udp", ln.Addr().(*net.UDPAddr), client)
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer client.Close()
-	client.Write([]byte(msg))
+	defer c.Close()
+	c.Write([]byte(msg))
 	buf := make([]byte, 1500)
-	n, err := client.Read(buf)
+	n, err := c.Read(buf)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -60,19 +62,49 @@ func ExampleListen() {
 	// Output: echo: hello; associations: 1
 }
 
-// A config with a ConnectionIDGenerator is refused: the adapter routes by
-// address and cannot follow a connection ID to a new one.
+// NewListener serves on a socket of the caller's. With Connection IDs
+// (RFC 9146) in the config, records carrying one are routed by it, so a
+// client whose NAT moves it to a new port keeps its association.
 func ExampleNewListener() {
 	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer pc.Close()
 	config := pskConfig()
 	config.ConnectionIDGenerator = dtls.RandomCIDGenerator(8)
-	_, err = pionv3.NewListener(pc, config)
-	fmt.Println(errors.Is(err, pionv3.ErrConnectionIDUnsupported))
-	// Output: true
+	ln, err := pionv3.NewListener(pc, config)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer ln.Close()
+	client := pskConfig()
+	client.ConnectionIDGenerator = dtls.OnlySendCIDGenerator()
+	fmt.Printf("echo: %s\n", echoWith(ln, "hello", client))
+	// Output: echo: hello
+}
+
+// ConnectionIDs tells a packet listener the CID length of the config pion's
+// own listener will use over it.
+func ExampleConnectionIDs() {
+	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		log.Fatal(err)
+	}
+	config := pskConfig()
+	config.ConnectionIDGenerator = dtls.RandomCIDGenerator(8)
+	inner, err := pionv3.NewPacketListener(pc, pionv3.ConnectionIDs(config))
+	if err != nil {
+		log.Fatal(err)
+	}
+	ln, err := dtls.NewListener(inner, config)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer ln.Close()
+	client := pskConfig()
+	client.ConnectionIDGenerator = dtls.OnlySendCIDGenerator()
+	fmt.Printf("echo: %s\n", echoWith(ln, "hello", client))
+	// Output: echo: hello
 }
 
 // pion's own dtls.NewListener can sit on the adapter's packet listener, for

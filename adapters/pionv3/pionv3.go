@@ -2,7 +2,6 @@ package pionv3
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 
@@ -12,19 +11,26 @@ import (
 	"github.com/straydtls/straydtls/strayfilter"
 )
 
-// ErrConnectionIDUnsupported is returned for a config with a
-// ConnectionIDGenerator: the adapter routes datagrams by address, so it
-// could not follow a client whose Connection ID outlives its address.
-var ErrConnectionIDUnsupported = errors.New("pionv3: Config.ConnectionIDGenerator is set, but the adapter routes by address and does not support Connection IDs (RFC 9146); use pion's own dtls.Listen for CID migration")
-
 func check(config *dtls.Config) error {
 	if config == nil {
 		return fmt.Errorf("pionv3: config is nil: %w", strayfilter.ErrInvalidOption)
 	}
-	if config.ConnectionIDGenerator != nil {
-		return fmt.Errorf("%w: %w", ErrConnectionIDUnsupported, strayfilter.ErrInvalidOption)
-	}
 	return nil
+}
+
+// ConnectionIDs is the listener option that routes records by the
+// Connection IDs config's ConnectionIDGenerator makes (RFC 9146): its
+// length, which pion keeps fixed, as pion's own listener reads it. Without
+// a generator, or with one that makes empty CIDs (the server receives
+// none), it changes nothing. Listen and NewListener apply it themselves;
+// pass it to NewPacketListener when pion's dtls.NewListener will run with
+// config.
+func ConnectionIDs(config *dtls.Config) demux.Option {
+	n := 0
+	if config != nil && config.ConnectionIDGenerator != nil {
+		n = len(config.ConnectionIDGenerator())
+	}
+	return demux.WithConnectionIDs(n)
 }
 
 // Listen is dtls.Listen with the stray filter under it. Accept returns
@@ -54,6 +60,8 @@ func NewListener(pc net.PacketConn, config *dtls.Config, opts ...demux.Option) (
 	if err := check(config); err != nil {
 		return nil, err
 	}
+	// Last, so the length is config's whatever opts say.
+	opts = append(append([]demux.Option(nil), opts...), ConnectionIDs(config))
 	return demux.NewListener(pc, Handshake(config), opts...)
 }
 
@@ -76,9 +84,10 @@ func Handshake(config *dtls.Config) demux.Handshake {
 // NewPacketListener returns the inner listener for pion's own
 // dtls.NewListener: a dtlsnet.PacketListener over the filtered socket that
 // creates a per-peer conn only for an epoch-0 ClientHello. pion then runs
-// handshakes lazily and unbounded; prefer NewListener.
+// handshakes lazily and unbounded; prefer NewListener. With Connection IDs,
+// pass ConnectionIDs(config): the inner listener does not see config.
 //
-//	inner, err := pionv3.NewPacketListener(pc)
+//	inner, err := pionv3.NewPacketListener(pc, pionv3.ConnectionIDs(config))
 //	ln, err := dtls.NewListener(inner, config)
 func NewPacketListener(pc net.PacketConn, opts ...demux.Option) (*demux.PacketListener, error) {
 	return demux.NewPacketListener(pc, opts...)

@@ -23,7 +23,7 @@ var loopback = &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}
 
 func listen(t *testing.T, opts ...demux.Option) *demux.Listener {
 	t.Helper()
-	ln, err := pionv3.Listen("udp", loopback, dtlstest.ServerV3(t), opts...)
+	ln, err := pionv3.Listen("udp", loopback, serverConfig(t), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +35,7 @@ func addrPort(a net.Addr) netip.AddrPort { return a.(*net.UDPAddr).AddrPort() }
 
 func dial(t *testing.T, addr netip.AddrPort) *dtls.Conn {
 	t.Helper()
-	c, err := dtls.Dial("udp", net.UDPAddrFromAddrPort(addr), dtlstest.ClientV3(t))
+	c, err := dtls.Dial("udp", net.UDPAddrFromAddrPort(addr), clientConfig(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +50,8 @@ func dial(t *testing.T, addr netip.AddrPort) *dtls.Conn {
 
 // straySetup runs one association through a recording relay, lets the
 // server close it, and returns the relay, the client's address and its late
-// Finished record.
+// Finished record; with CIDs, whose Finished is inside a tls12_cid record,
+// its first tls12_cid datagram.
 func straySetup(t *testing.T, ln net.Listener, closed <-chan struct{}) (*udprelay.Relay, netip.AddrPort, []byte) {
 	t.Helper()
 	rec := udprelay.NewRecorder()
@@ -69,13 +70,23 @@ func straySetup(t *testing.T, ln net.Listener, closed <-chan struct{}) (*udprela
 	aLocal := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), addrPort(a.LocalAddr()).Port())
 	a.Close()
 	<-closed
+	if cidMode {
+		for _, d := range rec.Sent(aLocal) {
+			if d[0] == record.ContentTypeConnectionID {
+				return relay, aLocal, d
+			}
+		}
+		t.Fatalf("client %v sent no tls12_cid record", aLocal)
+	}
 	return relay, aLocal, dtlstest.EpochOneHandshake(t, rec, aLocal)
 }
 
 // TestStrayIsNotAConnection: a late epoch-1 Finished from a closed client
-// never reaches the application as a connection, and the next client is
-// served at once.
-func TestStrayIsNotAConnection(t *testing.T) {
+// (with CIDs, a late tls12_cid record) never reaches the application as a
+// connection, and the next client is served at once.
+func TestStrayIsNotAConnection(t *testing.T) { bothModes(t, strayIsNotAConnection) }
+
+func strayIsNotAConnection(t *testing.T) {
 	ln := listen(t)
 	closed := make(chan struct{}, 1)
 	accepted := make(chan net.Addr, 4)
@@ -95,7 +106,14 @@ func TestStrayIsNotAConnection(t *testing.T) {
 	if n := len(accepted); n != 2 {
 		t.Fatalf("application saw %d connections, want 2 real ones", n)
 	}
-	if s := ln.Stats(); s.Filter.Strays[record.ReasonHandshakeEpoch] != 1 || s.Created != 2 {
+	s := ln.Stats()
+	strays := s.Filter.Strays[record.ReasonHandshakeEpoch] == 1
+	if cidMode {
+		// The client's close_notify is inside a tls12_cid record, which the
+		// recorder cannot see to hold, so it may be a stray too.
+		strays = s.Filter.Strays[record.ReasonConnectionID] >= 1
+	}
+	if !strays || s.Created != 2 {
 		t.Fatalf("stats %+v", s)
 	}
 	ln.Close()
@@ -162,7 +180,9 @@ func TestPionListenerHandsOutStray(t *testing.T) {
 // TestManyClientsConcurrently: under -race, many clients at once; no
 // connection gets another's data and nothing leaks.
 func TestManyClientsConcurrently(t *testing.T) {
-	dtlstest.RunManyClients(t, func(t *testing.T) *demux.Listener { return listen(t) }, dtlstest.DialV3(t, 10*time.Second))
+	bothModes(t, func(t *testing.T) {
+		dtlstest.RunManyClients(t, func(t *testing.T) *demux.Listener { return listen(t) }, dialV3(t, 10*time.Second))
+	})
 }
 
 func TestPortReuse(t *testing.T) {
@@ -214,13 +234,7 @@ func TestOpenSSLClientsWithLateCloseNotify(t *testing.T) {
 	}
 }
 
-func TestConnectionIDConfigIsRejected(t *testing.T) {
-	cfg := dtlstest.ServerV3(t)
-	cfg.ConnectionIDGenerator = dtls.RandomCIDGenerator(8)
-	_, err := pionv3.Listen("udp", loopback, cfg)
-	if !errors.Is(err, pionv3.ErrConnectionIDUnsupported) || !errors.Is(err, strayfilter.ErrInvalidOption) {
-		t.Fatalf("Listen with a CID generator = %v", err)
-	}
+func TestNilConfigIsRejected(t *testing.T) {
 	if _, err := pionv3.Listen("udp", loopback, nil); !errors.Is(err, strayfilter.ErrInvalidOption) {
 		t.Fatalf("Listen(nil config) = %v", err)
 	}

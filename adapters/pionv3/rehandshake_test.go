@@ -16,7 +16,9 @@ import (
 // (and pion's own listener locks it out); a spoofed ClientHello leaves the
 // live association alone; openssl s_client rebooted on a bound port; many
 // peers at once.
-func TestRehandshake(t *testing.T) {
+func TestRehandshake(t *testing.T) { bothModes(t, rehandshake) }
+
+func rehandshake(t *testing.T) {
 	dtlstest.Rehandshake{
 		Listen:     listen,
 		PionListen: pionListen,
@@ -25,7 +27,7 @@ func TestRehandshake(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c, err := dtls.Client(uc, net.UDPAddrFromAddrPort(server), dtlstest.ClientV3(t))
+			c, err := dtls.Client(uc, net.UDPAddrFromAddrPort(server), clientConfig(t))
 			if err != nil {
 				return uc, nil, err
 			}
@@ -42,7 +44,7 @@ func TestRehandshake(t *testing.T) {
 
 // pionListen starts pion's own listener on loopback, for contrast.
 func pionListen(t *testing.T) net.Listener {
-	ln, err := dtls.Listen("udp", loopback, dtlstest.ServerV3(t))
+	ln, err := dtls.Listen("udp", loopback, serverConfig(t))
 	if err != nil {
 		t.Fatal(err)
 	}

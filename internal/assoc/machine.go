@@ -284,8 +284,8 @@ type Counters struct {
 	// Moved counts peer address updates (rule 9); MovedDetached those
 	// whose new address had another association, which keeps it.
 	Moved, MovedDetached uint64
-	Ended           [NumEndReasons]uint64
-	Dropped         [NumDrops]uint64
+	Ended                [NumEndReasons]uint64
+	Dropped              [NumDrops]uint64
 }
 
 // Gauges are a Machine's associations now, by state.
@@ -499,6 +499,9 @@ func (m *Machine[T]) byCID(now int64, d []byte, r *Route[T]) {
 		m.toLive(now, a, d, r)
 	}
 }
+
+// ByCID returns the association whose server named cid, if any (rule 9).
+func (m *Machine[T]) ByCID(cid []byte) *Assoc[T] { return m.cids[string(cid)] }
 
 // bindCID routes the CID a's server named to a (rule 9).
 func (m *Machine[T]) bindCID(a *Assoc[T], cid []byte) {

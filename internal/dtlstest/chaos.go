@@ -43,6 +43,12 @@ type ChaosRun struct {
 	// Dial runs a client handshake over uc, which is connected to the
 	// chaos network.
 	Dial func(uc *net.UDPConn) (net.Conn, error)
+	// Rebinding makes the network a NAT that moves every other client to
+	// a new port between its handshake and its message (Connection IDs).
+	Rebinding bool
+
+	network                *udprelay.Relay
+	rebinds, reboundEchoed atomic.Int64
 
 	mu     sync.Mutex
 	closed map[netip.AddrPort]bool // peers whose association the server closed
@@ -73,6 +79,7 @@ func (c *ChaosRun) Network(t *testing.T, server netip.AddrPort) (*udprelay.Relay
 	if err != nil {
 		t.Fatal(err)
 	}
+	c.network = relay
 	return relay, chaos
 }
 
@@ -145,6 +152,13 @@ func (c *ChaosRun) Clients(t *testing.T, addr netip.AddrPort) {
 					continue // a handshake may fail under 10% loss
 				}
 				c.handshakes.Add(1)
+				rebound := false
+				if c.Rebinding && (w+r)%2 == 1 {
+					if _, err := c.network.Rebind(local.AddrPort()); err == nil {
+						c.rebinds.Add(1)
+						rebound = true
+					}
+				}
 				msg := fmt.Sprintf("w%d r%d", w, r)
 				buf := make([]byte, 2048)
 				for range 10 {
@@ -153,6 +167,9 @@ func (c *ChaosRun) Clients(t *testing.T, addr netip.AddrPort) {
 					n, err := conn.Read(buf)
 					if err == nil && string(buf[:n]) == msg {
 						c.echoed.Add(1)
+						if rebound {
+							c.reboundEchoed.Add(1)
+						}
 						break
 					}
 					if errors.Is(err, io.EOF) || err != nil && !isTimeout(err) {
@@ -206,18 +223,22 @@ func (c *ChaosRun) Check(t *testing.T) {
 	if e, a := c.echoed.Load(), c.attempts.Load(); e < a/3 {
 		t.Errorf("seed %d: only %d of %d associations echoed: the run proves little", c.Seed, e, a)
 	}
-	t.Logf("seed %d: %d associations attempted, %d handshakes, %d echoed, %d accepted by the server",
-		c.Seed, c.attempts.Load(), c.handshakes.Load(), c.echoed.Load(), c.accepted.Load())
+	if c.Rebinding && c.reboundEchoed.Load() < c.rebinds.Load()/3 {
+		t.Errorf("seed %d: %d of %d clients the NAT moved were echoed: the server did not follow them", c.Seed, c.reboundEchoed.Load(), c.rebinds.Load())
+	}
+	t.Logf("seed %d: %d associations attempted, %d handshakes, %d echoed, %d accepted by the server; %d clients moved to a new port after their handshake, %d of them echoed",
+		c.Seed, c.attempts.Load(), c.handshakes.Load(), c.echoed.Load(), c.accepted.Load(), c.rebinds.Load(), c.reboundEchoed.Load())
 }
 
 // RunChaosAdapter is the chaos test of an adapter: listen starts it on
 // loopback with the options given (the filter's drop hook among them), and
-// dial runs a client handshake.
-func RunChaosAdapter(t *testing.T, listen func(opts ...demux.Option) (*demux.Listener, error), dial func(uc *net.UDPConn) (net.Conn, error)) {
+// dial runs a client handshake. With rebinding, the network moves every
+// other client to a new port mid-association (see ChaosRun.Rebinding).
+func RunChaosAdapter(t *testing.T, listen func(opts ...demux.Option) (*demux.Listener, error), dial func(uc *net.UDPConn) (net.Conn, error), rebinding bool) {
 	for _, seed := range ChaosSeeds(1, 2) {
 		t.Run("seed="+strconv.FormatUint(seed, 10), func(t *testing.T) {
 			checkGoroutines := CheckGoroutines(t)
-			run := &ChaosRun{Seed: seed, Workers: 6, Rounds: 4, Dial: dial}
+			run := &ChaosRun{Seed: seed, Workers: 6, Rounds: 4, Dial: dial, Rebinding: rebinding}
 			ln, err := listen(demux.WithHandshakeTimeout(5*time.Second), demux.WithFilter(strayfilter.WithDropHook(run.OnDrop)))
 			if err != nil {
 				t.Fatal(err)

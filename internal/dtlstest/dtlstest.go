@@ -85,6 +85,26 @@ func ClientV3(t testing.TB) *dtlsv3.Config {
 	}
 }
 
+// CIDLength is the length of the Connection IDs the CID configs' servers
+// make.
+const CIDLength = 8
+
+// ServerV3CID is ServerV3 with Connection IDs (RFC 9146): the server makes
+// 8-byte CIDs, which its clients put in every record they protect.
+func ServerV3CID(t testing.TB) *dtlsv3.Config {
+	cfg := ServerV3(t)
+	cfg.ConnectionIDGenerator = dtlsv3.RandomCIDGenerator(CIDLength)
+	return cfg
+}
+
+// ClientV3CID is ClientV3 offering Connection IDs: it sends the server's
+// CID and asks for none itself, as most IoT clients do.
+func ClientV3CID(t testing.TB) *dtlsv3.Config {
+	cfg := ClientV3(t)
+	cfg.ConnectionIDGenerator = dtlsv3.OnlySendCIDGenerator()
+	return cfg
+}
+
 // CheckGoroutines returns a function that fails t if goroutines started
 // after this call are still running when it is called. It waits up to 5 s
 // for them to end, because closing a DTLS conn finishes asynchronously.
@@ -161,8 +181,13 @@ func DialV2(t testing.TB, timeout time.Duration) func(uc *net.UDPConn) (net.Conn
 // DialV3 runs a pion/dtls v3 client handshake over uc, a socket connected
 // to the server, giving up after timeout.
 func DialV3(t testing.TB, timeout time.Duration) func(uc *net.UDPConn) (net.Conn, error) {
+	return DialV3With(ClientV3(t), timeout)
+}
+
+// DialV3With is DialV3 with a client config of the caller's.
+func DialV3With(cfg *dtlsv3.Config, timeout time.Duration) func(uc *net.UDPConn) (net.Conn, error) {
 	return func(uc *net.UDPConn) (net.Conn, error) {
-		c, err := dtlsv3.Client(dtlsnet.PacketConnFromConn(uc), uc.RemoteAddr(), ClientV3(t))
+		c, err := dtlsv3.Client(dtlsnet.PacketConnFromConn(uc), uc.RemoteAddr(), cfg)
 		if err != nil {
 			return nil, err
 		}

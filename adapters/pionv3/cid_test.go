@@ -1,0 +1,303 @@
+package pionv3_test
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/dtls/v3"
+
+	"github.com/straydtls/straydtls/adapters/demux"
+	"github.com/straydtls/straydtls/adapters/pionv3"
+	"github.com/straydtls/straydtls/internal/dtlstest"
+	"github.com/straydtls/straydtls/record"
+	"github.com/straydtls/straydtls/udprelay"
+)
+
+func listenCID(t *testing.T, opts ...demux.Option) *demux.Listener {
+	t.Helper()
+	ln, err := pionv3.Listen("udp", loopback, dtlstest.ServerV3CID(t), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// cidCapture keeps every datagram clients send through a relay but their
+// ClientHellos: what an association leaves in flight.
+type cidCapture struct {
+	mu   sync.Mutex
+	sent [][]byte
+}
+
+func (c *cidCapture) hook(p udprelay.Packet) udprelay.Verdict {
+	if r := record.Inspect(p.Data); p.Dir == udprelay.ToServer && !r.OpensAssociation() {
+		c.mu.Lock()
+		c.sent = append(c.sent, bytes.Clone(p.Data))
+		c.mu.Unlock()
+	}
+	return udprelay.Verdict{}
+}
+
+func (c *cidCapture) all() [][]byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([][]byte(nil), c.sent...)
+}
+
+// rebindingClient runs a client with CIDs through a NAT (a relay) that
+// gives it a new port after `before` echoed messages and closes the old
+// one, then sends `after` more. It returns how many of those were echoed.
+func rebindingClient(t *testing.T, server net.Addr, client *dtls.Config, before, after int) int {
+	t.Helper()
+	nat, err := udprelay.New(server.(*net.UDPAddr).AddrPort(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nat.Close()
+	uc, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(nat.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := dtlstest.DialV3With(client, 5*time.Second)(uc)
+	if err != nil {
+		uc.Close()
+		t.Fatalf("handshake: %v", err)
+	}
+	defer c.Close()
+	for i := range before {
+		dtlstest.EchoOnce(t, c, fmt.Sprint("before ", i))
+	}
+	local := uc.LocalAddr().(*net.UDPAddr).AddrPort()
+	oldSide, _ := nat.ServerSide(local)
+	newSide, err := nat.Rebind(local)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the NAT moved the client from %v to %v", oldSide, newSide)
+	echoed := 0
+	buf := make([]byte, 256)
+	for i := range after {
+		msg := fmt.Sprint("after ", i)
+		if _, err := c.Write([]byte(msg)); err != nil {
+			break
+		}
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		n, err := c.Read(buf)
+		if err != nil || string(buf[:n]) != msg {
+			break // a lost echo: the server still answers the old port
+		}
+		echoed++
+	}
+	return echoed
+}
+
+// TestRebindingClient: a pion v3 client with Connection IDs behind a NAT
+// that rebinds its port mid-association keeps its association: every
+// message after the rebinding is echoed through pionv3.Listen, as through
+// pion's own dtls.Listen, and through pion's dtls.NewListener over
+// pionv3.NewPacketListener. Without CIDs the association cannot follow,
+// and the first message after the rebinding goes unanswered.
+func TestRebindingClient(t *testing.T) {
+	const before, after = 3, 10
+	for _, c := range []struct {
+		name   string
+		listen func(t *testing.T) net.Listener
+		client func(t testing.TB) *dtls.Config
+		want   int
+	}{
+		{"adapter", func(t *testing.T) net.Listener { return listenCID(t) }, dtlstest.ClientV3CID, after},
+		{"pion", func(t *testing.T) net.Listener {
+			ln, err := dtls.Listen("udp", loopback, dtlstest.ServerV3CID(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return ln
+		}, dtlstest.ClientV3CID, after},
+		{"packet-listener-under-pion", func(t *testing.T) net.Listener {
+			pc, err := net.ListenUDP("udp", loopback)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := dtlstest.ServerV3CID(t)
+			inner, err := pionv3.NewPacketListener(pc, pionv3.ConnectionIDs(cfg))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ln, err := dtls.NewListener(inner, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return ln
+		}, dtlstest.ClientV3CID, after},
+		{"adapter-without-cids", func(t *testing.T) net.Listener { return listen(t) }, dtlstest.ClientV3CID, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ln := c.listen(t)
+			srv := dtlstest.Serve(ln, false, nil)
+			t.Cleanup(func() {
+				ln.Close()
+				srv.Stop()
+			})
+			got := rebindingClient(t, ln.Addr(), c.client(t), before, after)
+			t.Logf("%s: %d of %d messages after the rebinding echoed", c.name, got, after)
+			if got != c.want {
+				t.Fatalf("%d of %d messages after the rebinding echoed; want %d", got, after, c.want)
+			}
+			if dl, ok := ln.(*demux.Listener); ok && c.want > 0 {
+				if s := dl.Stats(); s.Moved != 1 || s.Conns != 1 || s.Created != 1 {
+					t.Fatalf("stats %+v; want one association, moved once", s)
+				}
+			}
+		})
+	}
+}
+
+// TestLateCIDRecordsOfAClosedAssociation: once the server closed an
+// association with CIDs, its client's tls12_cid records, replayed from a
+// new port and from the old one, make no connection and reach nothing,
+// and the next client is served at once.
+func TestLateCIDRecordsOfAClosedAssociation(t *testing.T) {
+	ln := listenCID(t)
+	closed := make(chan struct{}, 1)
+	srv := dtlstest.Serve(ln, true, func(net.Conn) { closed <- struct{}{} })
+	t.Cleanup(func() {
+		ln.Close()
+		srv.Stop()
+	})
+	var capt cidCapture
+	relay, err := udprelay.New(ln.Addr().(*net.UDPAddr).AddrPort(), capt.hook)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer relay.Close()
+	uc, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(relay.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := dtlstest.DialV3With(dtlstest.ClientV3CID(t), 5*time.Second)(uc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dtlstest.EchoOnce(t, a, "the only message")
+	<-closed
+	a.Close()
+	if err := relay.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	late := capt.all()
+	cids := 0
+	for _, d := range late {
+		if d[0] == record.ContentTypeConnectionID {
+			cids++
+		}
+	}
+	if cids < 2 {
+		t.Fatalf("captured %d tls12_cid datagrams; want the message and its close_notify at least", cids)
+	}
+	dtlstest.WaitFor(t, "the association's end", func() bool { return ln.Stats().Conns == 0 })
+	before := ln.Stats()
+	// From a new port, straight at the server; and through the relay,
+	// from the closed association's own address, which is quiet.
+	fresh, err := net.DialUDP("udp", nil, ln.Addr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	local := uc.LocalAddr().(*net.UDPAddr).AddrPort()
+	for _, d := range late {
+		fresh.Write(d)
+		relay.Inject(udprelay.ToServer, local, d)
+	}
+	strays := func(s demux.Stats) (n uint64) {
+		for _, v := range s.Filter.Strays {
+			n += v
+		}
+		return n
+	}
+	var s demux.Stats
+	defer func() {
+		if t.Failed() {
+			t.Logf("late %d (%d cid); before %+v\nafter %+v", len(late), cids, before, s)
+		}
+	}()
+	dtlstest.WaitFor(t, "every late datagram judged", func() bool {
+		s = ln.Stats()
+		return s.UnknownCID-before.UnknownCID == uint64(cids) &&
+			s.UnknownPeer-before.UnknownPeer == uint64(len(late)-cids) &&
+			// The client's own close_notify may still be on its way.
+			strays(s)-strays(before) >= uint64(len(late))
+	})
+	start := time.Now()
+	b := dial(t, addrPort(ln.Addr()))
+	took := time.Since(start)
+	dtlstest.EchoOnce(t, b, "next client")
+	b.Close()
+	t.Logf("%d late datagrams (%d tls12_cid) from a new port and from the quiet one: next client's handshake took %v", len(late), cids, took)
+	if s := ln.Stats(); s.Created != 2 || s.Accepted != 2 || s.HandshakeFailed != 0 {
+		t.Fatalf("stats %+v; want 2 associations, both real", s)
+	}
+}
+
+// TestForgedCIDRecordFromANewAddress: a tls12_cid record carrying a live
+// association's CID from a new address, forged or a replay of the
+// client's own, reaches pion, which cannot authenticate it (or has seen
+// it), and changes nothing: the server's answers still go to the client.
+func TestForgedCIDRecordFromANewAddress(t *testing.T) {
+	ln := listenCID(t)
+	srv := dtlstest.Serve(ln, false, nil)
+	t.Cleanup(func() {
+		ln.Close()
+		srv.Stop()
+	})
+	var capt cidCapture
+	relay, err := udprelay.New(ln.Addr().(*net.UDPAddr).AddrPort(), capt.hook)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer relay.Close()
+	uc, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(relay.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := dtlstest.DialV3With(dtlstest.ClientV3CID(t), 5*time.Second)(uc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	dtlstest.EchoOnce(t, c, "first")
+	var genuine [][]byte
+	for _, d := range capt.all() {
+		if d[0] == record.ContentTypeConnectionID {
+			genuine = append(genuine, d)
+		}
+	}
+	if len(genuine) == 0 {
+		t.Fatal("the client sent no tls12_cid record")
+	}
+	last := genuine[len(genuine)-1]
+	cid := last[11 : 11+dtlstest.CIDLength]
+	forged := append(append([]byte{25, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0x7f, 0}, cid...), 0, 40)
+	forged = append(forged, bytes.Repeat([]byte{0xa5}, 40)...)
+	attacker, err := net.DialUDP("udp", nil, ln.Addr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer attacker.Close()
+	for _, d := range append(genuine, forged) {
+		attacker.Write(d)
+	}
+	// On loopback a datagram is in the server's socket queue when Write
+	// returns, so the server reads every forgery before the next echo,
+	// which the relay forwards later still.
+	for i := range 3 {
+		dtlstest.EchoOnce(t, c, fmt.Sprint("after the forgeries ", i))
+	}
+	if s := ln.Stats(); s.Moved != 0 || s.Created != 1 || s.UnknownCID != 0 || s.Invalid != 0 {
+		t.Fatalf("stats %+v; want the forgeries delivered to the association, and it unmoved", s)
+	}
+}
