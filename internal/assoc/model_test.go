@@ -36,6 +36,12 @@ type model struct {
 	// answered is the model's own record of rule 4: the server sent the
 	// association something other than a request for a cookie.
 	answered map[*Assoc[int]]bool
+	// Rule 9, the model's own record: the CID each association's server
+	// named, the association each CID routes to, and the associations
+	// that moved onto an address another one held.
+	cidOf    map[*Assoc[int]]string
+	byCID    map[string]*Assoc[int]
+	detached map[*Assoc[int]]bool
 	log      []string
 }
 
@@ -44,7 +50,8 @@ func newModel(t testing.TB, cfg Config, npeers int) *model {
 	if !ok {
 		tt = &testing.T{}
 	}
-	mo := &model{t: t, cfg: cfg, answered: map[*Assoc[int]]bool{}}
+	mo := &model{t: t, cfg: cfg, answered: map[*Assoc[int]]bool{},
+		cidOf: map[*Assoc[int]]string{}, byCID: map[string]*Assoc[int]{}, detached: map[*Assoc[int]]bool{}}
 	mo.h = &harness{t: tt}
 	m, err := New(cfg, func(a *Assoc[int], why EndReason, quiet bool) {
 		mo.h.ends = append(mo.h.ends, ended{a, why, quiet})
@@ -100,7 +107,7 @@ func cookieOf(a *Assoc[int]) []byte { return []byte{byte(a.Handle), byte(a.Handl
 // sends.
 func (mo *model) clientDatagram(peer netip.AddrPort, kind, arg byte) []byte {
 	_, hs := mo.snapshot(peer)
-	switch kind % 18 {
+	switch kind % 20 {
 	case 0, 1:
 		return clientHello(1+arg%6, nil) // a small set of randoms, so copies happen
 	case 2:
@@ -140,6 +147,8 @@ func (mo *model) clientDatagram(peer netip.AddrPort, kind, arg byte) []byte {
 		return append(append([]byte(nil), appData...), plainCloseNotify...)
 	case 17:
 		return dtlsRecord(26, 0, []byte{0, 0}) // an epoch-0 ACK: DTLS 1.3 only
+	case 18, 19:
+		return cidRecord(modelCID(1 + arg%5)) // CID 5 is never bound
 	default:
 		return []byte{22, 0xfe, 0xfd, 0, 0} // malformed
 	}
@@ -157,9 +166,16 @@ func serverDatagram(a *Assoc[int], kind byte) ([]byte, bool) {
 	return serverAnswer(kind), true
 }
 
+// modelCID is the k-th of the few CIDs the model's servers name, so two
+// associations often name the same.
+func modelCID(k byte) []byte { return bytes.Repeat([]byte{k}, 8) }
+
 func serverAnswer(kind byte) []byte {
 	switch kind % 8 {
 	case 1:
+		if kind/8%3 != 0 {
+			return serverHelloCID(modelCID(1 + kind/24%4))
+		}
 		return serverHello()
 	case 2:
 		return finished
@@ -169,9 +185,12 @@ func serverAnswer(kind byte) []byte {
 		return encryptedAlert
 	case 5:
 		return dtlsRecord(21, 0, []byte{2, 40}) // plaintext fatal alert
-	default:
-		return changeCipherSpec
+	case 6:
+		if kind/8%2 == 0 {
+			return serverHelloCID(modelCID(1 + kind/16%4))
+		}
 	}
+	return changeCipherSpec
 }
 
 func (mo *model) pick(arg byte) *Assoc[int] {
@@ -205,9 +224,25 @@ func (mo *model) step(op, x, y byte) {
 		if a == nil {
 			return
 		}
-		if y%3 == 0 {
+		switch {
+		case y%3 == 2 && mo.cfg.CIDLength > 0:
+			// Mostly an established association with a CID, the ones
+			// that move; now and then any, which must not.
+			if x%4 != 0 {
+				var movable []*Assoc[int]
+				for _, b := range mo.all {
+					if mo.cidOf[b] != "" && (b.state == Established || b.state == Closing) {
+						movable = append(movable, b)
+					}
+				}
+				if len(movable) > 0 {
+					a = movable[int(x/4)%len(movable)]
+				}
+			}
+			mo.movedEvent(a, mo.peers[int(y/3)%len(mo.peers)])
+		case y%3 == 0:
 			mo.closedEvent(a)
-		} else {
+		default:
 			mo.completedEvent(a)
 		}
 	default:
@@ -217,7 +252,39 @@ func (mo *model) step(op, x, y byte) {
 		}
 		mo.expireEvent(h.now + int64(d))
 	}
+	for _, e := range h.ends { // rule 9: an association's end frees its CID
+		if c := mo.cidOf[e.a]; c != "" && mo.byCID[c] == e.a {
+			delete(mo.byCID, c)
+		}
+		delete(mo.cidOf, e.a)
+		delete(mo.detached, e.a)
+	}
 	mo.checkBookkeeping()
+}
+
+// movedEvent: the shell reports a's stack sending to `to` (rule 9).
+func (mo *model) movedEvent(a *Assoc[int], to netip.AddrPort) {
+	h := mo.h
+	before, from, hadCID := a.state, a.Peer(), mo.cidOf[a] != ""
+	var holder *Assoc[int]
+	if p := h.m.peers[to]; p != nil {
+		holder = p.live
+	}
+	ok := h.m.Moved(a, to)
+	mo.log = append(mo.log, fmt.Sprintf("moved %d (%v) from %v to %v -> %v, ends %v", a.Handle, before, from, to, ok, h.ends))
+	if len(h.ends) != 0 {
+		mo.fail("a move ended %v", h.ends)
+	}
+	if !hadCID || before != Established && before != Closing || from == to {
+		if ok || a.Peer() != from {
+			mo.fail("%d (%v, CID %v) moved from %v to %v", a.Handle, before, hadCID, from, a.Peer())
+		}
+		return
+	}
+	if a.Peer() != to || ok != (holder == nil) {
+		mo.fail("%d moved to %v: at %v, took the address %v; %v held it", a.Handle, to, a.Peer(), ok, holder)
+	}
+	mo.detached[a] = !ok
 }
 
 func (mo *model) clientEvent(peer netip.AddrPort, kind, arg byte) {
@@ -257,8 +324,13 @@ func (mo *model) clientEvent(peer netip.AddrPort, kind, arg byte) {
 	for _, s := range hs {
 		known[s.a] = s
 	}
+	byCID := mo.cfg.CIDLength > 0 && len(d) > 0 && d[0] == 25
+	var holder *Assoc[int]
+	if byCID {
+		holder = mo.byCID[string(d[11:11+mo.cfg.CIDLength])]
+	}
 	for i := 0; i < r.N; i++ {
-		if _, ok := known[r.To[i]]; !ok && r.To[i] != r.Open {
+		if _, ok := known[r.To[i]]; !ok && r.To[i] != r.Open && !(byCID && r.To[i] == holder) {
 			mo.fail("delivered to %d, not an association of %v", r.To[i].Handle, peer)
 		}
 		for j := range i {
@@ -282,6 +354,20 @@ func (mo *model) clientEvent(peer netip.AddrPort, kind, arg byte) {
 	}
 	epoch0 := record.Epoch0Types(d, mo.cfg.CIDLength)
 	switch {
+	case byCID: // rule 9
+		switch {
+		case holder == nil:
+			mo.wantDrop(r, DropUnknownCID)
+		case states[holder] == Unverified && r.Drop == DropRefused:
+			if !mo.full(gBefore) {
+				mo.fail("a CID record refused below the caps: %+v", gBefore)
+			}
+		default:
+			mo.wantOnly(r, holder)
+			if holder.state == Unverified {
+				mo.fail("the CID record left %d unverified", holder.Handle)
+			}
+		}
 	case epoch0&^hsOK != 0: // rule 5, in every state
 		mo.wantDrop(r, DropInvalid)
 	case live == nil && len(hs) == 0 && !rec.OpensAssociation():
@@ -455,6 +541,17 @@ func (mo *model) serverEvent(a *Assoc[int], kind byte) {
 	}
 	v := h.m.Server(h.now, a, d)
 	mo.log = append(mo.log, fmt.Sprintf("server on %d (%v) %x -> %+v, ends %v", a.Handle, before, head(d), v, h.ends))
+	if rec := record.Inspect(d); mo.cfg.CIDLength > 0 && (before == Unverified || before == Handshaking) {
+		if cid, ok := rec.ServerConnectionID(d); ok && len(cid) == mo.cfg.CIDLength && mo.cidOf[a] != string(cid) {
+			if c := mo.cidOf[a]; c != "" && mo.byCID[c] == a {
+				delete(mo.byCID, c)
+			}
+			if old := mo.byCID[string(cid)]; old != nil {
+				delete(mo.cidOf, old) // the newer takes the route
+			}
+			mo.byCID[string(cid)], mo.cidOf[a] = a, string(cid)
+		}
+	}
 	if v.Forward == withheld {
 		mo.fail("server datagram forwarded %v; withheld by rule 8: %v", v.Forward, withheld)
 	}
@@ -462,7 +559,7 @@ func (mo *model) serverEvent(a *Assoc[int], kind byte) {
 	for _, e := range h.ends {
 		switch {
 		case e.a == a && e.why == EndServerAlert:
-			wantQuiet := (before == Established || before == Closing || completed) && !mo.hasProvedOther(a)
+			wantQuiet := (before == Established || before == Closing || completed) && !mo.hasProvedOther(a) && !mo.detached[a]
 			if e.quiet != wantQuiet {
 				mo.fail("server alert ended %d (was %v), quiet %v, want %v", a.Handle, before, e.quiet, wantQuiet)
 			}
@@ -525,7 +622,8 @@ func (mo *model) completedEvent(a *Assoc[int]) {
 func (mo *model) closedEvent(a *Assoc[int]) {
 	h := mo.h
 	before := a.state
-	wantQuiet := (before == Established || before == Closing) && !a.retired
+	// A detached association (rule 9) owns no address to quiet.
+	wantQuiet := (before == Established || before == Closing) && !a.retired && !mo.detached[a]
 	if wantQuiet {
 		live, hs := mo.snapshot(a.Peer())
 		if live != nil && live.a != a {
@@ -583,8 +681,11 @@ func (mo *model) checkBookkeeping() {
 			g.Closing++
 		}
 		if a.state != Ended {
-			if p := m.peers[a.addr]; p == nil || p != a.p {
+			if p := m.peers[a.addr]; (p == nil || p != a.p) && !mo.detached[a] {
 				mo.fail("%d is not reachable from its peer", a.Handle)
+			}
+			if a.ConnectionID() != mo.cidOf[a] {
+				mo.fail("%d has CID %x, the model %x", a.Handle, a.ConnectionID(), mo.cidOf[a])
 			}
 			_, _, timed := m.deadline(a)
 			if timed != (a.heapIdx >= 0) && !(a.state == Established && a.heapIdx >= 0) {
@@ -656,6 +757,9 @@ func modelConfig(r *rand.Rand) Config {
 		InferCompletion:   r.IntN(2) == 0,
 		EndOnServerAlert:  r.IntN(2) == 0,
 		DTLS13:            r.IntN(2) == 0,
+	}
+	if r.IntN(2) == 0 {
+		cfg.CIDLength = 8
 	}
 	if r.IntN(2) == 0 {
 		cfg.IdleTimeout = 60 * time.Second
