@@ -96,9 +96,9 @@ const sourceLen = 18
 // apart: shared, so an association costs no buffer of its own.
 var sourceBufs = sync.Pool{New: func() any { b := make([]byte, maxDatagram+sourceLen); return &b }}
 
-// deliver queues a datagram from the peer for the reader; a full buffer
-// drops it, as a full socket buffer would. p is one the read loop owns,
-// with room behind it (see mux.withSource).
+// deliver queues a datagram from the peer for the reader (under a mux
+// routing by Connection ID, with its source appended: mux.withSource); a
+// full buffer drops it, as a full socket buffer would.
 func (c *Conn) deliver(p []byte) {
 	if _, err := c.buf.Write(p); errors.Is(err, packetio.ErrFull) {
 		c.m.stats.bufferFull.Add(1)

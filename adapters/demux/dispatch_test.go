@@ -109,3 +109,53 @@ func TestSoleRouteFollowsTheMachine(t *testing.T) {
 		t.Fatal("a closed Conn keeps its sole flag")
 	}
 }
+
+// BenchmarkDispatchCID is BenchmarkDispatch for tls12_cid records under
+// WithConnectionIDs: routed by CID under the lock, with the source
+// appended for the reader.
+func BenchmarkDispatchCID(b *testing.B) {
+	const n = 256
+	cfg, err := buildConfig([]Option{WithConnectionIDs(8)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var conns []*Conn
+	m, err := newMux(idleConn{}, cfg, false, func(c *Conn) { conns = append(conns, c) })
+	if err != nil {
+		b.Fatal(err)
+	}
+	hello := []byte{0x16, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+	recs := make([][]byte, n)
+	peers := make([]netip.AddrPort, n)
+	buf := make([]byte, 128)
+	for i := range n {
+		peers[i] = netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), 5684)
+		m.dispatch(m.now(), peers[i], hello)
+		c := conns[i]
+		c.ReadFrom(buf)
+		cid := []byte{'c', 'i', 'd', 0, 0, 0, byte(i >> 8), byte(i)}
+		c.Write(serverHelloCID(cid))
+		if !m.completed(c) {
+			b.Fatal("not completed")
+		}
+		recs[i] = cidRecord(cid, 1)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		m.dispatch(0, peers[i%n], recs[i%n])
+		i++
+		if i%(n*64) == 0 {
+			b.StopTimer()
+			for _, c := range conns {
+				for range 64 {
+					c.ReadFrom(buf)
+				}
+			}
+			b.StartTimer()
+		}
+	}
+	if s := m.snapshot(); s.BufferFull != 0 || s.UnknownCID != 0 {
+		b.Fatalf("buffers overflowed (%d) or CIDs unknown (%d)", s.BufferFull, s.UnknownCID)
+	}
+}
