@@ -49,6 +49,28 @@ func (c *cidCapture) all() [][]byte {
 	return append([][]byte(nil), c.sent...)
 }
 
+// cidClient runs a pion client with CIDs to ln through a relay that
+// captures what it sends; the relay closes with the test.
+func cidClient(t *testing.T, ln net.Listener) (*udprelay.Relay, *cidCapture, *net.UDPConn, net.Conn) {
+	t.Helper()
+	capt := &cidCapture{}
+	relay, err := udprelay.New(ln.Addr().(*net.UDPAddr).AddrPort(), capt.hook)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { relay.Close() })
+	uc, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(relay.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := dtlstest.DialV3With(dtlstest.ClientV3CID(t), 5*time.Second)(uc)
+	if err != nil {
+		uc.Close()
+		t.Fatalf("handshake: %v", err)
+	}
+	return relay, capt, uc, c
+}
+
 // rebindingClient runs a client with CIDs through a NAT (a relay) that
 // gives it a new port after `before` echoed messages and closes the old
 // one, then sends `after` more. It returns how many of those were echoed.
@@ -169,20 +191,7 @@ func TestLateCIDRecordsOfAClosedAssociation(t *testing.T) {
 		ln.Close()
 		srv.Stop()
 	})
-	var capt cidCapture
-	relay, err := udprelay.New(ln.Addr().(*net.UDPAddr).AddrPort(), capt.hook)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer relay.Close()
-	uc, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(relay.Addr()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := dtlstest.DialV3With(dtlstest.ClientV3CID(t), 5*time.Second)(uc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	relay, capt, uc, a := cidClient(t, ln)
 	dtlstest.EchoOnce(t, a, "the only message")
 	<-closed
 	a.Close()
@@ -254,20 +263,7 @@ func TestForgedCIDRecordFromANewAddress(t *testing.T) {
 		ln.Close()
 		srv.Stop()
 	})
-	var capt cidCapture
-	relay, err := udprelay.New(ln.Addr().(*net.UDPAddr).AddrPort(), capt.hook)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer relay.Close()
-	uc, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(relay.Addr()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := dtlstest.DialV3With(dtlstest.ClientV3CID(t), 5*time.Second)(uc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, capt, _, c := cidClient(t, ln)
 	defer c.Close()
 	dtlstest.EchoOnce(t, c, "first")
 	var genuine [][]byte
