@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"testing"
+	"time"
 )
 
 // serverHelloCID is a ServerHello whose connection_id extension names cid.
@@ -89,5 +90,70 @@ func TestCIDRoutingAndMove(t *testing.T) {
 	m.dispatch(m.now(), moved, cidRecord([]byte("cid-none"), 1))
 	if s := m.snapshot(); s.UnknownCID != 1 {
 		t.Fatalf("unknown CIDs %d", s.UnknownCID)
+	}
+}
+
+// TestCIDSoleRouteFollowsTheMachine: the lock-free route by CID holds only
+// while the machine would route the same way: not after its association
+// ended, not once another association took the CID, and never for a
+// record rule 5 drops.
+func TestCIDSoleRouteFollowsTheMachine(t *testing.T) {
+	cfg, err := buildConfig([]Option{WithConnectionIDs(8)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []*Conn
+	m, err := newMux(idleConn{}, cfg, false, func(c *Conn) { conns = append(conns, c) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 256)
+	cid := []byte("cid-0001")
+	establish := func(ap netip.AddrPort, rnd byte) *Conn {
+		hello := []byte{0x16, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12 + 34, 1, 0, 0, 34, 0, 0, 0, 0, 0, 0, 0, 34, 0xfe, 0xfd}
+		hello = append(hello, bytes.Repeat([]byte{rnd}, 32)...)
+		m.dispatch(m.now(), ap, hello)
+		c := conns[len(conns)-1]
+		c.ReadFrom(buf)
+		c.Write(serverHelloCID(cid))
+		if !m.completed(c) {
+			t.Fatal("not completed")
+		}
+		return c
+	}
+	read := func(c *Conn) bool {
+		c.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
+		_, _, err := c.ReadFrom(buf)
+		c.SetReadDeadline(time.Time{})
+		return err == nil
+	}
+	a := establish(netip.MustParseAddrPort("10.0.0.1:1000"), 1)
+	from := netip.MustParseAddrPort("10.0.0.9:9")
+	m.dispatch(m.now(), from, cidRecord(cid, 1)) // takes the lock, sets the route
+	m.dispatch(m.now(), from, cidRecord(cid, 2)) // the route
+	if !read(a) || !read(a) {
+		t.Fatal("a's CID records did not reach it")
+	}
+	// Rule 5 on the route: a plaintext heartbeat behind the CID record.
+	withHeartbeat := append(cidRecord(cid, 3), 24, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0x7f, 0, 1, 0, 1, 1)
+	m.dispatch(m.now(), from, withHeartbeat)
+	if read(a) || m.snapshot().Invalid != 1 {
+		t.Fatal("the lock-free route delivered an epoch-0 heartbeat")
+	}
+	// Another association names the same CID: it takes the route.
+	b := establish(netip.MustParseAddrPort("10.0.0.2:2000"), 2)
+	m.dispatch(m.now(), from, cidRecord(cid, 4))
+	if read(a) || !read(b) {
+		t.Fatal("the CID's record went to the association that lost it")
+	}
+	m.dispatch(m.now(), from, cidRecord(cid, 5)) // b's route now
+	if !read(b) {
+		t.Fatal("b's CID record did not reach it")
+	}
+	// b ends: its CID is unknown, the route with it.
+	b.Close()
+	m.dispatch(m.now(), from, cidRecord(cid, 6))
+	if read(b) || read(a) || m.snapshot().UnknownCID != 1 {
+		t.Fatalf("a closed association's CID record was delivered (unknown CIDs %d)", m.snapshot().UnknownCID)
 	}
 }

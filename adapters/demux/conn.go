@@ -54,6 +54,8 @@ type Conn struct {
 	// this Conn without the lock (assoc.Machine.Sole); whoever ends the
 	// association clears it.
 	sole atomic.Bool
+	// cidSole is sole for the route by Connection ID (mux.soleCID).
+	cidSole atomic.Bool
 	// alert is the last closing alert the stack sent on this association,
 	// kept for the peer's quiet period (WithCloseEcho).
 	alert atomic.Pointer[[]byte]

@@ -55,11 +55,22 @@ type mux struct {
 	// whose flag was cleared, so the read loop sweeps them now and then.
 	sole  map[netip.AddrPort]*Conn
 	stale atomic.Int64
+	// soleCID is sole for tls12_cid records, keyed by CID: an entry holds
+	// while its Conn's cidSole flag is set and cidGen has not moved since
+	// (a CID that another association took bumps it; see
+	// assoc.Machine.SoleByCID).
+	soleCID map[string]cidRoute
+	cidGen  atomic.Uint64
 	// src is the read loop's datagram with its source appended, for Conns
 	// of a mux routing by Connection ID (see Conn.deliver).
 	src []byte
 
 	stats counters
+}
+
+type cidRoute struct {
+	c   *Conn
+	gen uint64
 }
 
 type counters struct {
@@ -89,6 +100,7 @@ func newMux(pc net.PacketConn, cfg config, inferCompletion bool, start func(*Con
 		start:    start,
 		all:      make(map[*Conn]struct{}),
 		sole:     make(map[netip.AddrPort]*Conn),
+		soleCID:  make(map[string]cidRoute),
 		readDone: make(chan struct{}),
 	}
 	m.ctx, m.stop = context.WithCancel(context.Background())
@@ -126,6 +138,9 @@ func (m *mux) ended(a *assoc.Assoc[*Conn], why assoc.EndReason, quiet bool) {
 		return
 	}
 	if c.sole.Swap(false) {
+		m.stale.Add(1)
+	}
+	if c.cidSole.Swap(false) {
 		m.stale.Add(1)
 	}
 	if why == assoc.EndClosed {
@@ -187,12 +202,21 @@ func (m *mux) read() error {
 }
 
 // dispatch routes one datagram. A datagram for an established peer with
-// nothing beside it takes no lock; it allocates nothing for a known peer.
+// nothing beside it takes no lock, nor does a tls12_cid record for an
+// established association; it allocates nothing for a known peer.
 func (m *mux) dispatch(now int64, ap netip.AddrPort, p []byte) {
 	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	q := p // what the Conns queue
-	if m.cfg.cidLen > 0 {
+	var cid []byte
+	if n := m.cfg.cidLen; n > 0 {
 		q = m.withSource(p, ap)
+		if len(p) >= 11+n+2 && p[0] == record.ContentTypeConnectionID {
+			cid = p[11 : 11+n]
+			if rt, ok := m.soleCID[string(cid)]; ok && rt.c.cidSole.Load() && rt.gen == m.cidGen.Load() && m.sm.SoleCIDTakes(p) {
+				rt.c.deliver(q)
+				return
+			}
+		}
 	}
 	if c := m.sole[ap]; c != nil && c.sole.Load() && m.sm.SoleTakes(p) && (m.cfg.cidLen == 0 || c.Peer() == ap) {
 		c.deliver(q)
@@ -212,6 +236,16 @@ func (m *mux) dispatch(now int64, ap netip.AddrPort, p []byte) {
 	} else {
 		delete(m.sole, ap)
 	}
+	if cid != nil {
+		if a := m.sm.SoleByCID(cid); a != nil && a.Handle != nil {
+			a.Handle.cidSole.Store(true)
+			if rt, ok := m.soleCID[string(cid)]; !ok || rt.c != a.Handle || rt.gen != m.cidGen.Load() {
+				m.soleCID[string(cid)] = cidRoute{a.Handle, m.cidGen.Load()}
+			}
+		} else {
+			delete(m.soleCID, string(cid))
+		}
+	}
 	ending := m.endingLocked()
 	m.mu.Unlock()
 	m.closeEnded(ending)
@@ -221,7 +255,7 @@ func (m *mux) dispatch(now int64, ap netip.AddrPort, p []byte) {
 	for i := range r.N {
 		r.To[i].Handle.deliver(q)
 	}
-	if n := m.stale.Load(); n > 64 && n > int64(len(m.sole))/4 {
+	if n := m.stale.Load(); n > 64 && n > int64(len(m.sole)+len(m.soleCID))/4 {
 		m.sweep()
 	}
 }
@@ -281,6 +315,12 @@ func (m *mux) sweep() {
 			delete(m.sole, ap)
 		}
 	}
+	gen := m.cidGen.Load()
+	for cid, rt := range m.soleCID {
+		if !rt.c.cidSole.Load() || rt.gen != gen {
+			delete(m.soleCID, cid)
+		}
+	}
 	m.stale.Store(0)
 }
 
@@ -332,7 +372,12 @@ func (m *mux) expire() {
 // reports whether it may go out.
 func (m *mux) serverSent(c *Conn, b []byte) bool {
 	m.mu.Lock()
+	collisions := m.sm.CIDCollisions()
 	v := m.sm.Server(m.now(), c.a, b)
+	if m.sm.CIDCollisions() != collisions {
+		// A CID changed hands: every lock-free CID route asks again.
+		m.cidGen.Add(1)
+	}
 	if st := c.a.State(); st == assoc.Established || st == assoc.Ended {
 		c.settled.Store(true)
 	}

@@ -503,6 +503,26 @@ func (m *Machine[T]) byCID(now int64, d []byte, r *Route[T]) {
 // ByCID returns the association whose server named cid, if any (rule 9).
 func (m *Machine[T]) ByCID(cid []byte) *Assoc[T] { return m.cids[string(cid)] }
 
+// SoleByCID is Sole for a CID (rule 9): the established association
+// whose server named cid. Until that association ends, or another takes
+// the CID (CIDCollisions grows), every tls12_cid record carrying cid that
+// SoleCIDTakes goes to it and nowhere else, whatever its source.
+func (m *Machine[T]) SoleByCID(cid []byte) *Assoc[T] {
+	if a := m.cids[string(cid)]; a != nil && a.state == Established && m.cfg.CloseLinger == 0 && m.cfg.IdleTimeout == 0 {
+		return a
+	}
+	return nil
+}
+
+// SoleCIDTakes reports whether a tls12_cid record for a SoleByCID
+// association goes to it: whether it holds no record rule 5 drops. Like
+// SoleTakes it reads only the configuration.
+func (m *Machine[T]) SoleCIDTakes(d []byte) bool { return m.epoch0(d)&^m.liveOK == 0 }
+
+// CIDCollisions counts the CIDs a second association named: each one
+// takes a CID away from the association that had it (rule 9).
+func (m *Machine[T]) CIDCollisions() uint64 { return m.c.CIDCollisions }
+
 // bindCID routes the CID a's server named to a (rule 9).
 func (m *Machine[T]) bindCID(a *Assoc[T], cid []byte) {
 	if a.cid == string(cid) {
