@@ -13,6 +13,7 @@ import (
 	"github.com/straydtls/straydtls/adapters/demux"
 	"github.com/straydtls/straydtls/adapters/pionv3"
 	"github.com/straydtls/straydtls/internal/dtlstest"
+	"github.com/straydtls/straydtls/internal/spoof"
 	"github.com/straydtls/straydtls/record"
 	"github.com/straydtls/straydtls/udprelay"
 )
@@ -295,5 +296,72 @@ func TestForgedCIDRecordFromANewAddress(t *testing.T) {
 	}
 	if s := ln.Stats(); s.Moved != 0 || s.Created != 1 || s.UnknownCID != 0 || s.Invalid != 0 {
 		t.Fatalf("stats %+v; want the forgeries delivered to the association, and it unmoved", s)
+	}
+}
+
+// TestForgedCIDFlood: 5,000 forged tls12_cid records from 1,000 loopback
+// addresses at 5,000 a second, half with random CIDs and half with a live
+// client's own, leave no state behind and do not move or disturb the live
+// client, which keeps echoing throughout.
+func TestForgedCIDFlood(t *testing.T) {
+	ln := listenCID(t)
+	srv := dtlstest.Serve(ln, false, nil)
+	t.Cleanup(func() {
+		ln.Close()
+		srv.Stop()
+	})
+	_, capt, _, c := cidClient(t, ln)
+	defer c.Close()
+	dtlstest.EchoOnce(t, c, "before the flood")
+	var cid []byte
+	for _, d := range capt.all() {
+		if d[0] == record.ContentTypeConnectionID {
+			cid = d[11 : 11+dtlstest.CIDLength]
+		}
+	}
+	if cid == nil {
+		t.Fatal("the client sent no tls12_cid record")
+	}
+	const n = 5000
+	forged := func(i int) []byte {
+		d := []byte{25, 0xfe, 0xfd, 0, 1, 0, 0, 0, byte(i >> 16), byte(i >> 8), byte(i)}
+		if i%2 == 0 {
+			d = append(d, cid...)
+		} else {
+			d = append(d, byte(i>>24), byte(i>>16), byte(i>>8), byte(i), 0xee, 0xee, 0xee, 0xee)
+		}
+		return append(append(d, 0, 32), bytes.Repeat([]byte{byte(i)}, 32)...)
+	}
+	before := ln.Stats()
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := spoof.Flood(addrPort(ln.Addr()), n, 1000, 5000, forged, stop)
+		done <- err
+	}()
+	echoes := 0
+	for flooding := true; flooding; {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			flooding = false
+		default:
+			dtlstest.EchoOnce(t, c, fmt.Sprint("during the flood ", echoes))
+			echoes++
+		}
+	}
+	close(stop)
+	dtlstest.WaitFor(t, "every forged record judged", func() bool {
+		return ln.Stats().UnknownCID-before.UnknownCID == n/2
+	})
+	dtlstest.EchoOnce(t, c, "after the flood")
+	s := ln.Stats()
+	t.Logf("%d echoes during the flood; %d forged records with unknown CIDs dropped, %d with the live CID delivered to pion and discarded", echoes, s.UnknownCID-before.UnknownCID, n/2)
+	// Nothing else dropped them: the live CID's half reached pion.
+	if s.Created != 1 || s.Conns != 1 || s.Peers != 1 || s.Moved != 0 || s.Unverified != 0 ||
+		s.UnknownPeer != before.UnknownPeer || s.Invalid != before.Invalid {
+		t.Fatalf("stats %+v; want the live association alone, unmoved", s)
 	}
 }
