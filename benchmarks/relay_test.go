@@ -287,7 +287,12 @@ var relayImpls = []struct {
 	start func(b *testing.B, server netip.AddrPort) *relayProcess
 }{
 	{"direct", nil},
-	{"strayrelay", startStrayrelay},
+	{"strayrelay", func(b *testing.B, server netip.AddrPort) *relayProcess { return startStrayrelay(b, server) }},
+	// Two SO_REUSEPORT readers (-readers 2): does a second reading
+	// goroutine pay on this machine?
+	{"strayrelay-readers2", func(b *testing.B, server netip.AddrPort) *relayProcess {
+		return startStrayrelay(b, server, "-readers", "2")
+	}},
 	{"naive", startNaiveRelay},
 	{"nginx", startNginx},
 }
@@ -424,9 +429,10 @@ func startProcess(b *testing.B, cmd *exec.Cmd, out io.ReadCloser, rxs ...*regexp
 	}
 }
 
-func startStrayrelay(b *testing.B, server netip.AddrPort) *relayProcess {
-	cmd := exec.Command(binary(b, "strayrelay"), "-listen", "127.0.0.1:0", "-upstream", server.String(),
-		"-metrics", "127.0.0.1:0", "-stats-interval", "0")
+func startStrayrelay(b *testing.B, server netip.AddrPort, extra ...string) *relayProcess {
+	args := append([]string{"-listen", "127.0.0.1:0", "-upstream", server.String(),
+		"-metrics", "127.0.0.1:0", "-stats-interval", "0"}, extra...)
+	cmd := exec.Command(binary(b, "strayrelay"), args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		b.Fatal(err)

@@ -54,6 +54,7 @@ type config struct {
 	linger            time.Duration
 	closeEcho         bool
 	rcvbuf, sndbuf    int
+	readers           int
 	filter            bool
 	logger            *slog.Logger
 	// tableOpts names the options a shared table overrides, to report a
@@ -74,6 +75,7 @@ func defaultConfig() config {
 		closeEcho:         true,
 		rcvbuf:            DefaultSocketBuffer,
 		sndbuf:            DefaultSocketBuffer,
+		readers:           1,
 		filter:            true,
 	}
 }
@@ -196,6 +198,22 @@ func WithSocketBuffers(rcv, snd int) Option {
 			return invalid("socket buffers %d and %d bytes: both must be positive", rcv, snd)
 		}
 		c.rcvbuf, c.sndbuf = rcv, snd
+		return nil
+	}
+}
+
+// WithReaders reads the listening address through n sockets bound to it
+// with SO_REUSEPORT (Linux), each read by its own goroutine; they share
+// one association machine and table. The kernel spreads clients over the
+// sockets by address, so each client's datagrams stay in order. Only
+// Listen can open them: New reads the one socket it is given. Default 1;
+// see benchmarks/README.md for what more did on a 2-vCPU machine.
+func WithReaders(n int) Option {
+	return func(c *config) error {
+		if n < 1 || n > 64 {
+			return invalid("readers %d: must be 1 to 64", n)
+		}
+		c.readers = n
 		return nil
 	}
 }

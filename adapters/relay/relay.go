@@ -29,6 +29,9 @@ const maxDatagram = 65535
 type Relay struct {
 	cfg config
 	pc  *net.UDPConn
+	// extra are the listening sockets beyond pc (WithReaders), each read
+	// by its own goroutine.
+	extra []*net.UDPConn
 	// upstream is where new associations go: SetUpstream replaces it, and
 	// associations already open keep the address they were opened to.
 	upstream atomic.Pointer[net.UDPAddr]
@@ -97,17 +100,53 @@ func Listen(network, listen, upstream string, opts ...Option) (*Relay, error) {
 	if err != nil {
 		return nil, fmt.Errorf("relay: listen address %q: %w", listen, err)
 	}
-	pc, err := net.ListenUDP(network, laddr)
+	cfg := defaultConfig()
+	for _, o := range opts {
+		if err := o(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	pcs, err := listenReaders(network, laddr, cfg.readers)
 	if err != nil {
 		return nil, fmt.Errorf("relay: listen on %q: %w", listen, err)
 	}
 	ap := up.AddrPort()
-	r, err := New(pc, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), opts...)
+	r, err := newRelay(pcs[0], pcs[1:], netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), opts...)
 	if err != nil {
-		pc.Close()
+		for _, pc := range pcs {
+			pc.Close()
+		}
 		return nil, err
 	}
 	return r, nil
+}
+
+// listenReaders opens the listening socket, and n-1 more on the same
+// address with SO_REUSEPORT when n > 1.
+func listenReaders(network string, laddr *net.UDPAddr, n int) ([]*net.UDPConn, error) {
+	if n == 1 {
+		pc, err := net.ListenUDP(network, laddr)
+		if err != nil {
+			return nil, err
+		}
+		return []*net.UDPConn{pc}, nil
+	}
+	lc := net.ListenConfig{Control: reusePort}
+	var pcs []*net.UDPConn
+	addr := laddr.String()
+	for range n {
+		c, err := lc.ListenPacket(context.Background(), network, addr)
+		if err != nil {
+			for _, pc := range pcs {
+				pc.Close()
+			}
+			return nil, err
+		}
+		pc := c.(*net.UDPConn)
+		pcs = append(pcs, pc)
+		addr = pc.LocalAddr().String() // the port the first one got
+	}
+	return pcs, nil
 }
 
 // ErrUpstreamIsSelf is returned when the upstream address is the relay's
@@ -117,6 +156,10 @@ var ErrUpstreamIsSelf = errors.New("relay: the upstream is the relay's own liste
 // New returns a Relay that reads clients from pc and forwards them to
 // upstream. The Relay owns pc from now on.
 func New(pc *net.UDPConn, upstream netip.AddrPort, opts ...Option) (*Relay, error) {
+	return newRelay(pc, nil, upstream, opts...)
+}
+
+func newRelay(pc *net.UDPConn, extra []*net.UDPConn, upstream netip.AddrPort, opts ...Option) (*Relay, error) {
 	if pc == nil {
 		return nil, fmt.Errorf("relay: nil listening socket: %w", strayfilter.ErrInvalidOption)
 	}
@@ -131,6 +174,9 @@ func New(pc *net.UDPConn, upstream netip.AddrPort, opts ...Option) (*Relay, erro
 		if err := o(&cfg); err != nil {
 			return nil, err
 		}
+	}
+	if cfg.readers != 1+len(extra) {
+		return nil, invalid("WithReaders(%d) needs Listen, which opens the sockets; New reads the one it is given", cfg.readers)
 	}
 	table := cfg.table
 	if table != nil && len(cfg.tableOpts) > 0 {
@@ -151,6 +197,7 @@ func New(pc *net.UDPConn, upstream netip.AddrPort, opts ...Option) (*Relay, erro
 	r := &Relay{
 		cfg:   cfg,
 		pc:    pc,
+		extra: extra,
 		table: table,
 		log:   log,
 		start: time.Now(),
@@ -255,13 +302,29 @@ func (r *Relay) Serve() error {
 	if !r.served.CompareAndSwap(false, true) {
 		return ErrServing
 	}
+	for _, pc := range r.extra {
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			if err := r.readClients(pc); err != nil {
+				r.log.Error("reading clients failed; the relay stops", "err", err)
+				go r.Close() // Close waits for this reader
+			}
+		}()
+	}
+	err := r.readClients(r.pc)
+	r.Close()
+	return err
+}
+
+// readClients reads one listening socket until it closes.
+func (r *Relay) readClients(pc *net.UDPConn) error {
 	// strayfilter.Conn is here for its batched read, which allocates
 	// nothing (x/net's allocates an address per datagram). Its own table
 	// stays empty, so it passes every datagram after one atomic load: the
 	// relay's filtering is the association machine's, below.
-	in, err := strayfilter.New(r.pc, strayfilter.WithMaxQuietPeers(1), strayfilter.WithAlertDetection(false))
+	in, err := strayfilter.New(pc, strayfilter.WithMaxQuietPeers(1), strayfilter.WithAlertDetection(false))
 	if err != nil {
-		r.Close()
 		return fmt.Errorf("relay: %w", err)
 	}
 	b := strayfilter.NewBatch(clientBatch, maxDatagram)
@@ -270,7 +333,6 @@ func (r *Relay) Serve() error {
 		n, err := in.ReadBatchAddrPort(b)
 		if err != nil {
 			if r.isClosed() || errors.Is(err, net.ErrClosed) {
-				r.Close()
 				return nil
 			}
 			if transient(err) {
@@ -278,7 +340,6 @@ func (r *Relay) Serve() error {
 				// read error on an unconnected socket; they end nothing.
 				continue
 			}
-			r.Close()
 			return fmt.Errorf("relay: reading clients: %w", err)
 		}
 		for i := range n {
@@ -297,8 +358,9 @@ func (r *Relay) now() int64 { return int64(time.Since(r.start)) }
 
 // handleClients forwards a batch of client datagrams where the machine
 // routes them, or drops them: the machine decides for the whole batch under
-// one lock, then the datagrams go out in order. It runs on the Serve
-// goroutine only.
+// one lock, then the datagrams go out in order. It runs on the goroutine
+// reading one listening socket; with WithReaders, several run at once,
+// each for the clients the kernel hashes to its socket.
 func (r *Relay) handleClients(b *strayfilter.Batch, n int, routes []assoc.Route[*upstreamConn]) {
 	r.counters.fromClients.Add(uint64(n))
 	if !r.cfg.filter {
@@ -618,6 +680,9 @@ func (r *Relay) Close() error {
 		r.timer.Stop()
 	}
 	err := r.pc.Close()
+	for _, pc := range r.extra {
+		pc.Close()
+	}
 	for u := range r.all {
 		u.close()
 	}

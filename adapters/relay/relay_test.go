@@ -12,6 +12,7 @@ import (
 
 	dtlsv3 "github.com/pion/dtls/v3"
 
+	"github.com/straydtls/straydtls/adapters/pionv3"
 	"github.com/straydtls/straydtls/adapters/relay"
 	"github.com/straydtls/straydtls/conntrack"
 	"github.com/straydtls/straydtls/internal/dtlstest"
@@ -418,6 +419,7 @@ func TestOptionsAndAddresses(t *testing.T) {
 		{[]relay.Option{relay.WithCloseLinger(-time.Second)}, "close linger -1s"},
 		{[]relay.Option{relay.WithTable(nil)}, "nil table"},
 		{[]relay.Option{relay.WithLogger(nil)}, "logger is nil"},
+		{[]relay.Option{relay.WithReaders(0)}, "readers 0"},
 		{[]relay.Option{relay.WithTable(table), relay.WithQuietPeriod(time.Second)}, "WithQuietPeriod conflicts with WithTable"},
 		{[]relay.Option{relay.WithMaxQuietPeers(5), relay.WithTable(table)}, "WithMaxQuietPeers conflicts with WithTable"},
 	}
@@ -426,6 +428,11 @@ func TestOptionsAndAddresses(t *testing.T) {
 		if !errors.Is(err, strayfilter.ErrInvalidOption) || !strings.Contains(err.Error(), b.want) {
 			t.Errorf("err = %v, want ErrInvalidOption naming %q", err, b.want)
 		}
+	}
+	pc := listenLoopback(t, "127.0.0.1:0")
+	defer pc.Close()
+	if _, err := relay.New(pc, netip.MustParseAddrPort("127.0.0.1:5684"), relay.WithReaders(2)); !errors.Is(err, strayfilter.ErrInvalidOption) || !strings.Contains(err.Error(), "WithReaders(2) needs Listen") {
+		t.Errorf("New with WithReaders(2): %v", err)
 	}
 	for _, c := range []struct{ network, listen, upstream string }{
 		{"tcp", "127.0.0.1:0", "127.0.0.1:5684"},
@@ -439,4 +446,39 @@ func TestOptionsAndAddresses(t *testing.T) {
 			t.Errorf("Listen(%q, %q, %q) succeeded", c.network, c.listen, c.upstream)
 		}
 	}
+}
+
+// TestReaders: with three SO_REUSEPORT sockets on the listening address,
+// each read by its own goroutine, every client is served whichever socket
+// the kernel hashes it to, and Close stops them all.
+func TestReaders(t *testing.T) {
+	check := dtlstest.CheckGoroutines(t)
+	ln, err := pionv3.Listen("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, dtlstest.ServerV3(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := dtlstest.Serve(ln, false, nil)
+	r, err := relay.Listen("udp", "127.0.0.1:0", ln.Addr().String(), relay.WithReaders(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- r.Serve() }()
+	const clients = 12
+	for i := range clients {
+		pc := listenLoopback(t, "127.0.0.1:0")
+		c := dialV3(t, pc, addrOf(r), fmt.Sprint("client ", i))
+		echo(t, c, fmt.Sprint("client ", i, " again"))
+		c.Close()
+	}
+	if s := r.Stats(); s.Verified != clients {
+		t.Fatalf("stats %+v; want %d associations verified", s, clients)
+	}
+	r.Close()
+	if err := <-served; err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
+	ln.Close()
+	srv.Stop()
+	check()
 }

@@ -70,6 +70,7 @@ type flags struct {
 	closeEcho                         bool
 	maxAssoc, maxQuiet, maxUnverified int
 	rcvbuf, sndbuf                    int
+	readers                           int
 	logLevel, logFormat               string
 	statsInterval                     time.Duration
 	expvarAddr, metricsAddr           string
@@ -98,6 +99,7 @@ func parse(args []string, stderr io.Writer) (flags, error) {
 	fs.IntVar(&f.maxQuiet, "max-quiet-peers", conntrack.DefaultMaxQuietPeers, "cap on clients in their quiet period; at the cap the oldest stops being quiet early")
 	fs.IntVar(&f.rcvbuf, "rcvbuf", relay.DefaultSocketBuffer, "receive buffer in `bytes` asked for on the listening socket; a warning says when the kernel grants less (raise net.core.rmem_max)")
 	fs.IntVar(&f.sndbuf, "sndbuf", relay.DefaultSocketBuffer, "send buffer in `bytes` asked for on the listening socket; a warning says when the kernel grants less (raise net.core.wmem_max)")
+	fs.IntVar(&f.readers, "readers", 1, "`n` sockets on the listening address (SO_REUSEPORT, Linux), each read by its own goroutine; the kernel spreads clients over them")
 	fs.StringVar(&f.logLevel, "log-level", "info", "`level` of logs on stderr: debug (every association), info, warn or error")
 	fs.DurationVar(&f.statsInterval, "stats-interval", time.Minute, "log a one-line counter summary this often; 0 turns it off")
 	fs.StringVar(&f.logFormat, "log-format", "text", "`format` of logs on stderr: text (logfmt) or json")
@@ -128,7 +130,7 @@ func parse(args []string, stderr io.Writer) (flags, error) {
 	if f.statsInterval < 0 {
 		return f, fmt.Errorf("-stats-interval %v: must be positive, or 0 for none", f.statsInterval)
 	}
-	for name, n := range map[string]int{"max-associations": f.maxAssoc, "max-quiet-peers": f.maxQuiet, "max-unverified": f.maxUnverified, "rcvbuf": f.rcvbuf, "sndbuf": f.sndbuf} {
+	for name, n := range map[string]int{"max-associations": f.maxAssoc, "max-quiet-peers": f.maxQuiet, "max-unverified": f.maxUnverified, "rcvbuf": f.rcvbuf, "sndbuf": f.sndbuf, "readers": f.readers} {
 		if n < 1 {
 			return f, fmt.Errorf("-%s %d: must be at least 1", name, n)
 		}
@@ -243,7 +245,7 @@ func run(ctx context.Context, hup <-chan os.Signal, args []string, stderr io.Wri
 		relay.WithIdleTimeout(f.idle), relay.WithHandshakeTimeout(f.handshake),
 		relay.WithMaxAssociations(f.maxAssoc), relay.WithMaxUnverified(f.maxUnverified),
 		relay.WithUnverifiedTimeout(f.unverifiedTimeout), relay.WithCloseLinger(f.linger),
-		relay.WithCloseEcho(f.closeEcho), relay.WithSocketBuffers(f.rcvbuf, f.sndbuf), relay.WithLogger(log))
+		relay.WithCloseEcho(f.closeEcho), relay.WithSocketBuffers(f.rcvbuf, f.sndbuf), relay.WithReaders(f.readers), relay.WithLogger(log))
 	if err != nil {
 		fmt.Fprintf(stderr, "strayrelay: %v\n", err)
 		return 1

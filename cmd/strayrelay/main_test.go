@@ -59,6 +59,8 @@ func TestBadFlagsExitNonZero(t *testing.T) {
 		{[]string{"-listen", "192.0.2.1:4433", "-upstream", "127.0.0.1:4434"}, 1, "listen on"},
 		{[]string{"-listen", "127.0.0.1:0", "-upstream", "127.0.0.1"}, 1, "upstream"},
 		{[]string{"-listen", "127.0.0.1:0", "-upstream", "127.0.0.1:4434", "-rcvbuf", "0"}, 2, "-rcvbuf 0: must be at least 1"},
+		{[]string{"-listen", "127.0.0.1:0", "-upstream", "127.0.0.1:4434", "-readers", "0"}, 2, "-readers 0: must be at least 1"},
+		{[]string{"-listen", "127.0.0.1:0", "-upstream", "127.0.0.1:4434", "-readers", "65"}, 1, "readers 65: must be 1 to 64"},
 		{[]string{"-listen", "127.0.0.1:0", "-upstream", "127.0.0.1:4434", "-log-format", "xml"}, 2, `-log-format "xml": want text or json`},
 		{[]string{"-listen", "127.0.0.1:0", "-upstream", "127.0.0.1:4434", "-pprof"}, 2, "-pprof needs -metrics"},
 		{[]string{"-listen", "127.0.0.1:0", "-upstream", "127.0.0.1:4434", "-metrics", ":9090", "-pprof"}, 2, "must be a loopback address"},
@@ -104,7 +106,7 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 	if err != nil {
 		t.Fatalf("-h: %v\n%s", err, out)
 	}
-	for _, f := range []string{"-listen", "-upstream", "-quiet", "-idle", "-max-associations", "-log-level", "-stats-interval", "-expvar", "-handshake-timeout", "-max-quiet-peers", "-network", "-max-unverified", "-unverified-timeout", "-close-linger", "-close-echo", "-metrics", "-pprof", "-version", "-log-format", "-rcvbuf", "-sndbuf"} {
+	for _, f := range []string{"-listen", "-upstream", "-quiet", "-idle", "-max-associations", "-log-level", "-stats-interval", "-expvar", "-handshake-timeout", "-max-quiet-peers", "-network", "-max-unverified", "-unverified-timeout", "-close-linger", "-close-echo", "-metrics", "-pprof", "-version", "-log-format", "-rcvbuf", "-sndbuf", "-readers"} {
 		if !strings.Contains(string(out), "  "+f+" ") && !strings.Contains(string(out), "  "+f+"\n") {
 			t.Errorf("-h does not document %s:\n%s", f, out)
 		}
