@@ -253,11 +253,11 @@ func TestLateCIDRecordsOfAClosedAssociation(t *testing.T) {
 	}
 }
 
-// TestForgedCIDRecordFromANewAddress: a tls12_cid record carrying a live
-// association's CID from a new address, forged or a replay of the
-// client's own, reaches pion, which cannot authenticate it (or has seen
-// it), and changes nothing: the server's answers still go to the client.
-func TestForgedCIDRecordFromANewAddress(t *testing.T) {
+// liveCIDClient starts an echo server on the adapter with CIDs and one
+// client through a capturing relay, which has echoed once; it returns the
+// tls12_cid datagrams the client sent so far. Everything ends with t.
+func liveCIDClient(t *testing.T) (*demux.Listener, net.Conn, [][]byte) {
+	t.Helper()
 	ln := listenCID(t)
 	srv := dtlstest.Serve(ln, false, nil)
 	t.Cleanup(func() {
@@ -265,19 +265,27 @@ func TestForgedCIDRecordFromANewAddress(t *testing.T) {
 		srv.Stop()
 	})
 	_, capt, _, c := cidClient(t, ln)
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	dtlstest.EchoOnce(t, c, "first")
-	var genuine [][]byte
+	var sent [][]byte
 	for _, d := range capt.all() {
 		if d[0] == record.ContentTypeConnectionID {
-			genuine = append(genuine, d)
+			sent = append(sent, d)
 		}
 	}
-	if len(genuine) == 0 {
+	if len(sent) == 0 {
 		t.Fatal("the client sent no tls12_cid record")
 	}
-	last := genuine[len(genuine)-1]
-	cid := last[11 : 11+dtlstest.CIDLength]
+	return ln, c, sent
+}
+
+// TestForgedCIDRecordFromANewAddress: a tls12_cid record carrying a live
+// association's CID from a new address, forged or a replay of the
+// client's own, reaches pion, which cannot authenticate it (or has seen
+// it), and changes nothing: the server's answers still go to the client.
+func TestForgedCIDRecordFromANewAddress(t *testing.T) {
+	ln, c, genuine := liveCIDClient(t)
+	cid := genuine[0][11 : 11+dtlstest.CIDLength]
 	forged := append(append([]byte{25, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0x7f, 0}, cid...), 0, 40)
 	forged = append(forged, bytes.Repeat([]byte{0xa5}, 40)...)
 	attacker, err := net.DialUDP("udp", nil, ln.Addr().(*net.UDPAddr))
@@ -304,24 +312,8 @@ func TestForgedCIDRecordFromANewAddress(t *testing.T) {
 // client's own, leave no state behind and do not move or disturb the live
 // client, which keeps echoing throughout.
 func TestForgedCIDFlood(t *testing.T) {
-	ln := listenCID(t)
-	srv := dtlstest.Serve(ln, false, nil)
-	t.Cleanup(func() {
-		ln.Close()
-		srv.Stop()
-	})
-	_, capt, _, c := cidClient(t, ln)
-	defer c.Close()
-	dtlstest.EchoOnce(t, c, "before the flood")
-	var cid []byte
-	for _, d := range capt.all() {
-		if d[0] == record.ContentTypeConnectionID {
-			cid = d[11 : 11+dtlstest.CIDLength]
-		}
-	}
-	if cid == nil {
-		t.Fatal("the client sent no tls12_cid record")
-	}
+	ln, c, genuine := liveCIDClient(t)
+	cid := genuine[0][11 : 11+dtlstest.CIDLength]
 	const n = 5000
 	forged := func(i int) []byte {
 		d := []byte{25, 0xfe, 0xfd, 0, 1, 0, 0, 0, byte(i >> 16), byte(i >> 8), byte(i)}
