@@ -218,6 +218,16 @@ func (mo *model) step(op, x, y byte) {
 		if a == nil {
 			return
 		}
+		if mo.cfg.CIDLength > 0 && x%3 == 0 {
+			// Often a handshake without a CID yet, which a ServerHello
+			// may give one (rule 9).
+			for _, b := range mo.all {
+				if mo.cidOf[b] == "" && (b.state == Unverified || b.state == Handshaking) {
+					a = b
+					break
+				}
+			}
+		}
 		mo.serverEvent(a, y)
 	case 5:
 		a := mo.pick(x)
@@ -243,6 +253,16 @@ func (mo *model) step(op, x, y byte) {
 		case y%3 == 0:
 			mo.closedEvent(a)
 		default:
+			// With CIDs, mostly a handshake whose server named one: the
+			// associations rule 9 moves are established ones with a CID.
+			if mo.cfg.CIDLength > 0 && x%4 != 0 {
+				for _, b := range mo.all {
+					if mo.cidOf[b] != "" && (b.state == Unverified || b.state == Handshaking) {
+						a = b
+						break
+					}
+				}
+			}
 			mo.completedEvent(a)
 		}
 	default:
