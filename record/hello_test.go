@@ -157,7 +157,7 @@ func TestHelloParsingDoesNotAllocate(t *testing.T) {
 func checkServerCIDAgainstPion(t *testing.T, data []byte, r *record.Record) {
 	t.Helper()
 	cid, ok := r.ServerConnectionID(data)
-	if !r.HasHandshakeHeader || r.MsgType != record.HandshakeTypeServerHello || r.FragmentOffset != 0 || r.FragmentLength != r.MessageLength {
+	if r.Class != record.ClassHandshake || !r.HasHandshakeHeader || r.MsgType != record.HandshakeTypeServerHello || r.FragmentOffset != 0 || r.FragmentLength != r.MessageLength {
 		if ok {
 			t.Fatalf("% x: a CID %x read from what is no whole ServerHello", data, cid)
 		}
