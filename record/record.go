@@ -290,7 +290,7 @@ func uint24(b []byte) uint32 {
 // walk stops at the first record whose length it cannot know.
 func CarriesClosingAlert(datagram []byte) bool {
 	found := false
-	walk(datagram, func(typ byte, epoch uint16, body []byte) bool {
+	walk(datagram, CIDUnknown, func(typ byte, epoch uint16, body []byte) bool {
 		if typ != ContentTypeAlert {
 			return true
 		}
@@ -309,7 +309,7 @@ func CarriesClosingAlert(datagram []byte) bool {
 // it tells a handshake that got somewhere from a spoofed ClientHello.
 func CarriesProtectedRecord(datagram []byte) bool {
 	found := false
-	last := walk(datagram, func(_ byte, epoch uint16, _ []byte) bool {
+	last := walk(datagram, CIDUnknown, func(_ byte, epoch uint16, _ []byte) bool {
 		found = epoch != 0
 		return !found
 	})
@@ -323,33 +323,39 @@ func CarriesProtectedRecord(datagram []byte) bool {
 	return r.Class == ClassConnectionID || r.Class == ClassCiphertext
 }
 
-// walk calls fn for each DTLSPlaintext record of the datagram until fn
-// returns false, and returns the part of the datagram it could not walk: it
-// stops at a record whose length it cannot know (tls12_cid, a unified
-// header, a foreign byte) or that runs past the datagram.
-func walk(datagram []byte, fn func(typ byte, epoch uint16, body []byte) bool) (rest []byte) {
-	off := 0
-	for len(datagram)-off >= recordHeaderLen {
-		b := datagram[off:]
-		switch b[0] {
-		case ContentTypeChangeCipherSpec, ContentTypeAlert, ContentTypeHandshake,
-			ContentTypeApplicationData, ContentTypeHeartbeat, ContentTypeACK:
-		default:
-			return b
+// walk calls fn for each DTLSPlaintext or tls12_cid record of the
+// datagram until fn returns false, splitting it the way a DTLS 1.2 stack
+// receiving Connection IDs of cidLen bytes does (0 when it negotiated
+// none), and returns the part it could not walk: it stops at a record
+// whose length it cannot know (a unified header, a foreign byte, tls12_cid
+// with CIDUnknown) or that runs past the datagram. fn gets the record's
+// content type, epoch and body.
+func walk(datagram []byte, cidLen int, fn func(typ byte, epoch uint16, body []byte) bool) (rest []byte) {
+	for len(datagram) >= recordHeaderLen {
+		b0 := datagram[0]
+		if b0 < firstDTLSByte || b0 >= unifiedFixed || datagram[1] != dtlsVersionMajor {
+			return datagram
 		}
-		if b[1] != dtlsVersionMajor {
-			return b
+		lenAt := 11
+		if b0 == ContentTypeConnectionID {
+			if cidLen < 0 {
+				return datagram
+			}
+			lenAt += cidLen
 		}
-		n := recordHeaderLen + int(binary.BigEndian.Uint16(b[11:13]))
-		if n > len(b) {
-			return b
+		if len(datagram) < lenAt+2 {
+			return datagram
 		}
-		if !fn(b[0], binary.BigEndian.Uint16(b[3:5]), b[recordHeaderLen:n]) {
+		n := lenAt + 2 + int(binary.BigEndian.Uint16(datagram[lenAt:]))
+		if n > len(datagram) {
+			return datagram
+		}
+		if !fn(b0, binary.BigEndian.Uint16(datagram[3:5]), datagram[lenAt+2:n]) {
 			return nil
 		}
-		off += n
+		datagram = datagram[n:]
 	}
-	return datagram[off:]
+	return datagram
 }
 
 // TypeSet is a set of DTLSPlaintext content types (20..31), one bit each.
@@ -383,29 +389,11 @@ const CIDUnknown = -1
 // datagram, where pion discards the whole datagram.
 func Epoch0Types(datagram []byte, cidLen int) TypeSet {
 	var s TypeSet
-	for len(datagram) >= recordHeaderLen {
-		b0 := datagram[0]
-		if b0 < firstDTLSByte || b0 >= unifiedFixed || datagram[1] != dtlsVersionMajor {
-			return s
+	walk(datagram, cidLen, func(typ byte, epoch uint16, _ []byte) bool {
+		if epoch == 0 {
+			s |= 1 << (typ - firstDTLSByte)
 		}
-		lenAt := 11
-		if b0 == ContentTypeConnectionID {
-			if cidLen < 0 {
-				return s
-			}
-			lenAt += cidLen
-		}
-		if len(datagram) < lenAt+2 {
-			return s
-		}
-		n := lenAt + 2 + int(binary.BigEndian.Uint16(datagram[lenAt:]))
-		if n > len(datagram) {
-			return s
-		}
-		if datagram[3] == 0 && datagram[4] == 0 {
-			s |= 1 << (b0 - firstDTLSByte)
-		}
-		datagram = datagram[n:]
-	}
+		return true
+	})
 	return s
 }
