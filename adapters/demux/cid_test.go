@@ -54,7 +54,9 @@ func TestCIDRoutingAndMove(t *testing.T) {
 	appData := []byte{0x17, 0xfe, 0xfd, 0x00, 0x01, 0, 0, 0, 0, 0, 7, 0x00, 0x02, 1, 2}
 	m.dispatch(m.now(), old, appData) // sets up the lock-free route
 	c.ReadFrom(buf)
-	m.dispatch(m.now(), moved, cidRecord(cid, 7))
+	// With room behind it, as in the read loop's batch buffers, the source
+	// goes in place; without (the other dispatches here), it is copied.
+	m.dispatch(m.now(), moved, append(make([]byte, 0, 128), cidRecord(cid, 7)...))
 	n, from, err := c.ReadFrom(buf)
 	if err != nil || !bytes.Equal(buf[:n], cidRecord(cid, 7)) || from.(*net.UDPAddr).AddrPort() != moved {
 		t.Fatalf("read %x from %v (%v); want the CID record from %v", buf[:n], from, err, moved)

@@ -61,8 +61,8 @@ type mux struct {
 	// assoc.Machine.SoleByCID).
 	soleCID map[string]cidRoute
 	cidGen  atomic.Uint64
-	// src is the read loop's datagram with its source appended, for Conns
-	// of a mux routing by Connection ID (see Conn.deliver).
+	// src holds a datagram with its source appended when the batch
+	// buffer has no room behind it (see withSource).
 	src []byte
 
 	stats counters
@@ -260,13 +260,20 @@ func (m *mux) dispatch(now int64, ap netip.AddrPort, p []byte) {
 	}
 }
 
-// withSource returns p with its source appended, in the read loop's own
-// buffer: a Conn under a mux routing by Connection ID reports each
-// datagram's source to its stack.
+// withSource returns p with its source appended: a Conn under a mux
+// routing by Connection ID reports each datagram's source to its stack.
+// p is the read loop's own batch buffer, so the source goes in behind it
+// where there is room, and only a datagram that fills the buffer is
+// copied (into m.src).
 func (m *mux) withSource(p []byte, ap netip.AddrPort) []byte {
 	a := ap.Addr().As16()
-	m.src = append(append(m.src[:0], p...), a[:]...)
-	return append(m.src, byte(ap.Port()>>8), byte(ap.Port()))
+	q := p
+	if cap(p)-len(p) < sourceLen {
+		m.src = append(m.src[:0], p...)
+		q = m.src
+	}
+	q = append(q, a[:]...)
+	return append(q, byte(ap.Port()>>8), byte(ap.Port()))
 }
 
 // liveCID is the filter's exemption under a mux routing by Connection ID:
