@@ -24,3 +24,9 @@ func (r *Relay) handleOne(d []byte, from netip.AddrPort) {
 	var routes [1]assoc.Route[*upstreamConn]
 	r.handleClients(b, 1, routes[:])
 }
+
+// ListeningSockets returns every socket the relay reads clients from.
+func ListeningSockets(r *Relay) []*net.UDPConn { return append([]*net.UDPConn{r.pc}, r.extra...) }
+
+// SocketBuffersOf is SocketBuffers for any socket.
+func SocketBuffersOf(c *net.UDPConn) (rcv, snd int) { return socketBuffers(c) }

@@ -462,6 +462,14 @@ func TestReaders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if want, _ := r.SocketBuffers(); want < relay.DefaultSocketBuffer/2 {
+		t.Skipf("the kernel caps socket buffers at %d bytes here", want)
+	}
+	for i, pc := range relay.ListeningSockets(r) {
+		if rcv, snd := relay.SocketBuffersOf(pc); rcv != relay.DefaultSocketBuffer || snd != relay.DefaultSocketBuffer {
+			t.Errorf("listening socket %d has buffers %d and %d; want %d each", i, rcv, snd, relay.DefaultSocketBuffer)
+		}
+	}
 	served := make(chan error, 1)
 	go func() { served <- r.Serve() }()
 	const clients = 12

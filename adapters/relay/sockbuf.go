@@ -4,12 +4,15 @@ import (
 	"net"
 )
 
-// setBuffers asks for the configured buffers on the listening socket and
-// warns when the kernel grants less.
+// setBuffers asks for the configured buffers on every listening socket
+// (WithReaders opens several) and warns when the kernel grants less.
 func (r *Relay) setBuffers() {
-	// Errors are the kernel's to report through what it grants.
-	r.pc.SetReadBuffer(r.cfg.rcvbuf)
-	r.pc.SetWriteBuffer(r.cfg.sndbuf)
+	// Errors are the kernel's to report through what it grants, which is
+	// the same for every socket.
+	for _, pc := range append([]*net.UDPConn{r.pc}, r.extra...) {
+		pc.SetReadBuffer(r.cfg.rcvbuf)
+		pc.SetWriteBuffer(r.cfg.sndbuf)
+	}
 	rcv, snd := r.SocketBuffers()
 	if rcv > 0 && rcv < r.cfg.rcvbuf {
 		r.log.Warn("the kernel capped the listening socket's receive buffer; raise net.core.rmem_max (Linux) to get what was asked",
