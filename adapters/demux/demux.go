@@ -59,8 +59,9 @@ type mux struct {
 	// while its Conn's cidSole flag is set and cidGen has not moved since
 	// (a CID that another association took bumps it; see
 	// assoc.Machine.SoleByCID).
-	soleCID map[string]cidRoute
-	cidGen  atomic.Uint64
+	soleCID    map[string]cidRoute
+	cidGen     atomic.Uint64
+	collisions uint64 // the machine's CIDCollisions when cidGen last moved; under mu
 	// src holds a datagram with its source appended when the batch
 	// buffer has no room behind it (see withSource).
 	src []byte
@@ -336,6 +337,12 @@ func (m *mux) sweep() {
 // call into the machine.
 func (m *mux) endingLocked() []*Conn {
 	m.armLocked()
+	if n := m.sm.CIDCollisions(); n != m.collisions {
+		// A CID changed hands (a ServerHello, or a verification that
+		// claimed one): every lock-free CID route asks again.
+		m.collisions = n
+		m.cidGen.Add(1)
+	}
 	if len(m.ending) == 0 {
 		return nil
 	}
@@ -379,12 +386,7 @@ func (m *mux) expire() {
 // reports whether it may go out.
 func (m *mux) serverSent(c *Conn, b []byte) bool {
 	m.mu.Lock()
-	collisions := m.sm.CIDCollisions()
 	v := m.sm.Server(m.now(), c.a, b)
-	if m.sm.CIDCollisions() != collisions {
-		// A CID changed hands: every lock-free CID route asks again.
-		m.cidGen.Add(1)
-	}
 	if st := c.a.State(); st == assoc.Established || st == assoc.Ended {
 		c.settled.Store(true)
 	}

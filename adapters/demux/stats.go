@@ -58,7 +58,9 @@ type Stats struct {
 	// MovedDetached those of them whose new address another established
 	// association held, which kept it.
 	Moved, MovedDetached uint64
-	// CIDCollisions counts CIDs the stack gave a second association.
+	// CIDCollisions counts CIDs that passed from one association to a
+	// newer one the stack gave the same CID (never from a verified one to
+	// an unverified one).
 	CIDCollisions uint64
 }
 

@@ -146,3 +146,27 @@ func TestCIDCollision(t *testing.T) {
 	wantDrop(t, "the CID after the newer ended", h.client(addr(1), cidRecord(cidA)), DropUnknownCID)
 	h.wantAlive(a)
 }
+
+// Rule 9: a server without cookies names a CID to a forged ClientHello's
+// handshake too. While unverified, it never takes a verified association's
+// CID: with short CIDs a flood of forged ClientHellos would otherwise take
+// real clients' routes. It claims the CID once its client proves its
+// address.
+func TestUnverifiedHandshakeCannotTakeACID(t *testing.T) {
+	h := newHarness(t, cidConfig())
+	a := h.establishCID(addr(1), 1, cidA)
+	forged := h.open(addr(2), 2)
+	h.m.Server(h.now, forged, serverHelloCID(cidA)) // no cookie round
+	wantRoute(t, "the live client's CID record", h.client(addr(1), cidRecord(cidA)), a)
+	if a.ConnectionID() != string(cidA) || h.m.Counters().CIDCollisions != 0 {
+		t.Fatal("an unverified handshake took a verified association's CID")
+	}
+	// The handshake's client answers from its address: proved, it claims
+	// the CID, as a newer verified association would.
+	wantRoute(t, "the answer to the server's flight", h.client(addr(2), clientKeyExchange), forged)
+	wantRoute(t, "the CID record after", h.client(addr(1), cidRecord(cidA)), forged)
+	if a.ConnectionID() != "" || h.m.Counters().CIDCollisions != 1 {
+		t.Fatalf("after the proof: a's CID %q, collisions %d", a.ConnectionID(), h.m.Counters().CIDCollisions)
+	}
+	h.wantAlive(a)
+}

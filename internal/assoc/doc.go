@@ -96,7 +96,9 @@
 //     (re-handshakes, the quiet period at close) follow to that address,
 //     unless another established association holds it. CIDs are the
 //     server's to choose: if two associations name the same, the newer
-//     takes the route.
+//     takes the route, except that an unverified one never takes it from
+//     a verified one (a server without cookies names CIDs to forged
+//     ClientHellos too); it claims it once its client proves its address.
 //
 // A datagram never ends or demotes a verified association: it can evict
 // only Unverified ones (rule 1), reclaim only Closing ones (rule 6), and

@@ -278,8 +278,10 @@ type Counters struct {
 	RehandshakesAbandoned uint64
 	// CookiesWithheld counts cookie requests not forwarded (rule 8).
 	CookiesWithheld uint64
-	// CIDsBound counts CIDs learnt from ServerHellos; CIDCollisions those
-	// that another association already had (the newer takes the route).
+	// CIDsBound counts CIDs routed to the association whose server named
+	// them; CIDCollisions those that another association had until then
+	// (the newer takes the route, unless it is unverified and the other is
+	// not).
 	CIDsBound, CIDCollisions uint64
 	// Moved counts peer address updates (rule 9); MovedDetached those
 	// whose new address had another association, which keeps it.
@@ -523,7 +525,8 @@ func (m *Machine[T]) SoleCIDTakes(d []byte) bool { return m.epoch0(d)&^m.liveOK 
 // takes a CID away from the association that had it (rule 9).
 func (m *Machine[T]) CIDCollisions() uint64 { return m.c.CIDCollisions }
 
-// bindCID routes the CID a's server named to a (rule 9).
+// bindCID gives a the CID its server named (rule 9) and routes it to a
+// if claimCID allows.
 func (m *Machine[T]) bindCID(a *Assoc[T], cid []byte) {
 	if a.cid == string(cid) {
 		return
@@ -533,7 +536,24 @@ func (m *Machine[T]) bindCID(a *Assoc[T], cid []byte) {
 		return // not a length the shell can route by
 	}
 	a.cid = string(cid)
-	if old := m.cids[a.cid]; old != nil {
+	m.claimCID(a)
+}
+
+// claimCID routes a's CID to a. If another association has it, the newer
+// takes it, but an unverified association never takes it from a verified
+// one: a server without cookies answers a forged ClientHello too, and with
+// short CIDs a flood of them would take real clients' routes. An
+// unverified association keeps its CID unrouted and claims it once its
+// client proves its address (verify).
+func (m *Machine[T]) claimCID(a *Assoc[T]) {
+	old := m.cids[a.cid]
+	if old == a {
+		return
+	}
+	if old != nil {
+		if a.state == Unverified && old.state != Unverified {
+			return
+		}
 		old.cid = ""
 		m.c.CIDCollisions++
 	}
@@ -730,6 +750,9 @@ func (m *Machine[T]) verify(now int64, a *Assoc[T]) bool {
 	a.state, a.since = Handshaking, now
 	m.g.Handshaking++
 	m.c.Verified++
+	if a.cid != "" {
+		m.claimCID(a) // rule 9: one it could not take unverified
+	}
 	// The timer still holds the unverified deadline, which is earlier; it
 	// finds the handshake deadline when it gets there.
 	return true

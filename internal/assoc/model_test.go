@@ -272,6 +272,13 @@ func (mo *model) step(op, x, y byte) {
 		}
 		mo.expireEvent(h.now + int64(d))
 	}
+	// Rule 9: a handshake that proved its address claims the CID it could
+	// not take while unverified.
+	for _, a := range mo.all {
+		if c := mo.cidOf[a]; c != "" && mo.byCID[c] != a && a.state != Unverified && a.state != Ended {
+			mo.claim(a)
+		}
+	}
 	for _, e := range h.ends { // rule 9: an association's end frees its CID
 		if c := mo.cidOf[e.a]; c != "" && mo.byCID[c] == e.a {
 			delete(mo.byCID, c)
@@ -280,6 +287,23 @@ func (mo *model) step(op, x, y byte) {
 		delete(mo.detached, e.a)
 	}
 	mo.checkBookkeeping()
+}
+
+// claim is rule 9's claim of a's CID: the newer association takes it,
+// but an unverified one never from a verified one.
+func (mo *model) claim(a *Assoc[int]) {
+	c := mo.cidOf[a]
+	old := mo.byCID[c]
+	if old == a {
+		return
+	}
+	if old != nil {
+		if a.state == Unverified && old.state != Unverified {
+			return
+		}
+		delete(mo.cidOf, old)
+	}
+	mo.byCID[c] = a
 }
 
 // movedEvent: the shell reports a's stack sending to `to` (rule 9).
@@ -566,10 +590,8 @@ func (mo *model) serverEvent(a *Assoc[int], kind byte) {
 			if c := mo.cidOf[a]; c != "" && mo.byCID[c] == a {
 				delete(mo.byCID, c)
 			}
-			if old := mo.byCID[string(cid)]; old != nil {
-				delete(mo.cidOf, old) // the newer takes the route
-			}
-			mo.byCID[string(cid)], mo.cidOf[a] = a, string(cid)
+			mo.cidOf[a] = string(cid)
+			mo.claim(a)
 		}
 	}
 	if v.Forward == withheld {
