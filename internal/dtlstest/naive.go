@@ -34,7 +34,11 @@ type NaiveServer struct {
 	conns map[netip.AddrPort]*naiveConn
 	peers []netip.AddrPort // every address that got a connection, in order
 	bogus []string         // what each bogus connection started with
-	wg    sync.WaitGroup
+	// last is what the latest ended connection from each address received
+	// and how it ended, for a bogus connection's log: the connection
+	// before a bogus one usually says how it came about.
+	last map[netip.AddrPort][]string
+	wg   sync.WaitGroup
 
 	// Echoed receives each message the server echoed before closing.
 	Echoed chan string
@@ -72,6 +76,7 @@ func NewNaiveServer(t testing.TB, handshakeTimeout time.Duration, echoAll bool) 
 		timeout: handshakeTimeout,
 		echoAll: echoAll,
 		conns:   map[netip.AddrPort]*naiveConn{},
+		last:    map[netip.AddrPort][]string{},
 		Echoed:  make(chan string, 1024),
 	}
 	s.wg.Add(1)
@@ -137,14 +142,29 @@ func (s *NaiveServer) loop() {
 			s.Conns.Add(1)
 			if r := record.Inspect(buf[:n]); !r.OpensAssociation() {
 				s.Bogus.Add(1)
-				s.bogus = append(s.bogus, fmt.Sprintf("%s from %v: % x", time.Now().Format("15:04:05.000000"), from, buf[:min(n, 16)]))
+				s.bogus = append(s.bogus, fmt.Sprintf("%s from %v: % x", stamp(), from, buf[:min(n, 16)]))
+				for _, l := range s.last[from] {
+					s.bogus = append(s.bogus, "    the connection before it: "+l)
+				}
 			}
 			s.wg.Add(1)
 			go s.serve(c)
 		}
+		if len(c.log) < 32 {
+			c.log = append(c.log, fmt.Sprintf("%s read %d bytes: % x", stamp(), n, buf[:min(n, 16)]))
+		}
 		s.mu.Unlock()
 		c.buf.Write(buf[:n])
 	}
+}
+
+func stamp() string { return time.Now().Format("15:04:05.000000") }
+
+// ended records how c ended, after what it read.
+func (s *NaiveServer) ended(c *naiveConn, how string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.last[c.peer] = append(c.log, stamp()+" "+how)
 }
 
 // forget drops the connection of the peer a barrier datagram names.
@@ -170,6 +190,7 @@ func (s *NaiveServer) serve(c *naiveConn) {
 	conn, err := dtlsv3.Server(c, net.UDPAddrFromAddrPort(c.peer), s.cfg)
 	if err != nil {
 		s.Failures.Add(1)
+		s.ended(c, "failed: "+err.Error())
 		return
 	}
 	defer conn.Close()
@@ -177,8 +198,10 @@ func (s *NaiveServer) serve(c *naiveConn) {
 	defer cancel()
 	if err := conn.HandshakeContext(ctx); err != nil {
 		s.Failures.Add(1)
+		s.ended(c, "handshake failed: "+err.Error())
 		return
 	}
+	defer s.ended(c, "closed after its handshake")
 	msg := make([]byte, 2048)
 	if s.echoAll {
 		for {
@@ -209,6 +232,7 @@ type naiveConn struct {
 	s       *NaiveServer
 	peer    netip.AddrPort
 	buf     *packetio.Buffer
+	log     []string // what it read (the first 32), under s.mu
 	once    sync.Once
 	created time.Time
 	echoed  atomic.Bool
