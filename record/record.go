@@ -130,6 +130,15 @@ func (r *Record) OpensAssociation() bool {
 		r.MsgType == HandshakeTypeClientHello
 }
 
+// FatalAlert reports whether the datagram, which r was parsed from, starts
+// with a plaintext (epoch-0) fatal alert: its sender giving up a handshake.
+// A fatal alert ends the connection on both sides (RFC 5246 §7.2.2), and
+// every stack abandons a handshake on receiving one, authenticated or not.
+func (r *Record) FatalAlert(datagram []byte) bool {
+	// Parse classed the record an alert only if it fits in the datagram.
+	return r.Class == ClassAlert && r.Epoch == 0 && r.Length >= 2 && datagram[recordHeaderLen] == alertLevelFatal
+}
+
 // Protected reports whether the record claims to be sent under keys a
 // handshake agreed on: a tls12_cid record, a DTLS 1.3 unified header, or
 // any other record whose header names an epoch other than 0. A datagram of

@@ -31,6 +31,12 @@
 //     WithCloseLinger if nothing crosses either way meanwhile (GnuTLS does
 //     not answer a client's close_notify), and at the cap on associations a
 //     closing one is reclaimed before a new client is refused.
+//   - A client that gives up its handshake with a plaintext fatal alert
+//     (it could not verify the server, say) ends it at the server, which
+//     goes back to waiting for new clients; so the association ends once
+//     the alert is forwarded, and what the client's address sends next (a
+//     late record of an earlier association, typically) is dropped instead
+//     of reaching the server as the first datagram of a new connection.
 //   - A completed association drops datagrams holding an epoch-0 record
 //     other than a handshake, change_cipher_spec or (DTLS 1.3) ACK record,
 //     which no server may accept once keys are agreed (RFC 6347 §4.1.2.7);

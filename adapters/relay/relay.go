@@ -214,6 +214,7 @@ func newRelay(pc *net.UDPConn, extra []*net.UDPConn, upstream netip.AddrPort, op
 		Rehandshake:       true,
 		InferCompletion:   true,
 		EndOnServerAlert:  true,
+		EndOnClientAlert:  true,
 		// The server behind may be any stack: it may use CIDs of a length
 		// the relay cannot see, and may speak DTLS 1.3.
 		CIDLength: record.CIDUnknown,
@@ -395,11 +396,12 @@ func (r *Relay) handleClients(b *strayfilter.Batch, n int, routes []assoc.Route[
 			u := a.Handle
 			switch {
 			case u == nil:
-			case u.end.Load() != 0:
+			case u.end.Load() != 0 && !rt.Ended:
 				// The server closed it since the batch was routed (a pump
 				// ran meanwhile): the server has gone back to waiting for
 				// new clients, so the datagram is what it would be had it
-				// been routed now, a stray.
+				// been routed now, a stray. (A datagram that ended the
+				// association itself, a client's fatal alert, still goes.)
 				late = true
 			default:
 				r.forward(u, d)

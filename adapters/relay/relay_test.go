@@ -489,3 +489,49 @@ func TestReaders(t *testing.T) {
 	srv.Stop()
 	check()
 }
+
+// TestClientAbandonsHandshake: a client that gives up its handshake with a
+// fatal alert (here it cannot verify the server's certificate) ends the
+// server's handshake, so the relay ends the association once it has
+// forwarded the alert. Whatever the client's address sends afterwards (in
+// the chaos test that failed, a previous association's close_notify that the
+// network delayed) is dropped instead of reaching a server that has
+// forgotten the handshake and would take it as a new connection.
+func TestClientAbandonsHandshake(t *testing.T) {
+	naive := dtlstest.NewNaiveServer(t, 10*time.Second, false)
+	r := start(t, "127.0.0.1:0", naive.Addr())
+	front, err := udprelay.New(addrOf(r), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer front.Close()
+	pc := listenLoopback(t, "127.0.0.1:0")
+	client := pc.LocalAddr().(*net.UDPAddr).AddrPort()
+	cfg := dtlstest.ClientV3(t)
+	cfg.InsecureSkipVerify = false // the test certificate is self-signed
+	c, err := dtlsv3.Client(pc, net.UDPAddrFromAddrPort(front.Addr()), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), dtlstest.HandshakeTimeout)
+	defer cancel()
+	if err := c.HandshakeContext(ctx); err == nil {
+		t.Fatal("the handshake succeeded with a certificate the client cannot verify")
+	}
+	dtlstest.WaitFor(t, "the server's handshake fails on the client's alert", func() bool { return naive.Failures.Load() == 1 })
+	if err := front.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	before := r.Stats()
+	if before.Verified != 1 || before.ClientAborted != 1 || before.Associations != 0 {
+		t.Fatalf("stats %+v: want one verified handshake, ended by its client's alert", before)
+	}
+	// An encrypted close_notify of an earlier association, late.
+	late := append([]byte{record.ContentTypeAlert, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 3, 0, 26}, make([]byte, 26)...)
+	front.Inject(udprelay.ToServer, client, late)
+	dtlstest.WaitFor(t, "the relay reads the late record", func() bool { return r.Stats().FromClients == before.FromClients+1 })
+	if s := r.Stats(); s.ToServer != before.ToServer || s.DroppedUnknown != before.DroppedUnknown+1 {
+		t.Fatalf("stats %+v: the record after the client's alert was not dropped", s)
+	}
+}

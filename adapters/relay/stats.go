@@ -38,6 +38,9 @@ type Stats struct {
 	// crossed for the idle timeout, or because a proved handshake did not
 	// complete in time.
 	ServerClosed, IdleClosed, HandshakeTimeouts uint64
+	// ClientAborted counts proved handshakes that ended with the client's
+	// fatal alert (it gave up; the server abandons the handshake on it).
+	ClientAborted uint64
 	// UnverifiedTimeouts and Evicted count associations whose client never
 	// proved its address: timed out, or evicted at the cap on them.
 	UnverifiedTimeouts, Evicted uint64
@@ -110,6 +113,7 @@ func (r *Relay) Stats() Stats {
 		ServerClosed:       mc.Ended[assoc.EndServerAlert],
 		IdleClosed:         mc.Ended[assoc.EndIdle],
 		HandshakeTimeouts:  mc.Ended[assoc.EndHandshakeTimeout],
+		ClientAborted:      mc.Ended[assoc.EndClientAlert],
 		UnverifiedTimeouts: mc.Ended[assoc.EndUnverifiedTimeout],
 		Evicted:            mc.Ended[assoc.EndEvicted],
 		Lingered:           mc.Ended[assoc.EndLinger],
@@ -151,6 +155,7 @@ func (s Stats) Map() map[string]uint64 {
 		"server_closed":       s.ServerClosed,
 		"idle_closed":         s.IdleClosed,
 		"handshake_timeouts":  s.HandshakeTimeouts,
+		"client_aborted":      s.ClientAborted,
 		"unverified_timeouts": s.UnverifiedTimeouts,
 		"evicted":             s.Evicted,
 		"lingered":            s.Lingered,

@@ -40,6 +40,7 @@ var metrics = []metric{
 	{"server_closed_total", "server_closed", false, "Associations ended by the server's closing alert."},
 	{"idle_closed_total", "idle_closed", false, "Associations ended after the idle timeout."},
 	{"handshake_timeouts_total", "handshake_timeouts", false, "Proved handshakes that did not complete in time."},
+	{"client_aborted_total", "client_aborted", false, "Proved handshakes the client gave up with a fatal alert."},
 	{"unverified_timeouts_total", "unverified_timeouts", false, "Unverified associations that timed out."},
 	{"evicted_total", "evicted", false, "Unverified associations evicted at their cap."},
 	{"lingered_total", "lingered", false, "Associations ended after the client's closing alert and the close linger."},

@@ -99,9 +99,19 @@
 //     takes the route, except that an unverified one never takes it from
 //     a verified one (a server without cookies names CIDs to forged
 //     ClientHellos too); it claims it once its client proves its address.
+//  10. A client that gives up (relay): with Config.EndOnClientAlert, a
+//     verified handshake ends once a datagram starting with a plaintext
+//     fatal alert has been delivered to it. Every stack abandons a
+//     handshake on such an alert, forged or not, and a server that has
+//     gone back to waiting for new clients takes whatever the client's
+//     address sends next (a retransmission, a previous association's late
+//     close_notify) for a new connection. Ending here quiets nobody (rule
+//     3); a later record from the address goes nowhere.
 //
 // A datagram never ends or demotes a verified association: it can evict
 // only Unverified ones (rule 1), reclaim only Closing ones (rule 6), and
 // change routing only through a handshake that a proved client completes,
-// or a record its stack authenticated (rule 9).
+// or a record its stack authenticated (rule 9). The one exception is rule
+// 10, where the datagram is delivered first and the relay only mirrors
+// what the stack does with it.
 package assoc

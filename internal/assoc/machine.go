@@ -52,12 +52,14 @@ const (
 	EndClosed                             // the shell's I/O ended: the stack closed it, or shutdown
 	EndAborted                            // the shell could not set it up
 	EndRefused                            // completed unverified, and the association cap was full
+	EndClientAlert                        // the client gave up its handshake with a fatal alert
 	NumEndReasons
 )
 
 var endNames = [NumEndReasons]string{
 	"evicted", "unverified-timeout", "handshake-timeout", "idle", "linger",
 	"reclaimed", "server-alert", "retired", "closed", "aborted", "refused",
+	"client-alert",
 }
 
 func (e EndReason) String() string {
@@ -123,6 +125,10 @@ type Config struct {
 	// EndOnServerAlert ends an association once its server sent a closing
 	// alert (see record.CarriesClosingAlert).
 	EndOnServerAlert bool
+	// EndOnClientAlert ends a verified handshake once its client's
+	// plaintext fatal alert has been delivered to it (rule 10), for shells
+	// that cannot ask the stack.
+	EndOnClientAlert bool
 	// CIDLength is the length of the Connection IDs the server receives
 	// (RFC 9146): 0 when it negotiates none, record.CIDUnknown when the
 	// shell cannot know. Rule 5 splits datagrams into records with it; a
@@ -262,6 +268,10 @@ type Route[T any] struct {
 	Open *Assoc[T]
 	// Drop says why the datagram went nowhere, when N is 0.
 	Drop Drop
+	// Ended is true when the datagram ended the association it goes to (a
+	// client's fatal alert, with EndOnClientAlert): deliver it, then
+	// release.
+	Ended bool
 }
 
 func (r *Route[T]) add(a *Assoc[T]) { r.To[r.N] = a; r.N++ }
@@ -425,11 +435,11 @@ func (m *Machine[T]) Client(now int64, from netip.AddrPort, d []byte) (r Route[T
 		}
 	case rec.ClearText():
 		if a := p.newest(isVerified[T]); a != nil {
-			m.deliver(now, a, &r)
+			m.toHandshake(now, a, &rec, d, &r)
 		} else if a := p.newest(isAnswered[T]); a != nil {
 			// A server without cookies: the client answers its first flight.
 			if m.verify(now, a) {
-				m.deliver(now, a, &r)
+				m.toHandshake(now, a, &rec, d, &r)
 			} else {
 				return m.drop(&r, DropRefused)
 			}
@@ -611,6 +621,19 @@ func (m *Machine[T]) drop(r *Route[T], why Drop) Route[T] {
 func (m *Machine[T]) deliver(now int64, a *Assoc[T], r *Route[T]) {
 	a.last = now
 	r.add(a)
+}
+
+// toHandshake delivers a clear-text datagram to a verified handshake,
+// applying rule 10.
+func (m *Machine[T]) toHandshake(now int64, a *Assoc[T], rec *record.Record, d []byte, r *Route[T]) {
+	m.deliver(now, a, r)
+	if m.cfg.EndOnClientAlert && rec.FatalAlert(d) {
+		// The stack abandons the handshake on reading it: whatever the
+		// client's address sends after it would reach a server that has
+		// forgotten the handshake, and take it for a new connection.
+		m.end(a, EndClientAlert, false)
+		r.Ended = true
+	}
 }
 
 // toLive delivers to the peer's established association, applying rules 5

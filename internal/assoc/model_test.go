@@ -133,6 +133,9 @@ func (mo *model) clientDatagram(peer netip.AddrPort, kind, arg byte) []byte {
 	case 9:
 		return encryptedAlert
 	case 10:
+		if arg%2 == 0 {
+			return plainFatalAlert
+		}
 		return plainCloseNotify
 	case 11:
 		return plainAppData
@@ -144,7 +147,11 @@ func (mo *model) clientDatagram(peer netip.AddrPort, kind, arg byte) []byte {
 		return dtlsRecord(24, 0, []byte{1, 0, 1, 0}) // heartbeat: no stack takes it at epoch 0
 	case 16:
 		// A plaintext alert behind a protected record: stacks act on each.
-		return append(append([]byte(nil), appData...), plainCloseNotify...)
+		alert := plainCloseNotify
+		if arg%2 == 0 {
+			alert = plainFatalAlert
+		}
+		return append(append([]byte(nil), appData...), alert...)
 	case 17:
 		return dtlsRecord(26, 0, []byte{0, 0}) // an epoch-0 ACK: DTLS 1.3 only
 	case 18, 19:
@@ -350,13 +357,25 @@ func (mo *model) clientEvent(peer netip.AddrPort, kind, arg byte) {
 
 	// No client datagram ends or quiets a proved association: it can
 	// evict an unverified one (rule 1, 2) or reclaim a closing one (rule 6).
+	// The exception is rule 10: a fatal alert the datagram delivered to a
+	// handshake (checked below).
+	gaveUp := mo.cfg.EndOnClientAlert && rec.FatalAlert(d)
 	for _, e := range h.ends {
-		if e.quiet || !(e.why == EndEvicted && states[e.a] == Unverified || e.why == EndReclaimed && states[e.a] == Closing) {
-			mo.fail("a client datagram ended %v (%v) as %v, quiet %v", e.a.Handle, states[e.a], e.why, e.quiet)
+		switch {
+		case e.quiet:
+		case e.why == EndEvicted && states[e.a] == Unverified, e.why == EndReclaimed && states[e.a] == Closing:
+			continue
+		case e.why == EndClientAlert && gaveUp && r.Ended && r.N == 1 && r.To[0] == e.a &&
+			(states[e.a] == Handshaking || states[e.a] == Unverified && mo.answered[e.a]):
+			continue
 		}
+		mo.fail("a client datagram ended %v (%v) as %v, quiet %v", e.a.Handle, states[e.a], e.why, e.quiet)
 	}
 	if r.Open != nil && (!rec.OpensAssociation() || r.Open.Peer() != peer || r.Open.State() != Unverified) {
 		mo.fail("%x opened an association (%v, %v)", d, r.Open.Peer(), r.Open.State())
+	}
+	if r.Ended && !gaveUp {
+		mo.fail("route %+v ends its association for %x", r, head(d))
 	}
 	if r.N == 0 && r.Drop == DropNone || r.N > 0 && r.Drop != DropNone {
 		mo.fail("route %+v: delivered and dropped", r)
@@ -471,9 +490,11 @@ func (mo *model) clientEvent(peer netip.AddrPort, kind, arg byte) {
 		switch {
 		case verified != nil:
 			mo.wantOnly(r, verified)
+			mo.checkGaveUp(r, gaveUp)
 		case answered != nil:
 			if r.Drop != DropRefused {
 				mo.wantOnly(r, answered)
+				mo.checkGaveUp(r, gaveUp)
 			}
 		case live != nil:
 			mo.checkLive(r, live, d)
@@ -505,6 +526,19 @@ func (mo *model) clientEvent(peer netip.AddrPort, kind, arg byte) {
 		if live != nil && live.a.state != Ended && !liveRefuses {
 			mo.checkClosingRule(live, d)
 		}
+	}
+}
+
+// checkGaveUp checks rule 10 for a clear-text datagram delivered to a
+// handshake: it ends the handshake exactly when it starts with a fatal
+// alert (and the config says so).
+func (mo *model) checkGaveUp(r Route[int], gaveUp bool) {
+	mo.t.Helper()
+	if r.N != 1 {
+		return // reported by wantOnly
+	}
+	if ended := r.To[0].state == Ended; ended != gaveUp || r.Ended != gaveUp {
+		mo.fail("a clear-text datagram to handshake %d: ended %v, route says %v; want %v", r.To[0].Handle, ended, r.Ended, gaveUp)
 	}
 }
 
@@ -798,6 +832,7 @@ func modelConfig(r *rand.Rand) Config {
 		Rehandshake:       r.IntN(4) != 0,
 		InferCompletion:   r.IntN(2) == 0,
 		EndOnServerAlert:  r.IntN(2) == 0,
+		EndOnClientAlert:  r.IntN(2) == 0,
 		DTLS13:            r.IntN(2) == 0,
 	}
 	if r.IntN(2) == 0 {

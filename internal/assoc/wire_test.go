@@ -79,6 +79,7 @@ var (
 	appData           = dtlsRecord(23, 1, make([]byte, 30))
 	encryptedAlert    = dtlsRecord(21, 1, make([]byte, 26))
 	plainCloseNotify  = dtlsRecord(21, 0, []byte{1, 0})
+	plainFatalAlert   = dtlsRecord(21, 0, []byte{2, 40}) // handshake_failure: a client giving up
 	plainAppData      = dtlsRecord(23, 0, []byte("hello"))
 	stun              = []byte{0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}
 )
