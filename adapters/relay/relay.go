@@ -100,18 +100,17 @@ func Listen(network, listen, upstream string, opts ...Option) (*Relay, error) {
 	if err != nil {
 		return nil, fmt.Errorf("relay: listen address %q: %w", listen, err)
 	}
-	cfg := defaultConfig()
-	for _, o := range opts {
-		if err := o(&cfg); err != nil {
-			return nil, err
-		}
+	// Options first: a bad one is reported before any socket is bound.
+	cfg, err := configure(opts)
+	if err != nil {
+		return nil, err
 	}
 	pcs, err := listenReaders(network, laddr, cfg.readers)
 	if err != nil {
 		return nil, fmt.Errorf("relay: listen on %q: %w", listen, err)
 	}
 	ap := up.AddrPort()
-	r, err := newRelay(pcs[0], pcs[1:], netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), opts...)
+	r, err := newRelay(pcs[0], pcs[1:], netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), cfg)
 	if err != nil {
 		for _, pc := range pcs {
 			pc.Close()
@@ -156,10 +155,25 @@ var ErrUpstreamIsSelf = errors.New("relay: the upstream is the relay's own liste
 // New returns a Relay that reads clients from pc and forwards them to
 // upstream. The Relay owns pc from now on.
 func New(pc *net.UDPConn, upstream netip.AddrPort, opts ...Option) (*Relay, error) {
-	return newRelay(pc, nil, upstream, opts...)
+	cfg, err := configure(opts)
+	if err != nil {
+		return nil, err
+	}
+	return newRelay(pc, nil, upstream, cfg)
 }
 
-func newRelay(pc *net.UDPConn, extra []*net.UDPConn, upstream netip.AddrPort, opts ...Option) (*Relay, error) {
+// configure applies opts to the defaults.
+func configure(opts []Option) (config, error) {
+	cfg := defaultConfig()
+	for _, o := range opts {
+		if err := o(&cfg); err != nil {
+			return config{}, err
+		}
+	}
+	return cfg, nil
+}
+
+func newRelay(pc *net.UDPConn, extra []*net.UDPConn, upstream netip.AddrPort, cfg config) (*Relay, error) {
 	if pc == nil {
 		return nil, fmt.Errorf("relay: nil listening socket: %w", strayfilter.ErrInvalidOption)
 	}
@@ -168,12 +182,6 @@ func newRelay(pc *net.UDPConn, extra []*net.UDPConn, upstream netip.AddrPort, op
 	}
 	if err := notSelf(pc, upstream); err != nil {
 		return nil, err
-	}
-	cfg := defaultConfig()
-	for _, o := range opts {
-		if err := o(&cfg); err != nil {
-			return nil, err
-		}
 	}
 	if cfg.readers != 1+len(extra) {
 		return nil, invalid("WithReaders(%d) needs Listen, which opens the sockets; New reads the one it is given", cfg.readers)
