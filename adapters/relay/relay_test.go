@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -533,5 +535,99 @@ func TestClientAbandonsHandshake(t *testing.T) {
 	dtlstest.WaitFor(t, "the relay reads the late record", func() bool { return r.Stats().FromClients == before.FromClients+1 })
 	if s := r.Stats(); s.ToServer != before.ToServer || s.DroppedUnknown != before.DroppedUnknown+1 {
 		t.Fatalf("stats %+v: the record after the client's alert was not dropped", s)
+	}
+}
+
+// TestReconnectAfterALateServerFlight is the relay chaos failure of
+// 2026-11-26, replayed step by step. A client reconnects from the port of an
+// association the server has just closed, while the network still carries
+// that old association's datagrams both ways: the server's flight reaches
+// the new handshake's client, which cannot verify it and gives up with a
+// fatal alert; then the old association's close_notify reaches the relay.
+// The server abandoned the new handshake on the alert, so the close_notify
+// must not reach it: a server back to waiting for clients takes it for a
+// new connection.
+func TestReconnectAfterALateServerFlight(t *testing.T) {
+	naive := dtlstest.NewNaiveServer(t, 10*time.Second, false)
+	r := start(t, "127.0.0.1:0", naive.Addr())
+	const (
+		recordFlight = iota // the first association: keep the server's flight
+		holdAlerts          // the first is over: hold the client's close_notify
+		swapFlight          // the second: its server's flight is replaced by the first's
+	)
+	var (
+		phase    atomic.Int32
+		mu       sync.Mutex
+		flight   [][]byte
+		front    *udprelay.Relay
+		swapOnce sync.Once
+	)
+	serverFlight := func(d []byte) bool {
+		rec := record.Inspect(d)
+		return rec.Class == record.ClassHandshake && rec.Epoch == 0 && rec.HasHandshakeHeader && rec.MsgType != record.HandshakeTypeHelloVerifyRequest
+	}
+	hook := func(p udprelay.Packet) udprelay.Verdict {
+		switch ph := phase.Load(); {
+		case p.Dir == udprelay.ToClient && ph == recordFlight && serverFlight(p.Data):
+			mu.Lock()
+			flight = append(flight, append([]byte(nil), p.Data...))
+			mu.Unlock()
+		case p.Dir == udprelay.ToServer && ph >= holdAlerts && p.Data[0] == record.ContentTypeAlert && record.Inspect(p.Data).Epoch == 1:
+			return udprelay.Verdict{Hold: true}
+		case p.Dir == udprelay.ToClient && ph == swapFlight && serverFlight(p.Data):
+			swapOnce.Do(func() {
+				mu.Lock()
+				old := flight
+				mu.Unlock()
+				go func() {
+					for _, d := range old {
+						front.Inject(udprelay.ToClient, p.Client, d)
+					}
+				}()
+			})
+			return udprelay.Verdict{Drop: true}
+		}
+		return udprelay.Verdict{}
+	}
+	front, err := udprelay.New(addrOf(r), hook)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer front.Close()
+
+	pc := listenLoopback(t, "127.0.0.1:0")
+	local := pc.LocalAddr().String()
+	c := dialV3(t, pc, front.Addr(), "first")
+	dtlstest.WaitFor(t, "relay sees the server's close_notify", func() bool { return r.Stats().ServerClosed == 1 })
+	phase.Store(holdAlerts)
+	c.Close() // its close_notify is held
+	dtlstest.WaitFor(t, "the client's close_notify held", func() bool { return front.Held() == 1 })
+
+	phase.Store(swapFlight)
+	pc = listenLoopback(t, local)
+	c2, err := dtlsv3.Client(pc, net.UDPAddrFromAddrPort(front.Addr()), dtlstest.ClientV3(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), dtlstest.HandshakeTimeout)
+	defer cancel()
+	if err := c2.HandshakeContext(ctx); err == nil {
+		t.Fatal("the second handshake completed on the first association's server flight")
+	}
+	dtlstest.WaitFor(t, "the server abandons the second handshake", func() bool { return naive.Failures.Load() == 1 })
+	if err := front.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	before := r.Stats()
+	if n := front.Release(); n != 1 {
+		t.Fatalf("released %d datagrams, want the first association's close_notify", n)
+	}
+	dtlstest.WaitFor(t, "the relay reads the late close_notify", func() bool { return r.Stats().FromClients == before.FromClients+1 })
+	if s := r.Stats(); s.ToServer != before.ToServer || s.TotalStrays() != before.TotalStrays()+1 {
+		t.Fatalf("stats %+v: the late close_notify was not dropped as a stray", s)
+	}
+	if s := r.Stats(); s.ClientAborted != 1 || s.Associations != 0 {
+		t.Fatalf("stats %+v: want the second handshake ended by its client's alert", s)
 	}
 }
