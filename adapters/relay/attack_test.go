@@ -1,14 +1,17 @@
 package relay_test
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	dtlsv3 "github.com/pion/dtls/v3"
 	"github.com/straydtls/straydtls/adapters/pionv3"
 	"github.com/straydtls/straydtls/adapters/relay"
 	"github.com/straydtls/straydtls/internal/dtlstest"
@@ -209,4 +212,69 @@ func TestUpstreamIsSelf(t *testing.T) {
 		t.Fatalf("a relay to another port: %v", err)
 	}
 	r.Close()
+}
+
+// TestClientAlertEndsTheServersHandshake checks rule 10's premise against
+// the C servers the relay is for: a client's plaintext fatal alert in the
+// middle of a handshake (a pion client that cannot verify the server's
+// certificate) ends the handshake at the server, so the relay ends the
+// association with it; and the server then serves the next client's
+// handshake. Were a
+// server to carry on, the relay would have cut a handshake it could finish.
+func TestClientAlertEndsTheServersHandshake(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		start   func(testing.TB) *dtlstest.ExternalServer
+		aborted func(*dtlstest.ExternalServer) bool // the server says it abandoned a handshake for an alert
+	}{
+		// MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE
+		{"mbedtls", dtlstest.StartMbedTLS, func(s *dtlstest.ExternalServer) bool { return s.Count("fail -0x7780 handshake") == 1 }},
+		{"gnutls", dtlstest.StartGnuTLS, func(s *dtlstest.ExternalServer) bool {
+			return slices.ContainsFunc(s.Lines(), func(l string) bool { return strings.Contains(l, "fatal alert has been received") })
+		}},
+		{"openssl", dtlstest.StartOpenSSLServer, func(s *dtlstest.ExternalServer) bool {
+			return slices.ContainsFunc(s.Lines(), func(l string) bool { return strings.Contains(l, "SSL alert number") })
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			server := tc.start(t)
+			r := start(t, "127.0.0.1:0", server.Addr)
+			pc := listenLoopback(t, "127.0.0.1:0")
+			defer pc.Close()
+			cfg := dtlstest.ClientV3(t)
+			cfg.InsecureSkipVerify = false // the test certificate is self-signed
+			c, err := dtlsv3.Client(pc, r.Addr(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), dtlstest.HandshakeTimeout)
+			defer cancel()
+			if err := c.HandshakeContext(ctx); err == nil {
+				t.Fatal("the handshake succeeded with a certificate the client cannot verify")
+			}
+			c.Close()
+			deadline := time.Now().Add(dtlstest.HandshakeTimeout)
+			for !tc.aborted(server) {
+				if time.Now().After(deadline) {
+					t.Fatalf("the server did not say it abandoned the handshake for the client's alert; it said:\n%s\nrelay %+v",
+						strings.Join(server.Lines(), "\n"), r.Stats())
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if s := r.Stats(); s.ClientAborted != 1 || s.Associations != 0 {
+				t.Fatalf("stats %+v: want the handshake ended by its client's alert", s)
+			}
+			// The next client's handshake (s_server does not echo).
+			uc, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(addrOf(r)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer uc.Close()
+			next, err := dtlstest.DialV3(t, 5*time.Second)(uc)
+			if err != nil {
+				t.Fatalf("the next client: %v\nserver said:\n%s", err, strings.Join(server.Lines(), "\n"))
+			}
+			next.Close()
+		})
+	}
 }

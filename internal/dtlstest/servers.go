@@ -181,6 +181,27 @@ func StartGnuTLS(t testing.TB) *ExternalServer {
 	})
 }
 
+// StartOpenSSLServer starts `openssl s_server -dtls1_2` on a free loopback port.
+// s_server quits at EOF on its stdin, so that is held open until the test
+// ends.
+func StartOpenSSLServer(t testing.TB) *ExternalServer {
+	t.Helper()
+	RequireOpenSSL(t)
+	certPath, keyPath := CertFiles(t)
+	port := freePort(t)
+	stdin, hold, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		hold.Close()
+		stdin.Close()
+	})
+	cmd := exec.Command("openssl", "s_server", "-dtls1_2", "-accept", port.String(), "-cert", certPath, "-key", keyPath)
+	cmd.Stdin = stdin
+	return startExternal(t, cmd, func(l string) (netip.AddrPort, bool) { return port, l == "ACCEPT" })
+}
+
 // freePort returns a loopback UDP port that was free a moment ago.
 func freePort(t testing.TB) netip.AddrPort {
 	t.Helper()
