@@ -509,18 +509,7 @@ func TestClientAbandonsHandshake(t *testing.T) {
 	defer front.Close()
 	pc := listenLoopback(t, "127.0.0.1:0")
 	client := pc.LocalAddr().(*net.UDPAddr).AddrPort()
-	cfg := dtlstest.ClientV3(t)
-	cfg.InsecureSkipVerify = false // the test certificate is self-signed
-	c, err := dtlsv3.Client(pc, net.UDPAddrFromAddrPort(front.Addr()), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), dtlstest.HandshakeTimeout)
-	defer cancel()
-	if err := c.HandshakeContext(ctx); err == nil {
-		t.Fatal("the handshake succeeded with a certificate the client cannot verify")
-	}
+	giveUp(t, pc, net.UDPAddrFromAddrPort(front.Addr()))
 	dtlstest.WaitFor(t, "the server's handshake fails on the client's alert", func() bool { return naive.Failures.Load() == 1 })
 	if err := front.Flush(); err != nil {
 		t.Fatal(err)
@@ -532,8 +521,6 @@ func TestClientAbandonsHandshake(t *testing.T) {
 	// An encrypted close_notify of an earlier association, late.
 	late := append([]byte{record.ContentTypeAlert, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 3, 0, 26}, make([]byte, 26)...)
 	front.Inject(udprelay.ToServer, client, late)
-	handled := func(s relay.Stats) uint64 { return s.ToServer + s.TotalStrays() + s.DroppedUnknown + s.DroppedInvalid }
-	// FromClients counts a datagram when it is read, the rest once it is handled.
 	dtlstest.WaitFor(t, "the relay handles the late record", func() bool { return handled(r.Stats()) == handled(before)+1 })
 	if s := r.Stats(); s.ToServer != before.ToServer || s.DroppedUnknown != before.DroppedUnknown+1 {
 		t.Fatalf("stats %+v: the record after the client's alert was not dropped", s)
@@ -617,19 +604,13 @@ func TestReconnectAfterALateServerFlight(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c2.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), dtlstest.HandshakeTimeout)
-	defer cancel()
-	if err := c2.HandshakeContext(ctx); err == nil {
-		t.Fatal("the second handshake completed on the first association's server flight")
-	}
+	handshakeFails(t, c2, "the second handshake completed on the first association's server flight")
 	dtlstest.WaitFor(t, "the server abandons the second handshake", func() bool { return naive.Failures.Load() == 1 })
 	if err := front.Flush(); err != nil {
 		t.Fatal(err)
 	}
 	before := r.Stats()
 	n := uint64(front.Release())
-	handled := func(s relay.Stats) uint64 { return s.ToServer + s.TotalStrays() + s.DroppedUnknown + s.DroppedInvalid }
-	// FromClients counts a datagram when it is read, the rest once it is handled.
 	dtlstest.WaitFor(t, "the relay handles the late close_notify", func() bool { return handled(r.Stats()) == handled(before)+n })
 	if s := r.Stats(); s.ToServer != before.ToServer || s.TotalStrays() != before.TotalStrays()+n {
 		t.Fatalf("the late close_notify was not dropped as a stray:\nbefore %+v\nafter  %+v", before, s)
@@ -637,4 +618,37 @@ func TestReconnectAfterALateServerFlight(t *testing.T) {
 	if s := r.Stats(); s.ClientAborted != 1 || s.Associations != 0 {
 		t.Fatalf("stats %+v: want the second handshake ended by its client's alert", s)
 	}
+}
+
+// giveUp runs the handshake of a pion v3 client that verifies the server's
+// certificate, which the self-signed test certificate fails: the client
+// gives up with a plaintext fatal alert (bad_certificate).
+func giveUp(t *testing.T, pc net.PacketConn, server net.Addr) {
+	t.Helper()
+	cfg := dtlstest.ClientV3(t)
+	cfg.InsecureSkipVerify = false
+	c, err := dtlsv3.Client(pc, server, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	handshakeFails(t, c, "the handshake succeeded with a certificate the client cannot verify")
+}
+
+// handshakeFails runs c's handshake and fails the test with why if it
+// completes.
+func handshakeFails(t *testing.T, c *dtlsv3.Conn, why string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), dtlstest.HandshakeTimeout)
+	defer cancel()
+	if err := c.HandshakeContext(ctx); err == nil {
+		t.Fatal(why)
+	}
+}
+
+// handled counts the client datagrams the relay forwarded or dropped.
+// FromClients counts a datagram when it is read, these once it is handled,
+// so a test waits on this one.
+func handled(s relay.Stats) uint64 {
+	return s.ToServer + s.TotalStrays() + s.DroppedUnknown + s.DroppedInvalid
 }
