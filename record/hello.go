@@ -177,10 +177,12 @@ func (r *Record) ServerConnectionID(datagram []byte) (cid []byte, ok bool) {
 
 // ConnectionID returns the CID of the tls12_cid record a datagram starts
 // with, for a receiver whose CIDs are n bytes long (RFC 9146 §4: the
-// length is not on the wire). It aliases the datagram, which must be the
-// one r was inspected from.
-func (r *Record) ConnectionID(datagram []byte, n int) ([]byte, bool) {
-	if r.Class != ClassConnectionID || n < 1 || len(datagram) < 11+n+2 {
+// length is not on the wire). The record is one [Inspect] classes
+// ClassConnectionID, but no Inspect is needed first: the demultiplexer
+// asks on every datagram. The CID aliases the datagram.
+func ConnectionID(datagram []byte, n int) ([]byte, bool) {
+	if n < 1 || len(datagram) < 11+n+2 || datagram[0] != ContentTypeConnectionID ||
+		datagram[1] != dtlsVersionMajor || datagram[3]|datagram[4] == 0 {
 		return nil, false
 	}
 	return datagram[11 : 11+n], true

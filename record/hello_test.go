@@ -192,14 +192,16 @@ func TestServerConnectionID(t *testing.T) {
 	}
 	for _, name := range []string{"pion-v3-cid-06-client-connection-id-epoch1.hex", "pion-v3-cid-08-client-connection-id-epoch1.hex"} {
 		d := files[name]
-		r := record.Inspect(d)
-		got, ok := r.ConnectionID(d, len(cid))
+		if r := record.Inspect(d); r.Class != record.ClassConnectionID {
+			t.Errorf("%s: classed %v", name, r.Class)
+		}
+		got, ok := record.ConnectionID(d, len(cid))
 		if !ok || !bytes.Equal(got, cid) {
 			t.Errorf("%s: ConnectionID %x, %v; want the ServerHello's %x", name, got, ok, cid)
 		}
 	}
 	ch := files["pion-v2-02-client-ClientHello-frag0.hex"]
-	if r := record.Inspect(ch); func() bool { _, ok := r.ConnectionID(ch, 8); return ok }() {
+	if _, ok := record.ConnectionID(ch, 8); ok {
 		t.Error("a ClientHello has a CID")
 	}
 	hvr := files["pion-v3-cid-01-server-HelloVerifyRequest-frag0.hex"]

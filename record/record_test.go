@@ -183,6 +183,7 @@ func FuzzInspect(f *testing.F) {
 		checkClearText(t, data)
 		checkHellosAgainstPion(t, data)
 		checkEpoch0AgainstPion(t, data)
+		checkConnectionID(t, data)
 		record.CarriesClosingAlert(data)
 		record.CarriesProtectedRecord(data)
 		clientRandom(data)
@@ -190,6 +191,20 @@ func FuzzInspect(f *testing.F) {
 			t.Fatal("inspection modified its input")
 		}
 	})
+}
+
+// checkConnectionID: ConnectionID, which skips Inspect, takes exactly the
+// records Inspect classes tls12_cid, long enough to hold the CID and a
+// length field.
+func checkConnectionID(t *testing.T, data []byte) {
+	t.Helper()
+	for _, n := range []int{1, 8} {
+		cid, ok := record.ConnectionID(data, n)
+		want := record.Inspect(data).Class == record.ClassConnectionID && len(data) >= 11+n+2
+		if ok != want || ok && !bytes.Equal(cid, data[11:11+n]) {
+			t.Fatalf("% x: ConnectionID(%d) = %x, %v; Inspect says %v", data, n, cid, ok, want)
+		}
+	}
 }
 
 // checkClearText reads the bytes Record.ClearText depends on by hand:

@@ -211,8 +211,8 @@ func (m *mux) dispatch(now int64, ap netip.AddrPort, p []byte) {
 	var cid []byte
 	if n := m.cfg.cidLen; n > 0 {
 		q = m.withSource(p, ap)
-		if len(p) >= 11+n+2 && p[0] == record.ContentTypeConnectionID {
-			cid = p[11 : 11+n]
+		if c, ok := record.ConnectionID(p, n); ok {
+			cid = c
 			if rt, ok := m.soleCID[string(cid)]; ok && rt.c.cidSole.Load() && rt.gen == m.cidGen.Load() && m.sm.SoleCIDTakes(p) {
 				rt.c.deliver(q)
 				return
@@ -281,12 +281,7 @@ func (m *mux) withSource(p []byte, ap netip.AddrPort) []byte {
 // a quiet address's tls12_cid record passes if a live association has its
 // CID. It runs in the read loop, only for a quiet peer's datagrams.
 func (m *mux) liveCID(_ netip.AddrPort, p []byte) bool {
-	if len(p) == 0 || p[0] != record.ContentTypeConnectionID {
-		return false
-	}
-	var r record.Record
-	r.Parse(p)
-	cid, ok := r.ConnectionID(p, m.cfg.cidLen)
+	cid, ok := record.ConnectionID(p, m.cfg.cidLen)
 	if !ok {
 		return false
 	}

@@ -480,9 +480,7 @@ func (m *Machine[T]) Client(now int64, from netip.AddrPort, d []byte) (r Route[T
 // byCID routes a tls12_cid record by its CID alone, whatever its source
 // (rule 9): the association's stack authenticates it or discards it.
 func (m *Machine[T]) byCID(now int64, d []byte, r *Route[T]) {
-	var rec record.Record
-	rec.Parse(d)
-	cid, ok := rec.ConnectionID(d, m.cfg.CIDLength)
+	cid, ok := record.ConnectionID(d, m.cfg.CIDLength)
 	if !ok {
 		m.drop(r, DropInvalid) // an epoch-0 or truncated tls12_cid record
 		return
