@@ -111,8 +111,9 @@ func TestSoleRouteFollowsTheMachine(t *testing.T) {
 }
 
 // BenchmarkDispatchCID is BenchmarkDispatch for tls12_cid records under
-// WithConnectionIDs: routed by CID under the lock, with the source
-// appended for the reader.
+// WithConnectionIDs: routed by CID, with the source appended for the
+// reader. Each CID's first record takes the locked path; the rest take the
+// lock-free route (mux.soleCID) it sets up.
 func BenchmarkDispatchCID(b *testing.B) {
 	const n = 256
 	cfg, err := buildConfig([]Option{WithConnectionIDs(8)})

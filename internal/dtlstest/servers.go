@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -87,6 +88,21 @@ func (s *ExternalServer) Count(prefix string) int {
 	return n
 }
 
+// WaitFor waits until the server prints a line that matches, and fails
+// the test with everything it printed if none does within
+// HandshakeTimeout.
+func (s *ExternalServer) WaitFor(t testing.TB, what string, match func(line string) bool) {
+	t.Helper()
+	timeout := time.After(HandshakeTimeout)
+	for !slices.ContainsFunc(s.Lines(), match) {
+		select {
+		case <-s.seen:
+		case <-timeout:
+			t.Fatalf("timed out waiting for the server to say %s; it said:\n%s", what, strings.Join(s.Lines(), "\n"))
+		}
+	}
+}
+
 func (s *ExternalServer) stop() {
 	if s.cmd.Process != nil {
 		s.cmd.Process.Kill()
@@ -124,6 +140,10 @@ func startExternal(t testing.TB, cmd *exec.Cmd, ready func(line string) (netip.A
 			s.mu.Lock()
 			s.lines = append(s.lines, l)
 			s.mu.Unlock()
+			select {
+			case s.seen <- struct{}{}:
+			default:
+			}
 		}
 	}()
 	select {
