@@ -60,16 +60,23 @@ func cidClient(t *testing.T, ln net.Listener) (*udprelay.Relay, *cidCapture, *ne
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { relay.Close() })
+	uc, c := dialThrough(t, relay, dtlstest.ClientV3CID(t))
+	return relay, capt, uc, c
+}
+
+// dialThrough runs a client handshake with config through relay.
+func dialThrough(t *testing.T, relay *udprelay.Relay, config *dtls.Config) (*net.UDPConn, net.Conn) {
+	t.Helper()
 	uc, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(relay.Addr()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := dtlstest.DialV3With(dtlstest.ClientV3CID(t), 5*time.Second)(uc)
+	c, err := dtlstest.DialV3With(config, 5*time.Second)(uc)
 	if err != nil {
 		uc.Close()
 		t.Fatalf("handshake: %v", err)
 	}
-	return relay, capt, uc, c
+	return uc, c
 }
 
 // rebindingClient runs a client with CIDs through a NAT (a relay) that
@@ -82,15 +89,7 @@ func rebindingClient(t *testing.T, server net.Addr, client *dtls.Config, before,
 		t.Fatal(err)
 	}
 	defer nat.Close()
-	uc, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(nat.Addr()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := dtlstest.DialV3With(client, 5*time.Second)(uc)
-	if err != nil {
-		uc.Close()
-		t.Fatalf("handshake: %v", err)
-	}
+	uc, c := dialThrough(t, nat, client)
 	defer c.Close()
 	for i := range before {
 		dtlstest.EchoOnce(t, c, fmt.Sprint("before ", i))
