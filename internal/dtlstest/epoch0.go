@@ -3,6 +3,7 @@ package dtlstest
 import (
 	"bytes"
 	"net"
+	"slices"
 	"testing"
 	"time"
 )
@@ -71,7 +72,7 @@ func Epoch0Survives(t *testing.T, addr *net.UDPAddr, dial func(uc *net.UDPConn) 
 
 // Epoch0Suite sends every forgery to a client's association through an
 // adapter, which must survive them all, and through pion's own listener,
-// where kills lists the forgeries it must die of: the contrast shows the
+// where Kills lists the forgeries it must die of: the contrast shows the
 // forgeries reach pion and what the adapter spares it.
 type Epoch0Suite struct {
 	Listen, PionListen func(t *testing.T) net.Listener
@@ -95,20 +96,11 @@ func (s Epoch0Suite) Run(t *testing.T) {
 			for _, f := range Epoch0Forgeries() {
 				survived := Epoch0Survives(t, ln.Addr().(*net.UDPAddr), s.Dial, f)
 				t.Logf("%s: %s: survived %v", side.name, f.Name, survived)
-				want := side.name == "adapter" || !contains(s.Kills, f.Name)
+				want := side.name == "adapter" || !slices.Contains(s.Kills, f.Name)
 				if survived != want {
 					t.Errorf("%s: association survived a forged %s: %v, want %v", side.name, f.Name, survived, want)
 				}
 			}
 		})
 	}
-}
-
-func contains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
