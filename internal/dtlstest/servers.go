@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -110,9 +111,21 @@ func (s *ExternalServer) stop() {
 	}
 }
 
-// start runs cmd and collects its output lines; ready picks the listening
-// port out of a line, once.
-func startExternal(t testing.TB, cmd *exec.Cmd, ready func(line string) (netip.AddrPort, bool)) *ExternalServer {
+// startExternal runs cmd and collects its output lines; ready reads the
+// listening address out of a line, once, or says why the server cannot
+// serve (a port taken). It fails t if the server does not start.
+func startExternal(t testing.TB, cmd *exec.Cmd, ready func(line string) (netip.AddrPort, bool, error)) *ExternalServer {
+	t.Helper()
+	s, err := tryExternal(t, cmd, ready)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// tryExternal is startExternal that returns what went wrong, for callers
+// that can try again. A server that did not start is stopped.
+func tryExternal(t testing.TB, cmd *exec.Cmd, ready func(line string) (netip.AddrPort, bool, error)) (*ExternalServer, error) {
 	t.Helper()
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -124,16 +137,24 @@ func startExternal(t testing.TB, cmd *exec.Cmd, ready func(line string) (netip.A
 		t.Fatal(err)
 	}
 	t.Cleanup(s.stop)
-	addr := make(chan netip.AddrPort, 1)
+	type result struct {
+		addr netip.AddrPort
+		err  error
+	}
+	started := make(chan result, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
 		found := false
 		for sc.Scan() {
 			l := sc.Text()
 			if !found {
-				if ap, ok := ready(l); ok {
+				ap, ok, err := ready(l)
+				if err != nil {
 					found = true
-					addr <- ap
+					started <- result{err: err}
+				} else if ok {
+					found = true
+					started <- result{addr: ap}
 					continue
 				}
 			}
@@ -145,14 +166,22 @@ func startExternal(t testing.TB, cmd *exec.Cmd, ready func(line string) (netip.A
 			default:
 			}
 		}
+		if !found {
+			started <- result{err: errors.New("exited before it was ready")}
+		}
 	}()
+	var r result
 	select {
-	case s.Addr = <-addr:
+	case r = <-started:
 	case <-time.After(10 * time.Second):
-		s.stop()
-		t.Fatalf("%s did not start listening:\n%s", cmd.Path, strings.Join(s.Lines(), "\n"))
+		r.err = errors.New("did not start listening within 10 s")
 	}
-	return s
+	if r.err != nil {
+		s.stop()
+		return nil, fmt.Errorf("%s: %w; it said:\n%s", cmd.Path, r.err, strings.Join(s.Lines(), "\n"))
+	}
+	s.Addr = r.addr
+	return s, nil
 }
 
 // StartMbedTLS builds and starts the seed's server: Mbed TLS (Debian's
@@ -177,38 +206,65 @@ func StartMbedTLS(t testing.TB) *ExternalServer {
 		t.Fatalf("building the Mbed TLS server: %v\n%s", err, out)
 	}
 	certPath, keyPath := CertFiles(t)
-	return startExternal(t, exec.Command(bin, "127.0.0.1", "0", certPath, keyPath), func(l string) (netip.AddrPort, bool) {
+	return startExternal(t, exec.Command(bin, "127.0.0.1", "0", certPath, keyPath), func(l string) (netip.AddrPort, bool, error) {
 		port, ok := strings.CutPrefix(l, "listening ")
 		if !ok {
-			return netip.AddrPort{}, false
+			return netip.AddrPort{}, false, nil
 		}
-		p, err := strconv.Atoi(port)
-		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(p)), err == nil
+		p, err := strconv.ParseUint(port, 10, 16)
+		if err != nil {
+			return netip.AddrPort{}, false, fmt.Errorf("listening line %q: %w", l, err)
+		}
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(p)), true, nil
 	})
 }
 
 // StartGnuTLS starts `gnutls-serv --udp --echo` (Debian's gnutls-bin) on
 // a free loopback port. GnuTLS does not answer a client's close_notify.
+//
+// gnutls-serv cannot be told an address or report a port it picked, so the
+// port is one that was free a moment ago. Another process may take it in
+// between, and gnutls-serv then serves IPv6 alone on it and says so only in
+// its IPv4 line: that is a failed start, tried again on another port, never
+// a server whose 127.0.0.1 port belongs to someone else.
 func StartGnuTLS(t testing.TB) *ExternalServer {
 	t.Helper()
 	requireTool(t, "gnutls-serv", "gnutls-bin")
 	certPath, keyPath := CertFiles(t)
-	port := freePort(t)
-	cmd := exec.Command("gnutls-serv", "--udp", "--echo", "--port", strconv.Itoa(int(port.Port())),
-		"--x509certfile", certPath, "--x509keyfile", keyPath)
-	return startExternal(t, cmd, func(l string) (netip.AddrPort, bool) {
-		return port, strings.Contains(l, "listening on") || strings.Contains(l, "UDP server ready")
-	})
+	var errs []error
+	for range 5 {
+		port := freePort(t)
+		cmd := exec.Command("gnutls-serv", "--udp", "--echo", "--port", strconv.Itoa(int(port.Port())),
+			"--x509certfile", certPath, "--x509keyfile", keyPath)
+		s, err := tryExternal(t, cmd, func(l string) (netip.AddrPort, bool, error) { return gnutlsReady(port, l) })
+		if err == nil {
+			return s
+		}
+		errs = append(errs, err)
+	}
+	t.Fatal(errors.Join(errs...))
+	return nil
 }
 
-// StartOpenSSLServer starts `openssl s_server -dtls1_2` on a free loopback port.
-// s_server quits at EOF on its stdin, so that is held open until the test
-// ends.
+// gnutlsReady reads gnutls-serv's IPv4 line, "UDP Echo Server listening on
+// IPv4 0.0.0.0 port N...done" or "...bind() failed: ...".
+func gnutlsReady(port netip.AddrPort, line string) (netip.AddrPort, bool, error) {
+	if !strings.Contains(line, "listening on IPv4") {
+		return netip.AddrPort{}, false, nil
+	}
+	if !strings.HasSuffix(line, "done") {
+		return netip.AddrPort{}, false, fmt.Errorf("IPv4 port %d: %s", port.Port(), line)
+	}
+	return port, true, nil
+}
+
+// StartOpenSSLServer starts `openssl s_server -dtls1_2` on a loopback port
+// it picks and reports ("ACCEPT 127.0.0.1:N"). s_server quits at EOF on its
+// stdin, so that is held open until the test ends.
 func StartOpenSSLServer(t testing.TB) *ExternalServer {
 	t.Helper()
 	RequireOpenSSL(t)
 	certPath, keyPath := CertFiles(t)
-	port := freePort(t)
 	stdin, hold, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -217,9 +273,19 @@ func StartOpenSSLServer(t testing.TB) *ExternalServer {
 		hold.Close()
 		stdin.Close()
 	})
-	cmd := exec.Command("openssl", "s_server", "-dtls1_2", "-accept", port.String(), "-cert", certPath, "-key", keyPath)
+	cmd := exec.Command("openssl", "s_server", "-dtls1_2", "-accept", "127.0.0.1:0", "-cert", certPath, "-key", keyPath)
 	cmd.Stdin = stdin
-	return startExternal(t, cmd, func(l string) (netip.AddrPort, bool) { return port, l == "ACCEPT" })
+	return startExternal(t, cmd, func(l string) (netip.AddrPort, bool, error) {
+		addr, ok := strings.CutPrefix(l, "ACCEPT")
+		if !ok {
+			return netip.AddrPort{}, false, nil
+		}
+		ap, err := netip.ParseAddrPort(strings.TrimSpace(addr))
+		if err != nil {
+			return netip.AddrPort{}, false, fmt.Errorf("s_server did not say the port it picked (OpenSSL 3 does): %q: %w", l, err)
+		}
+		return ap, true, nil
+	})
 }
 
 // freePort returns a loopback UDP port that was free a moment ago.
