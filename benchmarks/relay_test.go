@@ -293,6 +293,9 @@ var relayImpls = []struct {
 	{"strayrelay-readers2", func(b *testing.B, server netip.AddrPort) *relayProcess {
 		return startStrayrelay(b, server, "-readers", "2")
 	}},
+	{"strayrelay-procs1", func(b *testing.B, server netip.AddrPort) *relayProcess {
+		return startStrayrelayEnv(b, server, []string{"GOMAXPROCS=1"})
+	}},
 	{"naive", startNaiveRelay},
 	{"nginx", startNginx},
 }
@@ -430,9 +433,16 @@ func startProcess(b *testing.B, cmd *exec.Cmd, out io.ReadCloser, rxs ...*regexp
 }
 
 func startStrayrelay(b *testing.B, server netip.AddrPort, extra ...string) *relayProcess {
+	return startStrayrelayEnv(b, server, nil, extra...)
+}
+
+func startStrayrelayEnv(b *testing.B, server netip.AddrPort, env []string, extra ...string) *relayProcess {
 	args := append([]string{"-listen", "127.0.0.1:0", "-upstream", server.String(),
 		"-metrics", "127.0.0.1:0", "-stats-interval", "0"}, extra...)
 	cmd := exec.Command(binary(b, "strayrelay"), args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		b.Fatal(err)
