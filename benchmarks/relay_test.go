@@ -393,6 +393,16 @@ func binary(b *testing.B, name string) string {
 // startProcess runs cmd until the benchmark ends and returns, for each of
 // rxs, the first submatch of the first line of out that matches it.
 func startProcess(b *testing.B, cmd *exec.Cmd, out io.ReadCloser, rxs ...*regexp.Regexp) []string {
+	got, err := tryProcess(b, cmd, out, rxs...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return got
+}
+
+// tryProcess is startProcess that returns an error, with what the process
+// printed, when it exits or falls silent before every one of rxs matched.
+func tryProcess(b *testing.B, cmd *exec.Cmd, out io.ReadCloser, rxs ...*regexp.Regexp) ([]string, error) {
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
@@ -407,12 +417,21 @@ func startProcess(b *testing.B, cmd *exec.Cmd, out io.ReadCloser, rxs ...*regexp
 			<-done
 		}
 	})
+	var mu sync.Mutex
+	var said []string
 	found := make(chan []string, 1)
+	exited := make(chan struct{})
 	go func() {
+		defer close(exited)
 		got := make([]string, len(rxs))
 		left := len(rxs)
 		s := bufio.NewScanner(out)
 		for s.Scan() { // and on: the pipe must not fill
+			if left > 0 {
+				mu.Lock()
+				said = append(said, s.Text())
+				mu.Unlock()
+			}
 			for i, rx := range rxs {
 				if m := rx.FindStringSubmatch(s.Text()); m != nil && got[i] == "" {
 					got[i] = m[1]
@@ -423,13 +442,23 @@ func startProcess(b *testing.B, cmd *exec.Cmd, out io.ReadCloser, rxs ...*regexp
 			}
 		}
 	}()
+	var why string
 	select {
 	case v := <-found:
-		return v
+		return v, nil
+	case <-exited:
+		why = "exited"
 	case <-time.After(10 * time.Second):
-		b.Fatalf("%s printed nothing matching %q", cmd.Path, rxs)
-		return nil
+		why = "printed nothing matching them within 10 s"
 	}
+	select {
+	case v := <-found: // the last line matched, then the pipe closed
+		return v, nil
+	default:
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return nil, fmt.Errorf("%s %s before it printed lines matching %q; it said:\n%s", cmd.Path, why, rxs, strings.Join(said, "\n"))
 }
 
 func startStrayrelay(b *testing.B, server netip.AddrPort, extra ...string) *relayProcess {
@@ -477,18 +506,25 @@ func startNginx(b *testing.B, server netip.AddrPort) *relayProcess {
 	if _, err := os.Stat(nginxStream); err != nil {
 		b.Skip("nginx's stream module not installed (Debian: libnginx-mod-stream)")
 	}
-	// A free port: nginx cannot report one it picked.
-	probe, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	addr := probe.LocalAddr().(*net.UDPAddr).AddrPort()
-	probe.Close()
+	// nginx takes no port 0 and cannot report one it picked, so it gets a
+	// port that was free a moment ago. Another process may take it in
+	// between: nginx then fails to bind and exits, and another port is
+	// tried. It is serving once it starts its worker, which it does only
+	// after binding.
 	dir := b.TempDir()
-	conf := fmt.Sprintf(`load_module %s;
+	ready := regexp.MustCompile(`start worker process (\d+)`)
+	var errs []error
+	for range 5 {
+		probe, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		addr := probe.LocalAddr().(*net.UDPAddr).AddrPort()
+		probe.Close()
+		conf := fmt.Sprintf(`load_module %s;
 worker_processes 1;
 pid %s/nginx.pid;
-error_log %s/error.log warn;
+error_log stderr notice;
 events { worker_connections 16384; }
 stream {
     server {
@@ -497,32 +533,23 @@ stream {
         proxy_timeout 60s;
     }
 }
-`, nginxStream, dir, dir, addr, server)
-	if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644); err != nil {
-		b.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-g", "daemon off;")
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt)
-		cmd.Wait()
-	})
-	// Ready once its socket holds the port.
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(addr))
+`, nginxStream, dir, addr, server)
+		if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		cmd := exec.Command(bin, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-g", "daemon off;")
+		stderr, err := cmd.StderrPipe()
 		if err != nil {
-			break
+			b.Fatal(err)
 		}
-		c.Close()
-		if time.Now().After(deadline) {
-			b.Fatalf("nginx did not bind %v within 10 s; see %s/error.log", addr, dir)
+		if _, err := tryProcess(b, cmd, stderr, ready); err != nil {
+			errs = append(errs, err)
+			continue
 		}
-		time.Sleep(10 * time.Millisecond)
+		return &relayProcess{cmd: cmd, addr: addr}
 	}
-	return &relayProcess{cmd: cmd, addr: addr}
+	b.Fatal(errors.Join(errs...))
+	return nil
 }
 
 // BenchmarkRelayLiveAssociations measures what 4,096 live associations
