@@ -40,9 +40,11 @@ import (
 // The relays run as processes of their own, so each one's CPU time can be
 // read from /proc: impl=direct (no relay), impl=strayrelay (cmd/strayrelay),
 // impl=naive (benchmarks/naiverelay: one datagram per system call, a
-// goroutine per client) and, when nginx and its stream module are
-// installed (Debian: nginx, libnginx-mod-stream), impl=nginx, its UDP
-// stream proxy with one worker. Reported: records/s, round-trip p50 and
+// goroutine per client), impl=epoll (benchmarks/epollrelay: one epoll
+// loop batched both ways that filters nothing, a ceiling for the design)
+// and, when nginx and its stream module are installed (Debian: nginx,
+// libnginx-mod-stream), impl=nginx, its UDP stream proxy with one worker.
+// strayrelay also runs with -readers 2 and with GOMAXPROCS=1. Reported: records/s, round-trip p50 and
 // p99, the relay process's CPU time per record (relay-µs/rec), and for
 // strayrelay its Go allocations per record (relay-allocs/rec, from its own
 // /metrics).
@@ -297,6 +299,14 @@ var relayImpls = []struct {
 		return startStrayrelayEnv(b, server, []string{"GOMAXPROCS=1"})
 	}},
 	{"naive", startNaiveRelay},
+	// A ceiling for the architecture strayrelay does not have: one epoll
+	// loop on one thread, batched both ways, filtering nothing.
+	{"epoll", func(b *testing.B, server netip.AddrPort) *relayProcess {
+		if runtime.GOOS != "linux" {
+			b.Skip("epollrelay is Linux only")
+		}
+		return startNaiveRelayNamed(b, "epollrelay", server)
+	}},
 	{"nginx", startNginx},
 }
 
@@ -375,7 +385,7 @@ var buildOnce = sync.OnceValues(func() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	out, err := exec.Command("go", "build", "-o", dir, "github.com/straydtls/straydtls/cmd/strayrelay", "github.com/straydtls/straydtls/benchmarks/naiverelay").CombinedOutput()
+	out, err := exec.Command("go", "build", "-o", dir, "github.com/straydtls/straydtls/cmd/strayrelay", "github.com/straydtls/straydtls/benchmarks/naiverelay", "github.com/straydtls/straydtls/benchmarks/epollrelay").CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("go build: %v\n%s", err, out)
 	}
@@ -481,7 +491,13 @@ func startStrayrelayEnv(b *testing.B, server netip.AddrPort, env []string, extra
 }
 
 func startNaiveRelay(b *testing.B, server netip.AddrPort) *relayProcess {
-	cmd := exec.Command(binary(b, "naiverelay"), "-listen", "127.0.0.1:0", "-upstream", server.String())
+	return startNaiveRelayNamed(b, "naiverelay", server)
+}
+
+// startNaiveRelayNamed starts one of the baseline relays, which print their
+// address on stdout.
+func startNaiveRelayNamed(b *testing.B, name string, server netip.AddrPort) *relayProcess {
+	cmd := exec.Command(binary(b, name), "-listen", "127.0.0.1:0", "-upstream", server.String())
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		b.Fatal(err)
