@@ -59,6 +59,10 @@ type Relay struct {
 	timerAt int64
 	closed  bool
 	wg      sync.WaitGroup
+	// loop reads every upstream socket in one epoll loop (Linux), started
+	// with the first association; noLoop keeps a goroutine per socket.
+	loop   *pumpLoop
+	noLoop bool
 
 	served    atomic.Bool
 	lastWarn  [numWarnings]atomic.Int64
@@ -79,6 +83,11 @@ type upstreamConn struct {
 	// is not forwarded.
 	end  atomic.Uint32
 	once sync.Once
+	// looped is set when the pump loop reads the socket (id is its key
+	// there, rc the socket's raw conn); otherwise a goroutine does.
+	looped bool
+	id     uint32
+	rc     syscall.RawConn
 }
 
 func (u *upstreamConn) close() { u.once.Do(func() { u.conn.Close() }) }
@@ -459,8 +468,10 @@ func (r *Relay) openLocked(client netip.AddrPort, a *assoc.Assoc[*upstreamConn])
 		a.Handle = u
 	}
 	r.all[u] = struct{}{}
-	r.wg.Add(1)
-	go r.pump(u)
+	if !r.loopAdd(u) {
+		r.wg.Add(1)
+		go r.pump(u)
+	}
 	r.log.Debug("association opened", "client", client, "via", conn.LocalAddr())
 	return u
 }
@@ -493,11 +504,20 @@ func (r *Relay) takeEndingLocked() []*upstreamConn {
 }
 
 // closeEnded closes the sockets of ended associations; their pumps see
-// the close and return.
+// the close and return, and the pump loop closes its own.
 func (r *Relay) closeEnded(us []*upstreamConn) {
 	for _, u := range us {
-		u.close()
+		r.release(u)
 	}
+}
+
+// release closes u's socket, through the pump loop when it reads u.
+func (r *Relay) release(u *upstreamConn) {
+	if u.looped {
+		r.loop.retire(u)
+		return
+	}
+	u.close()
 }
 
 // armLocked points the timer at the machine's next deadline, so timeouts
@@ -588,13 +608,14 @@ func (r *Relay) forward(u *upstreamConn, d []byte) {
 }
 
 // pump forwards the server's datagrams to the client until the machine
-// ends the association (which closes its socket) or the relay closes.
+// ends the association (which closes its socket) or the relay closes: the
+// goroutine per upstream socket that the pump loop (pumploop_linux.go)
+// replaces where it can.
 func (r *Relay) pump(u *upstreamConn) {
 	defer r.wg.Done()
 	defer r.pumpDone(u)
 	read := upstreamReader(u.conn)
 	var b batch
-	var verdicts [len(b.bufs)]assoc.Verdict
 	for {
 		if err := read(&b); err != nil {
 			if transient(err) && !errors.Is(err, os.ErrDeadlineExceeded) {
@@ -605,35 +626,43 @@ func (r *Relay) pump(u *upstreamConn) {
 			}
 			return
 		}
-		// The machine sees every datagram the server queued before the
-		// client sees any of them: a close_notify queued behind the last
-		// reply quiets the client before the reply can prompt its own.
-		ended := false
-		if u.a != nil { // nil: a naive association
-			r.mu.Lock()
-			for i := 0; i < b.n && !ended; i++ {
-				r.closing = b.datagram(i)
-				verdicts[i] = r.sm.Server(r.now(), u.a, r.closing)
-				ended = verdicts[i].Ended
-			}
-			r.closing = nil
-			ending := r.takeEndingLocked()
-			r.mu.Unlock()
-			r.closeEnded(ending)
-		}
-		for i := range b.n {
-			if u.a == nil || verdicts[i].Forward {
-				r.toClient(u, b.datagram(i))
-			}
-			if u.a != nil && verdicts[i].Ended {
-				break
-			}
-		}
-		b.release()
-		if ended {
+		if r.fromServer(u, &b) {
 			return
 		}
 	}
+}
+
+// fromServer hands the machine what one read of u's socket returned,
+// forwards what it lets through and releases the batch. It reports
+// whether the machine ended the association.
+func (r *Relay) fromServer(u *upstreamConn, b *batch) bool {
+	var verdicts [len(b.bufs)]assoc.Verdict
+	// The machine sees every datagram the server queued before the
+	// client sees any of them: a close_notify queued behind the last
+	// reply quiets the client before the reply can prompt its own.
+	ended := false
+	if u.a != nil { // nil: a naive association
+		r.mu.Lock()
+		for i := 0; i < b.n && !ended; i++ {
+			r.closing = b.datagram(i)
+			verdicts[i] = r.sm.Server(r.now(), u.a, r.closing)
+			ended = verdicts[i].Ended
+		}
+		r.closing = nil
+		ending := r.takeEndingLocked()
+		r.mu.Unlock()
+		r.closeEnded(ending)
+	}
+	for i := range b.n {
+		if u.a == nil || verdicts[i].Forward {
+			r.toClient(u, b.datagram(i))
+		}
+		if u.a != nil && verdicts[i].Ended {
+			break
+		}
+	}
+	b.release()
+	return ended
 }
 
 func (r *Relay) toClient(u *upstreamConn, d []byte) {
@@ -694,7 +723,10 @@ func (r *Relay) Close() error {
 		pc.Close()
 	}
 	for u := range r.all {
-		u.close()
+		r.release(u)
+	}
+	if r.loop != nil {
+		r.loop.stop()
 	}
 	r.mu.Unlock()
 	r.wg.Wait()
