@@ -21,7 +21,7 @@ const (
 	// spoofed ClientHello. It is pion's default handshake timeout.
 	DefaultHandshakeTimeout = 30 * time.Second
 	// DefaultMaxAssociations caps associations whose client proved its
-	// address, and so their upstream sockets and goroutines.
+	// address, and so their upstream sockets.
 	DefaultMaxAssociations = 4096
 	// DefaultMaxUnverified caps associations whose client has not proved
 	// its address yet (what a forged ClientHello opens). At the cap the
