@@ -23,11 +23,7 @@ func TestOneGoroutineReadsEveryUpstreamSocket(t *testing.T) {
 		t.Skip("the pump loop is Linux only (epoll)")
 	}
 	const clients = 64
-	echo, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer echo.Close()
+	echo, echoAddr := fakeServer(t)
 	go func() {
 		buf := make([]byte, 2048)
 		for {
@@ -38,7 +34,7 @@ func TestOneGoroutineReadsEveryUpstreamSocket(t *testing.T) {
 			echo.WriteToUDPAddrPort(buf[:n], from)
 		}
 	}()
-	r, err := relay.Listen("udp4", "127.0.0.1:0", echo.LocalAddr().String(), relay.WithFiltering(false))
+	r, err := relay.Listen("udp4", "127.0.0.1:0", echoAddr.String(), relay.WithFiltering(false))
 	if err != nil {
 		t.Fatal(err)
 	}
