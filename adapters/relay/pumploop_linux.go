@@ -39,6 +39,7 @@ type pumpLoop struct {
 	dead     bool // the loop returned and closed wake
 
 	// The loop goroutine's own.
+	out    *sendQueue // nil: send datagram by datagram
 	events [64]unix.EpollEvent
 	n      int
 	b      batch
@@ -103,6 +104,7 @@ func newPumpLoop(r *Relay) (*pumpLoop, error) {
 	}
 	l := &pumpLoop{r: r, ep: ep, epfd: epfd, rc: rc, wake: wake, byID: make(map[uint32]*upstreamConn)}
 	l.waitFn, l.readFn = l.wait, l.read
+	l.out = newSendQueue(r)
 	r.wg.Add(1)
 	go l.run()
 	return l, nil
@@ -189,6 +191,7 @@ func (l *pumpLoop) run() {
 				l.serve(u)
 			}
 		}
+		l.flush()
 	}
 	// Stopping (or the epoll descriptor failing): whatever is left ends
 	// here, and a socket opened from now on gets a goroutine.
@@ -247,7 +250,7 @@ func (l *pumpLoop) serve(u *upstreamConn) {
 		l.finish(u)
 	case l.b.n > 0:
 		// An error after datagrams waits for the next read.
-		if l.r.fromServer(u, &l.b) {
+		if l.r.fromServer(u, &l.b, l.out) {
 			l.finish(u)
 		}
 	case l.rr.err == nil:
@@ -258,6 +261,13 @@ func (l *pumpLoop) serve(u *upstreamConn) {
 		l.r.upstreamDown(u, l.rr.err)
 	default:
 		l.finish(u)
+	}
+}
+
+// flush sends what this wake-up queued for clients.
+func (l *pumpLoop) flush() {
+	if l.out != nil {
+		l.out.flush()
 	}
 }
 
@@ -279,6 +289,9 @@ func (l *pumpLoop) finish(u *upstreamConn) {
 	if !mine {
 		return
 	}
+	// What the loop queued for u's client goes before u's end is
+	// reported: nothing is forwarded on an association after that.
+	l.flush()
 	u.rc.Control(func(fd uintptr) { unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, int(fd), nil) })
 	l.r.pumpDone(u)
 }

@@ -23,8 +23,10 @@ func (b *batch) datagram(i int) []byte { return b.bufs[i][:b.lens[i]] }
 // release returns the buffers to the pool.
 func (b *batch) release() {
 	for i := range b.n {
-		putBuf(b.bufs[i])
-		b.bufs[i] = nil
+		if b.bufs[i] != nil { // nil: taken by a sendQueue
+			putBuf(b.bufs[i])
+			b.bufs[i] = nil
+		}
 	}
 	b.n = 0
 }

@@ -626,7 +626,7 @@ func (r *Relay) pump(u *upstreamConn) {
 			}
 			return
 		}
-		if r.fromServer(u, &b) {
+		if r.fromServer(u, &b, nil) {
 			return
 		}
 	}
@@ -634,8 +634,10 @@ func (r *Relay) pump(u *upstreamConn) {
 
 // fromServer hands the machine what one read of u's socket returned,
 // forwards what it lets through and releases the batch. It reports
-// whether the machine ended the association.
-func (r *Relay) fromServer(u *upstreamConn, b *batch) bool {
+// whether the machine ended the association. With out, the datagrams for
+// the client are queued there (taking their buffers) and sent with the
+// others of the pump loop's wake-up; without, each is sent now.
+func (r *Relay) fromServer(u *upstreamConn, b *batch, out *sendQueue) bool {
 	var verdicts [len(b.bufs)]assoc.Verdict
 	// The machine sees every datagram the server queued before the
 	// client sees any of them: a close_notify queued behind the last
@@ -655,7 +657,11 @@ func (r *Relay) fromServer(u *upstreamConn, b *batch) bool {
 	}
 	for i := range b.n {
 		if u.a == nil || verdicts[i].Forward {
-			r.toClient(u, b.datagram(i))
+			if out != nil {
+				out.add(u, b, i)
+			} else {
+				r.toClient(u, b.datagram(i))
+			}
 		}
 		if u.a != nil && verdicts[i].Ended {
 			break
