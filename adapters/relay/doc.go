@@ -6,8 +6,8 @@
 // NAT, it gives every client association its own upstream socket, so the
 // server sees one peer per association. On Linux one goroutine reads every
 // upstream socket through an epoll set of its own, so an association costs
-// a socket and under 1 KiB, not a goroutine; elsewhere a goroutine reads
-// each. Unlike a NAT, it watches what crosses, with the association state
+// a socket and under 1 KiB, not a goroutine, and what one wake-up reads
+// goes to the clients in one sendmmsg; elsewhere a goroutine reads each. Unlike a NAT, it watches what crosses, with the association state
 // machine the in-process adapters share (internal/assoc, whose
 // documentation lists the rules):
 //
