@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"golang.org/x/net/ipv4"
-	"golang.org/x/sys/unix"
 
 	"github.com/straydtls/straydtls/strayfilter"
 )
@@ -59,20 +58,6 @@ func newRig(b *testing.B, senders int) *rig {
 		}
 	})
 	return r
-}
-
-// growReadBuffer asks for a receive buffer beyond net.core.rmem_max when
-// running as root (SO_RCVBUFFORCE), which a chunk of datagrams needs.
-func growReadBuffer(b *testing.B, c *net.UDPConn, size int) {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		b.Fatal(err)
-	}
-	var serr error
-	rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, size) })
-	if serr != nil {
-		c.SetReadBuffer(size)
-	}
 }
 
 // fill queues n datagrams, spread over the senders, and returns when the
