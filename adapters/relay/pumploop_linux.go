@@ -41,6 +41,7 @@ type pumpLoop struct {
 	// The loop goroutine's own.
 	out    *sendQueue // nil: send datagram by datagram
 	events [64]unix.EpollEvent
+	ready  [64]*upstreamConn // events' sockets, looked up under one lock
 	n      int
 	b      batch
 	rr     rawReader
@@ -178,17 +179,20 @@ func (l *pumpLoop) run() {
 		if err := l.rc.Read(l.waitFn); err != nil {
 			break
 		}
-		for _, ev := range l.events[:l.n] {
-			if ev.Fd == 0 {
-				var buf [8]byte
-				unix.Read(l.wake, buf[:])
-				continue
-			}
-			l.mu.Lock()
-			u := l.byID[uint32(ev.Fd)]
-			l.mu.Unlock()
+		// One lock for the wake-up's lookups: only the loop removes a
+		// socket from the set, so what it finds stays there until served.
+		l.mu.Lock()
+		for i, ev := range l.events[:l.n] {
+			l.ready[i] = l.byID[uint32(ev.Fd)] // nil for the eventfd (id 0)
+		}
+		l.mu.Unlock()
+		for i, u := range l.ready[:l.n] {
 			if u != nil {
 				l.serve(u)
+				l.ready[i] = nil
+			} else if l.events[i].Fd == 0 {
+				var buf [8]byte
+				unix.Read(l.wake, buf[:])
 			}
 		}
 		l.flush()
@@ -254,7 +258,7 @@ func (l *pumpLoop) serve(u *upstreamConn) {
 			l.finish(u)
 		}
 	case l.rr.err == nil:
-		// Readiness that another read took first: nothing to do.
+		// Nothing queued after all (a spurious readiness): nothing to do.
 	case transient(l.rr.err):
 		// The server's port is closed (ICMP). It may come back; the
 		// machine's timeouts end the association if it does not.
