@@ -673,14 +673,19 @@ func (r *Relay) fromServer(u *upstreamConn, b *batch, out *sendQueue) bool {
 
 func (r *Relay) toClient(u *upstreamConn, d []byte) {
 	if _, err := r.pc.WriteToUDPAddrPort(d, u.client); err != nil {
-		r.counters.writeErrors.Add(1)
-		if r.warnNow(warnClientWrite) {
-			r.log.Warn("writing to client failed", "client", u.client, "err", err)
-		}
+		r.clientWriteFailed(u.client, err)
 		return
 	}
 	u.toClient.Add(1)
 	r.counters.toClient.Add(1)
+}
+
+// clientWriteFailed counts a datagram the kernel would not send to client.
+func (r *Relay) clientWriteFailed(client netip.AddrPort, err error) {
+	r.counters.writeErrors.Add(1)
+	if r.warnNow(warnClientWrite) {
+		r.log.Warn("writing to client failed", "client", client, "err", err)
+	}
 }
 
 // pumpDone releases what is left of u once its pump returns.

@@ -126,7 +126,7 @@ func (q *sendQueue) write(fd uintptr) bool {
 	case errno != 0:
 		// The first datagram left failed (sendmmsg reports an error only
 		// when none went): count it and go on with the rest.
-		q.failed(q.sent, errno)
+		q.r.clientWriteFailed(q.us[q.sent].client, errno)
 		q.sent++
 		return true
 	}
@@ -136,13 +136,4 @@ func (q *sendQueue) write(fd uintptr) bool {
 	q.r.counters.toClient.Add(uint64(n))
 	q.sent += int(n)
 	return true
-}
-
-// failed counts a datagram the kernel refused, as toClient does.
-func (q *sendQueue) failed(j int, err error) {
-	r, client := q.r, q.us[j].client
-	r.counters.writeErrors.Add(1)
-	if r.warnNow(warnClientWrite) {
-		r.log.Warn("writing to client failed", "client", client, "err", err)
-	}
 }
