@@ -44,10 +44,10 @@ import (
 // loop batched both ways that filters nothing, a ceiling for the design)
 // and, when nginx and its stream module are installed (Debian: nginx,
 // libnginx-mod-stream), impl=nginx, its UDP stream proxy with one worker.
-// strayrelay also runs with -readers 2 and with GOMAXPROCS=1. Reported: records/s, round-trip p50 and
-// p99, the relay process's CPU time per record (relay-µs/rec), and for
-// strayrelay its Go allocations per record (relay-allocs/rec, from its own
-// /metrics).
+// strayrelay also runs with -readers 2 and with GOMAXPROCS=1. Reported:
+// records/s, round-trip p50 and p99, the relay process's CPU time per
+// record (relay-µs/rec), and for strayrelay its Go allocations per record
+// (relay-allocs/rec, from its own /metrics).
 func BenchmarkRelay(b *testing.B) {
 	for _, mode := range []string{"raw", "dtls"} {
 		for _, impl := range relayImpls {
@@ -531,12 +531,7 @@ func startNginx(b *testing.B, server netip.AddrPort) *relayProcess {
 	ready := regexp.MustCompile(`start worker process (\d+)`)
 	var errs []error
 	for range 5 {
-		probe, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			b.Fatal(err)
-		}
-		addr := probe.LocalAddr().(*net.UDPAddr).AddrPort()
-		probe.Close()
+		addr := dtlstest.FreePort(b)
 		conf := fmt.Sprintf(`load_module %s;
 worker_processes 1;
 pid %s/nginx.pid;

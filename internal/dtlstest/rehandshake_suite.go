@@ -398,13 +398,10 @@ func (s Rehandshake) openSSLReboot(t *testing.T) {
 	RequireOpenSSL(t)
 	ln := s.Listen(t)
 	ended := serveTracking(t, ln)
-	// A free port for s_client to bind.
-	probe, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	local := probe.LocalAddr().(*net.UDPAddr).AddrPort()
-	probe.Close()
+	// A port for s_client to bind, twice: reusing it is what the test is
+	// about, so a port taken in between fails the boot with s_client's
+	// bind error rather than being tried again elsewhere.
+	local := FreePort(t)
 
 	first := StartOpenSSL(t, local, addrPort(ln.Addr()))
 	first.Echo(t, "first boot")

@@ -233,7 +233,7 @@ func StartGnuTLS(t testing.TB) *ExternalServer {
 	certPath, keyPath := CertFiles(t)
 	var errs []error
 	for range 5 {
-		port := freePort(t)
+		port := FreePort(t)
 		cmd := exec.Command("gnutls-serv", "--udp", "--echo", "--port", strconv.Itoa(int(port.Port())),
 			"--x509certfile", certPath, "--x509keyfile", keyPath)
 		s, err := tryExternal(t, cmd, func(l string) (netip.AddrPort, bool, error) { return gnutlsReady(port, l) })
@@ -288,8 +288,11 @@ func StartOpenSSLServer(t testing.TB) *ExternalServer {
 	})
 }
 
-// freePort returns a loopback UDP port that was free a moment ago.
-func freePort(t testing.TB) netip.AddrPort {
+// FreePort returns a loopback UDP port that was free a moment ago, for a
+// process that cannot bind port 0 and report what it got. Another process
+// may take it before that one binds it: callers detect the failed bind and
+// try again, or say why they cannot.
+func FreePort(t testing.TB) netip.AddrPort {
 	t.Helper()
 	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
