@@ -226,14 +226,20 @@ func TestRebindingClient(t *testing.T) {
 // and the next client is served at once.
 func TestLateCIDRecordsOfAClosedAssociation(t *testing.T) {
 	ln := listenCID(t)
-	closed := make(chan struct{}, 1)
-	srv := dtlstest.Serve(ln, true, func(net.Conn) { closed <- struct{}{} })
+	closed := make(chan struct{}, 2)
+	// The server closes once the client has read its echo (CloseOpen), not
+	// at once: a pion v3 client with the echo and the close_notify both
+	// queued reads one of the two at random (Conn.Read selects on both).
+	srv := dtlstest.Serve(ln, false, func(net.Conn) { closed <- struct{}{} })
 	t.Cleanup(func() {
 		ln.Close()
 		srv.Stop()
 	})
 	relay, capt, uc, a := cidClient(t, ln)
 	dtlstest.EchoOnce(t, a, "the only message")
+	if n := srv.CloseOpen(); n != 1 {
+		t.Fatalf("the server had %d connections open, want 1", n)
+	}
 	<-closed
 	a.Close()
 	if err := relay.Flush(); err != nil {
