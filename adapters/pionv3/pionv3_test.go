@@ -52,7 +52,12 @@ func dial(t *testing.T, addr netip.AddrPort) *dtls.Conn {
 // server close it, and returns the relay, the client's address and its late
 // Finished record; with CIDs, whose Finished is inside a tls12_cid record,
 // its first tls12_cid datagram.
-func straySetup(t *testing.T, ln net.Listener, closed <-chan struct{}) (*udprelay.Relay, netip.AddrPort, []byte) {
+//
+// serverClose has the server close the first client's association; it is
+// called once the client has read its echo, because a pion v3 client with
+// the echo and the close_notify both queued reads one of the two at random
+// (Conn.Read selects on both).
+func straySetup(t *testing.T, ln net.Listener, serverClose func(), closed <-chan struct{}) (*udprelay.Relay, netip.AddrPort, []byte) {
 	t.Helper()
 	rec := udprelay.NewRecorder()
 	relay, err := udprelay.New(addrPort(ln.Addr()), rec.Hook)
@@ -66,6 +71,7 @@ func straySetup(t *testing.T, ln net.Listener, closed <-chan struct{}) (*udprela
 	rec.HoldAlerts(true)
 	a := dial(t, relay.Addr())
 	dtlstest.EchoOnce(t, a, "first client")
+	serverClose()
 	// pion v3's Dial binds the unspecified address; the relay sees loopback.
 	aLocal := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), addrPort(a.LocalAddr()).Port())
 	a.Close()
@@ -90,8 +96,8 @@ func strayIsNotAConnection(t *testing.T) {
 	ln := listen(t)
 	closed := make(chan struct{}, 1)
 	accepted := make(chan net.Addr, 4)
-	srv := dtlstest.Serve(acceptSpy{ln, accepted}, true, func(net.Conn) { closed <- struct{}{} })
-	relay, aLocal, finished := straySetup(t, ln, closed)
+	srv := dtlstest.Serve(acceptSpy{ln, accepted}, false, func(net.Conn) { closed <- struct{}{} })
+	relay, aLocal, finished := straySetup(t, ln, func() { srv.CloseOpen() }, closed)
 	relay.Inject(udprelay.ToServer, aLocal, finished)
 
 	start := time.Now()
@@ -145,6 +151,7 @@ func TestPionListenerHandsOutStray(t *testing.T) {
 	defer ln.Close()
 	closed := make(chan struct{}, 1)
 	serverSide := make(chan net.Conn, 1)
+	echoed := make(chan struct{})
 	go func() {
 		c, err := ln.Accept()
 		if err != nil {
@@ -154,10 +161,11 @@ func TestPionListenerHandsOutStray(t *testing.T) {
 		buf := make([]byte, 100)
 		n, _ := c.Read(buf)
 		c.Write(buf[:n])
+		<-echoed
 		c.Close()
 		closed <- struct{}{}
 	}()
-	relay, aLocal, finished := straySetup(t, ln, closed)
+	relay, aLocal, finished := straySetup(t, ln, func() { close(echoed) }, closed)
 	aServerSide, _ := relay.ServerSide(aLocal)
 	relay.Inject(udprelay.ToServer, aLocal, finished)
 
@@ -259,8 +267,8 @@ func TestPacketListenerUnderPionListener(t *testing.T) {
 	defer ln.Close()
 	closed := make(chan struct{}, 1)
 	accepted := make(chan net.Addr, 4)
-	srv := dtlstest.Serve(acceptSpy{ln, accepted}, true, func(net.Conn) { closed <- struct{}{} })
-	relay, aLocal, finished := straySetup(t, ln, closed)
+	srv := dtlstest.Serve(acceptSpy{ln, accepted}, false, func(net.Conn) { closed <- struct{}{} })
+	relay, aLocal, finished := straySetup(t, ln, func() { srv.CloseOpen() }, closed)
 	relay.Inject(udprelay.ToServer, aLocal, finished)
 	b := dial(t, relay.Addr())
 	dtlstest.EchoOnce(t, b, "next client")
