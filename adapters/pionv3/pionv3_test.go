@@ -196,7 +196,9 @@ func TestManyClientsConcurrently(t *testing.T) {
 func TestPortReuse(t *testing.T) {
 	ln := listen(t, demux.WithFilter(strayfilter.WithQuietPeriod(time.Hour)))
 	closed := make(chan struct{}, 4)
-	srv := dtlstest.Serve(ln, true, func(net.Conn) { closed <- struct{}{} })
+	// The server closes each association once its client read the echo
+	// (see straySetup).
+	srv := dtlstest.Serve(ln, false, func(net.Conn) { closed <- struct{}{} })
 	pc, err := net.ListenUDP("udp", loopback)
 	if err != nil {
 		t.Fatal(err)
@@ -213,6 +215,9 @@ func TestPortReuse(t *testing.T) {
 		}
 		cancel()
 		dtlstest.EchoOnce(t, c, fmt.Sprint("round ", i))
+		if n := srv.CloseOpen(); n != 1 {
+			t.Fatalf("round %d: the server had %d connections open, want 1", i, n)
+		}
 		c.Close()
 		<-closed
 	}
