@@ -71,8 +71,14 @@
 // What it cannot prevent: a flood fast enough to evict a real client's
 // unverified handshake before its cookie echo arrives (the cap divided by
 // the flood's rate must exceed the client's round trip: 200 ms at 5,000
-// forged ClientHellos a second with the defaults), and, before a handshake
-// completes, the plaintext alerts that stacks accept during a handshake.
+// forged ClientHellos a second with the defaults); before a handshake
+// completes, the plaintext alerts that stacks accept during a handshake;
+// and a forged ClientHello's cookie request that left before the real
+// client's new ClientHello arrived but reaches the client ahead of its own
+// server's answer. The client then echoes a cookie its server never
+// issued and fails (TestRehandshake/CookieRequestCrossingAReboot); once
+// the client's ClientHello has been read, such a cookie request is
+// withheld.
 //
 // # Re-handshakes from the same address
 //

@@ -83,7 +83,9 @@
 //     cookie request, delayed, would reach the real client in the middle
 //     of its own handshake, which a DTLS client takes as a reason to
 //     start over with a cookie its server never issued (pion's server
-//     then ends the handshake with a fatal alert).
+//     then ends the handshake with a fatal alert). One the server sent
+//     before the client's new ClientHello reached the machine is already
+//     out; no rule can recall it.
 //  9. Connection IDs (RFC 9146), with Config.CIDLength > 0. The CID a
 //     server names in its ServerHello's connection_id extension routes
 //     every tls12_cid record carrying it to that association, whatever its

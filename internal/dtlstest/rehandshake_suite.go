@@ -38,6 +38,7 @@ func (s Rehandshake) Run(t *testing.T) {
 	t.Run("PionListenerLocksOutRebootedClient", s.pionListenerLocksOut)
 	t.Run("SpoofedClientHelloLeavesLiveAssociation", s.spoofedClientHello)
 	t.Run("SpoofedClientHelloThenReboot", s.spoofedClientHelloThenReboot)
+	t.Run("CookieRequestCrossingAReboot", s.cookieRequestCrossingAReboot)
 	t.Run("SpoofedPlaintextAlertCutsNothing", s.spoofedPlaintextAlert)
 	if s.PionDiesOfPlaintextAlert {
 		t.Run("PionListenerDiesOfSpoofedPlaintextAlert", s.pionDiesOfPlaintextAlert)
@@ -213,21 +214,47 @@ func (s Rehandshake) spoofedClientHello(t *testing.T) {
 // client's addr:port, then the real client reboots on that port. Its
 // ClientHello carries its own random, so it opens its own handshake
 // instead of landing in the spoofed one, and it is served at once. Before
-// ClientHellos were routed by random, the spoofed handshake took the real
-// one's datagrams and locked the client out for the handshake timeout.
+// ClientHellos were routed by client random, the spoofed handshake took
+// the real one's datagrams and locked the client out for 30 s.
+//
+// The device crashes only once the spoofed handshake's cookie request has
+// reached it: one still on its way when the rebooted client has sent its
+// ClientHello is the race cookieRequestCrossingAReboot shows, which no
+// server can prevent. Without the wait, a loaded machine that ran the
+// spoof's handshake late ran into that race (AccessDenied from pion).
 func (s Rehandshake) spoofedClientHelloThenReboot(t *testing.T) {
 	hello := ClientHello(t)
 	ln := s.Listen(t)
 	ended := serveTracking(t, ln)
-	server := addrPort(ln.Addr())
+	var relay atomic.Pointer[udprelay.Relay] // the hook's, set once New returns
+	var cookieRequests atomic.Int32
+	front, err := udprelay.New(addrPort(ln.Addr()), func(p udprelay.Packet) udprelay.Verdict {
+		if p.Dir == udprelay.ToClient && isCookieRequest(p.Data) {
+			// Sent here, so that it is counted only once it sits in the
+			// client's socket: a crash after that discards it.
+			relay.Load().Inject(p.Dir, p.Client, p.Data)
+			cookieRequests.Add(1)
+			return udprelay.Verdict{Drop: true}
+		}
+		return udprelay.Verdict{}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	relay.Store(front)
+	defer front.Close()
 	d := device{s: &s}
-	d.boot(t, server, "before the spoof")
-	if err := d.send(hello, server); err != nil {
+	d.boot(t, front.Addr(), "before the spoof")
+	before := cookieRequests.Load()
+	if err := d.send(hello, front.Addr()); err != nil {
 		t.Fatal(err)
 	}
 	EchoOnce(t, d.conn, "after the spoof") // the spoof has been dispatched
+	WaitFor(t, "the spoofed handshake's cookie request delivered", func() bool {
+		return cookieRequests.Load() > before
+	})
 	d.crash()
-	took := d.boot(t, server, "after the reboot")
+	took := d.boot(t, front.Addr(), "after the reboot")
 	defer d.conn.Close()
 	t.Logf("re-handshake after a spoofed ClientHello took %v", took)
 	select {
@@ -238,6 +265,66 @@ func (s Rehandshake) spoofedClientHelloThenReboot(t *testing.T) {
 	if st := ln.Stats(); st.RehandshakeCompleted != 1 || st.RehandshakeStarted != 2 {
 		t.Fatalf("stats %+v: want two re-handshakes started (the spoof, the reboot), one completed", st)
 	}
+}
+
+// cookieRequestCrossingAReboot is the race behind rule 8 of
+// internal/assoc, made certain: the spoofed handshake's cookie request
+// reaches the rebooted client after it sent its ClientHello and before
+// its own server's cookie request. The client then echoes the spoofed
+// handshake's cookie in its own handshake, whose server ends it with a
+// fatal alert, and pion's client keeps the first cookie request of a
+// handshake (it drops the second as a copy), so nothing can repair it.
+// The listener withholds such a cookie request once it has seen the
+// client's new ClientHello; one already sent cannot be recalled. If pion
+// ever recovers from it, this test fails and says so.
+func (s Rehandshake) cookieRequestCrossingAReboot(t *testing.T) {
+	hello := ClientHello(t)
+	ln := s.Listen(t)
+	serveTracking(t, ln)
+	var relay atomic.Pointer[udprelay.Relay] // the hook's, set once New returns
+	var holding, rebooting atomic.Bool
+	front, err := udprelay.New(addrPort(ln.Addr()), func(p udprelay.Packet) udprelay.Verdict {
+		switch {
+		case p.Dir == udprelay.ToClient && isCookieRequest(p.Data) && holding.CompareAndSwap(true, false):
+			return udprelay.Verdict{Hold: true} // the spoofed handshake's
+		case p.Dir == udprelay.ToServer && isClientHello(p.Data) && rebooting.CompareAndSwap(true, false):
+			relay.Load().Release() // ahead of the rebooted client's ClientHello
+		}
+		return udprelay.Verdict{}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	relay.Store(front)
+	defer front.Close()
+	d := device{s: &s}
+	d.boot(t, front.Addr(), "before the spoof")
+	holding.Store(true)
+	if err := d.send(hello, front.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	EchoOnce(t, d.conn, "after the spoof")
+	WaitFor(t, "the spoofed handshake's cookie request held", func() bool { return front.Held() == 1 })
+	d.crash()
+	rebooting.Store(true)
+	uc, c, err := s.Client(t, d.local, front.Addr(), HandshakeTimeout)
+	defer uc.Close()
+	if err == nil {
+		c.Close()
+		t.Fatal("the rebooted client was served after a foreign cookie request reached it first; " +
+			"pion now recovers, and the race cookieRequestCrossingAReboot documents is gone")
+	}
+	t.Logf("a foreign cookie request ahead of the client's own: %v", err)
+}
+
+func isCookieRequest(b []byte) bool {
+	r := record.Inspect(b)
+	return r.HasHandshakeHeader && r.MsgType == record.HandshakeTypeHelloVerifyRequest
+}
+
+func isClientHello(b []byte) bool {
+	r := record.Inspect(b)
+	return r.HasHandshakeHeader && r.MsgType == record.HandshakeTypeClientHello
 }
 
 // spoofedPlaintextAlert: plaintext (epoch-0) alerts from a live client's
