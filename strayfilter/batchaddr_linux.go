@@ -37,7 +37,10 @@ func (s *batchSys) init(n int) {
 	s.iovs = make([]unix.Iovec, n)
 	s.names = make([]unix.RawSockaddrInet6, n)
 	s.read = func(fd uintptr) bool {
-		r, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&s.hdrs[0])), uintptr(len(s.hdrs)), unix.MSG_DONTWAIT, 0, 0)
+		// Raw: MSG_DONTWAIT cannot block, so the runtime's system-call
+		// bookkeeping (which wakes its monitor thread when that sleeps)
+		// is cost without purpose; waiting is the netpoller's.
+		r, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&s.hdrs[0])), uintptr(len(s.hdrs)), unix.MSG_DONTWAIT, 0, 0)
 		s.n, s.errno = int(r), errno
 		return errno != unix.EAGAIN && errno != unix.EWOULDBLOCK
 	}

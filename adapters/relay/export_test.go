@@ -22,7 +22,8 @@ func (r *Relay) handleOne(d []byte, from netip.AddrPort) {
 	b := strayfilter.NewBatch(1, 0)
 	b.Bufs[0], b.N[0], b.Addrs[0] = d, len(d), from
 	var routes [1]assoc.Route[*upstreamConn]
-	r.handleClients(b, 1, routes[:])
+	var w upstreamWriter
+	r.handleClients(&w, b, 1, routes[:])
 }
 
 // ListeningSockets returns every socket the relay reads clients from.

@@ -4,6 +4,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -236,8 +237,10 @@ func (l *pumpLoop) drain() bool {
 // wait takes the ready sockets without blocking; false parks the loop in
 // the netpoller until the set has one.
 func (l *pumpLoop) wait(fd uintptr) bool {
-	n, err := unix.EpollWait(int(fd), l.events[:], 0)
-	if err != nil {
+	// Raw: a zero timeout cannot block (see upstreamWriter).
+	r, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, fd, uintptr(unsafe.Pointer(&l.events[0])), uintptr(len(l.events)), 0, 0, 0)
+	n := int(r)
+	if errno != 0 {
 		n = 0
 	}
 	l.n = n

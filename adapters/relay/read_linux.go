@@ -34,7 +34,9 @@ func (r *rawReader) readFD(fd uintptr) bool {
 		h.SetIovlen(1)
 		s.hdrs[i].len = 0
 	}
-	n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&s.hdrs[0])), uintptr(len(s.hdrs)), unix.MSG_DONTWAIT, 0, 0)
+	// Raw: it cannot block (MSG_DONTWAIT), so it needs none of the
+	// runtime's system-call bookkeeping (see upstreamWriter).
+	n, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&s.hdrs[0])), uintptr(len(s.hdrs)), unix.MSG_DONTWAIT, 0, 0)
 	got := 0
 	if errno == 0 {
 		got = int(n)

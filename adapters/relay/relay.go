@@ -347,6 +347,7 @@ func (r *Relay) readClients(pc *net.UDPConn) error {
 	}
 	b := strayfilter.NewBatch(clientBatch, maxDatagram)
 	var routes [clientBatch]assoc.Route[*upstreamConn]
+	var w upstreamWriter
 	for {
 		n, err := in.ReadBatchAddrPort(b)
 		if err != nil {
@@ -363,7 +364,7 @@ func (r *Relay) readClients(pc *net.UDPConn) error {
 		for i := range n {
 			b.Addrs[i] = netip.AddrPortFrom(b.Addrs[i].Addr().Unmap(), b.Addrs[i].Port())
 		}
-		r.handleClients(b, n, routes[:n])
+		r.handleClients(&w, b, n, routes[:n])
 	}
 }
 
@@ -378,12 +379,12 @@ func (r *Relay) now() int64 { return int64(time.Since(r.start)) }
 // routes them, or drops them: the machine decides for the whole batch under
 // one lock, then the datagrams go out in order. It runs on the goroutine
 // reading one listening socket; with WithReaders, several run at once,
-// each for the clients the kernel hashes to its socket.
-func (r *Relay) handleClients(b *strayfilter.Batch, n int, routes []assoc.Route[*upstreamConn]) {
+// each for the clients the kernel hashes to its socket, with its own w.
+func (r *Relay) handleClients(w *upstreamWriter, b *strayfilter.Batch, n int, routes []assoc.Route[*upstreamConn]) {
 	r.counters.fromClients.Add(uint64(n))
 	if !r.cfg.filter {
 		for i := range n {
-			r.handleNaive(b.Bufs[i][:b.N[i]], b.Addrs[i])
+			r.handleNaive(w, b.Bufs[i][:b.N[i]], b.Addrs[i])
 		}
 		return
 	}
@@ -421,7 +422,7 @@ func (r *Relay) handleClients(b *strayfilter.Batch, n int, routes []assoc.Route[
 				// association itself, a client's fatal alert, still goes.)
 				late = true
 			default:
-				r.forward(u, d)
+				r.forward(w, u, d)
 				sent = true
 			}
 		}
@@ -437,7 +438,7 @@ func (r *Relay) handleClients(b *strayfilter.Batch, n int, routes []assoc.Route[
 
 // handleNaive is the relay without filtering (WithFiltering(false)): a
 // plain per-client NAT, to show what the filtering prevents.
-func (r *Relay) handleNaive(d []byte, from netip.AddrPort) {
+func (r *Relay) handleNaive(w *upstreamWriter, d []byte, from netip.AddrPort) {
 	r.mu.Lock()
 	u := r.naive[from]
 	if u == nil && !r.closed {
@@ -448,7 +449,7 @@ func (r *Relay) handleNaive(d []byte, from netip.AddrPort) {
 	}
 	r.mu.Unlock()
 	if u != nil {
-		r.forward(u, d)
+		r.forward(w, u, d)
 	}
 }
 
@@ -587,8 +588,8 @@ func (r *Relay) echo(client netip.AddrPort, size int) {
 }
 
 // forward sends a client datagram to the server on u's socket.
-func (r *Relay) forward(u *upstreamConn, d []byte) {
-	if _, err := u.conn.Write(d); err != nil {
+func (r *Relay) forward(w *upstreamWriter, u *upstreamConn, d []byte) {
+	if err := w.write(u, d); err != nil {
 		if errors.Is(err, net.ErrClosed) {
 			return // the association ended under us: nothing to tell
 		}

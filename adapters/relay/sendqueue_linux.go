@@ -117,7 +117,8 @@ func (q *sendQueue) flush() {
 // write sends from q.sent on; false waits for the socket to take more.
 func (q *sendQueue) write(fd uintptr) bool {
 	left := q.n - q.sent
-	n, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&q.hdrs[q.sent])), uintptr(left), unix.MSG_DONTWAIT, 0, 0)
+	// Raw: it cannot block (MSG_DONTWAIT; see upstreamWriter).
+	n, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&q.hdrs[q.sent])), uintptr(left), unix.MSG_DONTWAIT, 0, 0)
 	switch {
 	case errno == unix.EAGAIN:
 		return false
