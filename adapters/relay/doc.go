@@ -7,7 +7,8 @@
 // server sees one peer per association. On Linux one goroutine reads every
 // upstream socket through an epoll set of its own, so an association costs
 // a socket and under 1 KiB, not a goroutine, and what one wake-up reads
-// goes to the clients in one sendmmsg; elsewhere a goroutine reads each. Unlike a NAT, it watches what crosses, with the association state
+// goes to the clients in one sendmmsg; elsewhere a goroutine reads each.
+// Unlike a NAT, it watches what crosses, with the association state
 // machine the in-process adapters share (internal/assoc, whose
 // documentation lists the rules):
 //
