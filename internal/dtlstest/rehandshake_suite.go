@@ -226,23 +226,17 @@ func (s Rehandshake) spoofedClientHelloThenReboot(t *testing.T) {
 	hello := ClientHello(t)
 	ln := s.Listen(t)
 	ended := serveTracking(t, ln)
-	var relay atomic.Pointer[udprelay.Relay] // the hook's, set once New returns
 	var cookieRequests atomic.Int32
-	front, err := udprelay.New(addrPort(ln.Addr()), func(p udprelay.Packet) udprelay.Verdict {
+	front := hookedFront(t, ln, func(r *udprelay.Relay, p udprelay.Packet) udprelay.Verdict {
 		if p.Dir == udprelay.ToClient && isCookieRequest(p.Data) {
 			// Sent here, so that it is counted only once it sits in the
 			// client's socket: a crash after that discards it.
-			relay.Load().Inject(p.Dir, p.Client, p.Data)
+			r.Inject(p.Dir, p.Client, p.Data)
 			cookieRequests.Add(1)
 			return udprelay.Verdict{Drop: true}
 		}
 		return udprelay.Verdict{}
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	relay.Store(front)
-	defer front.Close()
 	d := device{s: &s}
 	d.boot(t, front.Addr(), "before the spoof")
 	before := cookieRequests.Load()
@@ -281,22 +275,16 @@ func (s Rehandshake) cookieRequestCrossingAReboot(t *testing.T) {
 	hello := ClientHello(t)
 	ln := s.Listen(t)
 	serveTracking(t, ln)
-	var relay atomic.Pointer[udprelay.Relay] // the hook's, set once New returns
 	var holding, rebooting atomic.Bool
-	front, err := udprelay.New(addrPort(ln.Addr()), func(p udprelay.Packet) udprelay.Verdict {
+	front := hookedFront(t, ln, func(r *udprelay.Relay, p udprelay.Packet) udprelay.Verdict {
 		switch {
 		case p.Dir == udprelay.ToClient && isCookieRequest(p.Data) && holding.CompareAndSwap(true, false):
 			return udprelay.Verdict{Hold: true} // the spoofed handshake's
 		case p.Dir == udprelay.ToServer && isClientHello(p.Data) && rebooting.CompareAndSwap(true, false):
-			relay.Load().Release() // ahead of the rebooted client's ClientHello
+			r.Release() // ahead of the rebooted client's ClientHello
 		}
 		return udprelay.Verdict{}
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	relay.Store(front)
-	defer front.Close()
 	d := device{s: &s}
 	d.boot(t, front.Addr(), "before the spoof")
 	holding.Store(true)
@@ -315,6 +303,22 @@ func (s Rehandshake) cookieRequestCrossingAReboot(t *testing.T) {
 			"pion now recovers, and the race cookieRequestCrossingAReboot documents is gone")
 	}
 	t.Logf("a foreign cookie request ahead of the client's own: %v", err)
+}
+
+// hookedFront starts a relay in front of ln, closed at the end of the
+// test, whose hook can act on the relay itself (inject, release). Nothing
+// reaches the hook before the test sends through the relay.
+func hookedFront(t *testing.T, ln net.Listener, hook func(*udprelay.Relay, udprelay.Packet) udprelay.Verdict) *udprelay.Relay {
+	var relay atomic.Pointer[udprelay.Relay] // set once New returns: the hook's goroutines start before
+	front, err := udprelay.New(addrPort(ln.Addr()), func(p udprelay.Packet) udprelay.Verdict {
+		return hook(relay.Load(), p)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	relay.Store(front)
+	t.Cleanup(func() { front.Close() })
+	return front
 }
 
 func isCookieRequest(b []byte) bool {
