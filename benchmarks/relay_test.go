@@ -1,7 +1,6 @@
 package benchmarks
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -400,75 +399,23 @@ func binary(b *testing.B, name string) string {
 	return filepath.Join(dir, name)
 }
 
-// startProcess runs cmd until the benchmark ends and returns, for each of
-// rxs, the first submatch of the first line of out that matches it.
-func startProcess(b *testing.B, cmd *exec.Cmd, out io.ReadCloser, rxs ...*regexp.Regexp) []string {
-	got, err := tryProcess(b, cmd, out, rxs...)
+// startProcess runs cmd until the benchmark ends (dtlstest.StartProcess)
+// and returns the address in the first submatch of the first line that
+// matches rx.
+func startProcess(b *testing.B, cmd *exec.Cmd, rx *regexp.Regexp) netip.AddrPort {
+	b.Helper()
+	s, err := dtlstest.StartProcess(b, cmd, func(l string) (netip.AddrPort, bool, error) {
+		m := rx.FindStringSubmatch(l)
+		if m == nil {
+			return netip.AddrPort{}, false, nil
+		}
+		ap, err := netip.ParseAddrPort(m[1])
+		return ap, err == nil, err
+	})
 	if err != nil {
 		b.Fatal(err)
 	}
-	return got
-}
-
-// tryProcess is startProcess that returns an error, with what the process
-// printed, when it exits or falls silent before every one of rxs matched.
-func tryProcess(b *testing.B, cmd *exec.Cmd, out io.ReadCloser, rxs ...*regexp.Regexp) ([]string, error) {
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	})
-	var mu sync.Mutex
-	var said []string
-	found := make(chan []string, 1)
-	exited := make(chan struct{})
-	go func() {
-		defer close(exited)
-		got := make([]string, len(rxs))
-		left := len(rxs)
-		s := bufio.NewScanner(out)
-		for s.Scan() { // and on: the pipe must not fill
-			if left > 0 {
-				mu.Lock()
-				said = append(said, s.Text())
-				mu.Unlock()
-			}
-			for i, rx := range rxs {
-				if m := rx.FindStringSubmatch(s.Text()); m != nil && got[i] == "" {
-					got[i] = m[1]
-					if left--; left == 0 {
-						found <- got
-					}
-				}
-			}
-		}
-	}()
-	var why string
-	select {
-	case v := <-found:
-		return v, nil
-	case <-exited:
-		why = "exited"
-	case <-time.After(10 * time.Second):
-		why = "printed nothing matching them within 10 s"
-	}
-	select {
-	case v := <-found: // the last line matched, then the pipe closed
-		return v, nil
-	default:
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	return nil, fmt.Errorf("%s %s before it printed lines matching %q; it said:\n%s", cmd.Path, why, rxs, strings.Join(said, "\n"))
+	return s.Addr
 }
 
 func startStrayrelay(b *testing.B, server netip.AddrPort, extra ...string) *relayProcess {
@@ -482,12 +429,28 @@ func startStrayrelayEnv(b *testing.B, server netip.AddrPort, env []string, extra
 	if env != nil {
 		cmd.Env = append(os.Environ(), env...)
 	}
-	stderr, err := cmd.StderrPipe()
+	// Two lines, in either order: the listening address and the metrics URL.
+	listening := regexp.MustCompile(`msg=relaying listen=(\S+)`)
+	serving := regexp.MustCompile(`msg="serving metrics" url=(\S+)`)
+	var addr netip.AddrPort
+	var metrics string
+	_, err := dtlstest.StartProcess(b, cmd, func(l string) (netip.AddrPort, bool, error) {
+		if m := listening.FindStringSubmatch(l); m != nil {
+			ap, err := netip.ParseAddrPort(m[1])
+			if err != nil {
+				return ap, false, err
+			}
+			addr = ap
+		}
+		if m := serving.FindStringSubmatch(l); m != nil {
+			metrics = m[1]
+		}
+		return addr, addr.IsValid() && metrics != "", nil
+	})
 	if err != nil {
 		b.Fatal(err)
 	}
-	got := startProcess(b, cmd, stderr, regexp.MustCompile(`msg=relaying listen=(\S+)`), regexp.MustCompile(`msg="serving metrics" url=(\S+)`))
-	return &relayProcess{cmd: cmd, addr: netip.MustParseAddrPort(got[0]), metrics: got[1]}
+	return &relayProcess{cmd: cmd, addr: addr, metrics: metrics}
 }
 
 func startNaiveRelay(b *testing.B, server netip.AddrPort) *relayProcess {
@@ -498,12 +461,7 @@ func startNaiveRelay(b *testing.B, server netip.AddrPort) *relayProcess {
 // address on stdout.
 func startNaiveRelayNamed(b *testing.B, name string, server netip.AddrPort) *relayProcess {
 	cmd := exec.Command(binary(b, name), "-listen", "127.0.0.1:0", "-upstream", server.String())
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	got := startProcess(b, cmd, stdout, regexp.MustCompile(`^(\S+)$`))
-	return &relayProcess{cmd: cmd, addr: netip.MustParseAddrPort(got[0])}
+	return &relayProcess{cmd: cmd, addr: startProcess(b, cmd, regexp.MustCompile(`^(\S+)$`))}
 }
 
 // nginxStream is Debian's stream module (libnginx-mod-stream).
@@ -528,7 +486,7 @@ func startNginx(b *testing.B, server netip.AddrPort) *relayProcess {
 	// tried. It is serving once it starts its worker, which it does only
 	// after binding.
 	dir := b.TempDir()
-	ready := regexp.MustCompile(`start worker process (\d+)`)
+	ready := regexp.MustCompile(`start worker process \d+`)
 	var errs []error
 	for range 5 {
 		addr := dtlstest.FreePort(b)
@@ -549,11 +507,9 @@ stream {
 			b.Fatal(err)
 		}
 		cmd := exec.Command(bin, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-g", "daemon off;")
-		stderr, err := cmd.StderrPipe()
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := tryProcess(b, cmd, stderr, ready); err != nil {
+		if _, err := dtlstest.StartProcess(b, cmd, func(l string) (netip.AddrPort, bool, error) {
+			return addr, ready.MatchString(l), nil
+		}); err != nil {
 			errs = append(errs, err)
 			continue
 		}

@@ -60,8 +60,8 @@ func CertFiles(t testing.TB) (certPath, keyPath string) {
 	return certPath, keyPath
 }
 
-// ExternalServer is a DTLS server in another language, run as a process
-// on loopback, with what it printed.
+// ExternalServer is a process run on loopback for a test or a benchmark (a
+// DTLS server in another language, a relay), with what it printed.
 type ExternalServer struct {
 	Addr netip.AddrPort
 	cmd  *exec.Cmd
@@ -104,28 +104,42 @@ func (s *ExternalServer) WaitFor(t testing.TB, what string, match func(line stri
 	}
 }
 
+// stop interrupts the process and kills it if it has not exited 5 s
+// later: an nginx master killed outright leaves its worker running.
 func (s *ExternalServer) stop() {
-	if s.cmd.Process != nil {
+	if s.cmd.Process == nil {
+		return
+	}
+	s.cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { s.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
 		s.cmd.Process.Kill()
-		s.cmd.Wait()
+		<-done
 	}
 }
 
-// startExternal runs cmd and collects its output lines; ready reads the
-// listening address out of a line, once, or says why the server cannot
-// serve (a port taken). It fails t if the server does not start.
+// startExternal is StartProcess that fails t if the server does not start.
 func startExternal(t testing.TB, cmd *exec.Cmd, ready func(line string) (netip.AddrPort, bool, error)) *ExternalServer {
 	t.Helper()
-	s, err := tryExternal(t, cmd, ready)
+	s, err := StartProcess(t, cmd, ready)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s
 }
 
-// tryExternal is startExternal that returns what went wrong, for callers
-// that can try again. A server that did not start is stopped.
-func tryExternal(t testing.TB, cmd *exec.Cmd, ready func(line string) (netip.AddrPort, bool, error)) (*ExternalServer, error) {
+// StartProcess runs cmd until the test ends, collecting what it prints on
+// stdout and stderr line by line. ready reads each line until it reports
+// the address the process serves on, or says why it cannot serve (a port
+// taken); it runs on one goroutine and may keep what it needs between
+// lines. StartProcess returns an error, with what the process printed, if
+// ready fails or the process exits or stays unready for 10 s: callers that
+// can try again (on another port) do. A process that did not start is
+// stopped.
+func StartProcess(t testing.TB, cmd *exec.Cmd, ready func(line string) (netip.AddrPort, bool, error)) (*ExternalServer, error) {
 	t.Helper()
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -233,10 +247,7 @@ func StartGnuTLS(t testing.TB) *ExternalServer {
 	certPath, keyPath := CertFiles(t)
 	var errs []error
 	for range 5 {
-		port := FreePort(t)
-		cmd := exec.Command("gnutls-serv", "--udp", "--echo", "--port", strconv.Itoa(int(port.Port())),
-			"--x509certfile", certPath, "--x509keyfile", keyPath)
-		s, err := tryExternal(t, cmd, func(l string) (netip.AddrPort, bool, error) { return gnutlsReady(port, l) })
+		s, err := startGnuTLSOn(t, FreePort(t), certPath, keyPath)
 		if err == nil {
 			return s
 		}
@@ -244,6 +255,13 @@ func StartGnuTLS(t testing.TB) *ExternalServer {
 	}
 	t.Fatal(errors.Join(errs...))
 	return nil
+}
+
+// startGnuTLSOn starts gnutls-serv on port, and fails if it cannot take it.
+func startGnuTLSOn(t testing.TB, port netip.AddrPort, certPath, keyPath string) (*ExternalServer, error) {
+	cmd := exec.Command("gnutls-serv", "--udp", "--echo", "--port", strconv.Itoa(int(port.Port())),
+		"--x509certfile", certPath, "--x509keyfile", keyPath)
+	return StartProcess(t, cmd, func(l string) (netip.AddrPort, bool, error) { return gnutlsReady(port, l) })
 }
 
 // gnutlsReady reads gnutls-serv's IPv4 line, "UDP Echo Server listening on

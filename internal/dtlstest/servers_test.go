@@ -2,9 +2,6 @@ package dtlstest
 
 import (
 	"net"
-	"net/netip"
-	"os/exec"
-	"strconv"
 	"strings"
 	"testing"
 )
@@ -21,9 +18,7 @@ func TestGnuTLSOnATakenPortFailsToStart(t *testing.T) {
 	defer taken.Close()
 	port := taken.LocalAddr().(*net.UDPAddr).AddrPort()
 	certPath, keyPath := CertFiles(t)
-	cmd := exec.Command("gnutls-serv", "--udp", "--echo", "--port", strconv.Itoa(int(port.Port())),
-		"--x509certfile", certPath, "--x509keyfile", keyPath)
-	s, err := tryExternal(t, cmd, func(l string) (netip.AddrPort, bool, error) { return gnutlsReady(port, l) })
+	s, err := startGnuTLSOn(t, port, certPath, keyPath)
 	if err == nil {
 		t.Fatalf("gnutls-serv on a taken port started; it said:\n%s", strings.Join(s.Lines(), "\n"))
 	}
