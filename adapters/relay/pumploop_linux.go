@@ -136,7 +136,7 @@ func (l *pumpLoop) add(u *upstreamConn, rc syscall.RawConn) bool {
 	if cerr != nil || err != nil {
 		return false
 	}
-	u.looped, u.id, u.rc = true, l.next, rc
+	u.id, u.rc = l.next, rc
 	l.byID[u.id] = u
 	return true
 }

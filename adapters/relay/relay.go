@@ -83,11 +83,10 @@ type upstreamConn struct {
 	// is not forwarded.
 	end  atomic.Uint32
 	once sync.Once
-	// looped is set when the pump loop reads the socket (id is its key
-	// there, rc the socket's raw conn); otherwise a goroutine does.
-	looped bool
-	id     uint32
-	rc     syscall.RawConn
+	// rc is the socket's raw conn when the pump loop reads it (id is its
+	// key there); nil when a goroutine does.
+	id uint32
+	rc syscall.RawConn
 }
 
 func (u *upstreamConn) close() { u.once.Do(func() { u.conn.Close() }) }
@@ -514,7 +513,7 @@ func (r *Relay) closeEnded(us []*upstreamConn) {
 
 // release closes u's socket, through the pump loop when it reads u.
 func (r *Relay) release(u *upstreamConn) {
-	if u.looped {
+	if u.rc != nil {
 		r.loop.retire(u)
 		return
 	}

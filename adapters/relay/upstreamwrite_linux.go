@@ -22,7 +22,7 @@ type upstreamWriter struct {
 }
 
 func (w *upstreamWriter) write(u *upstreamConn, d []byte) error {
-	if u.rc == nil { // not in the loop: a goroutine's socket, or not a socket
+	if u.rc == nil { // not in the loop: a goroutine reads it, or it is not a socket
 		_, err := u.conn.Write(d)
 		return err
 	}
