@@ -84,11 +84,8 @@ func dialThrough(t *testing.T, relay *udprelay.Relay, config *dtls.Config) (*net
 // one, then sends `after` more. It returns how many of those were echoed.
 //
 // Between the two it sends probes until one is echoed, three at most (0
-// echoed if none is): pion v3 (v3.1.15) hands the first record from a new
-// address to the application before it updates the address it writes to
-// (Conn.handleIncomingPacket), so that record's echo may go to the old
-// port. The race is pion's, under its own listener as under ours; the
-// messages after the probe are what the server's following is judged by.
+// echoed if none is; dtlstest.EchoRetry says why): the messages after the
+// probe are what the server's following is judged by.
 func rebindingClient(t *testing.T, server net.Addr, client *dtls.Config, before, after int) int {
 	t.Helper()
 	nat, err := udprelay.New(server.(*net.UDPAddr).AddrPort(), nil)
@@ -109,53 +106,19 @@ func rebindingClient(t *testing.T, server net.Addr, client *dtls.Config, before,
 	}
 	t.Logf("the NAT moved the client from %v to %v", oldSide, newSide)
 	buf := make([]byte, 256)
-	probes := probe(c, buf)
+	probes := dtlstest.EchoRetry(c, "probe", buf, 3, 500*time.Millisecond)
 	t.Logf("probes sent until one was echoed at the new port: %d (0: none was)", probes)
 	if probes == 0 {
 		return 0
 	}
 	n := 0
 	for i := range after {
-		msg := fmt.Sprint("after ", i)
-		if _, err := c.Write([]byte(msg)); err != nil {
-			break
-		}
-		if !echoed(c, buf, msg, time.Second) {
+		if dtlstest.EchoRetry(c, fmt.Sprint("after ", i), buf, 1, time.Second) == 0 {
 			break // a lost echo: the server still answers the old port
 		}
 		n++
 	}
 	return n
-}
-
-// probe sends a probe until it is echoed, three times at most, and
-// returns how many it sent, 0 if none was echoed.
-func probe(c net.Conn, buf []byte) int {
-	for i := range 3 {
-		msg := fmt.Sprint("probe ", i)
-		if _, err := c.Write([]byte(msg)); err != nil {
-			return 0
-		}
-		if echoed(c, buf, msg, 500*time.Millisecond) {
-			return i + 1
-		}
-	}
-	return 0
-}
-
-// echoed reads until msg comes back or wait has passed, skipping a late
-// echo of an earlier probe.
-func echoed(c net.Conn, buf []byte, msg string, wait time.Duration) bool {
-	c.SetReadDeadline(time.Now().Add(wait))
-	for {
-		n, err := c.Read(buf)
-		if err != nil {
-			return false
-		}
-		if string(buf[:n]) == msg {
-			return true
-		}
-	}
 }
 
 // TestRebindingClient: a pion v3 client with Connection IDs behind a NAT

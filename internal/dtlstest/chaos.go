@@ -167,12 +167,14 @@ func (c *ChaosRun) Clients(t *testing.T, addr netip.AddrPort) {
 				}
 				msg := fmt.Sprintf("w%d r%d", w, r)
 				buf := make([]byte, 2048)
-				if rebound && !echo(conn, msg+" probe", buf) {
+				// A moved client probes first: the first record from a new
+				// address may be echoed to the old one (see EchoRetry).
+				if rebound && EchoRetry(conn, msg+" probe", buf, 10, 200*time.Millisecond) == 0 {
 					conn.Close()
 					uc.Close()
 					continue
 				}
-				if echo(conn, msg, buf) {
+				if EchoRetry(conn, msg, buf, 10, 200*time.Millisecond) > 0 {
 					c.echoed.Add(1)
 					if rebound {
 						c.reboundEchoed.Add(1)
@@ -199,29 +201,6 @@ func rebind(local *net.UDPAddr, addr netip.AddrPort) (*net.UDPConn, error) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-}
-
-// echo sends msg until it is echoed, ten times at most. A moved client
-// sends a probe this way before its message: pion v3 (v3.1.15) hands the
-// first record from a client's new address to the application before it
-// updates the address it writes to (Conn.handleIncomingPacket), so the
-// echo of that record may go to the old address, a race that is pion's,
-// with its own listener as with ours. Once an echo arrived at the new
-// address, the server follows the client, and the message's echo tests
-// that and nothing else.
-func echo(conn net.Conn, msg string, buf []byte) bool {
-	for range 10 {
-		conn.Write([]byte(msg))
-		conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-		n, err := conn.Read(buf)
-		if err == nil && string(buf[:n]) == msg {
-			return true
-		}
-		if err != nil && !isTimeout(err) {
-			return false // the server closed first (its echo was lost)
-		}
-	}
-	return false
 }
 
 func isTimeout(err error) bool {

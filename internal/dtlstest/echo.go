@@ -122,3 +122,37 @@ func (s CloseEchoSuite) Run(t *testing.T) {
 		})
 	}
 }
+
+// EchoRetry writes msg on conn and waits up to wait for its echo, at most
+// tries times, skipping anything else that arrives (a late echo of an
+// earlier message). It returns the attempt whose wait saw the echo, from
+// 1, or 0 if none did or the conn failed (the server closed first).
+//
+// A client that moved to a new address probes this way before its
+// message: pion v3 (v3.1.15) hands the first record from a new address to
+// the application before it updates the address it writes to
+// (Conn.handleIncomingPacket), so the echo of that record may go to the
+// old address, a race that is pion's, with its own listener as with ours.
+// Once an echo arrived at the new address the server follows the client,
+// and what comes after tests that and nothing else.
+func EchoRetry(conn net.Conn, msg string, buf []byte, tries int, wait time.Duration) int {
+	for i := range tries {
+		if _, err := conn.Write([]byte(msg)); err != nil {
+			return 0
+		}
+		conn.SetReadDeadline(time.Now().Add(wait))
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				if !isTimeout(err) {
+					return 0
+				}
+				break
+			}
+			if string(buf[:n]) == msg {
+				return i + 1
+			}
+		}
+	}
+	return 0
+}
