@@ -55,8 +55,18 @@ func (m *msgs) prepare(i, size int) {
 	m.hdrs[i].len = 0
 }
 
+// The calls on sockets are raw: none can block (MSG_DONTWAIT, non-blocking
+// sockets), and Go's system-call bookkeeping costs the relay CPU for
+// nothing (strayrelay makes the same calls the same way). Only epoll_wait,
+// which does block, goes through it.
+
 func mmsg(trap uintptr, fd int, m *msgs, n int) (int, unix.Errno) {
-	r, _, errno := unix.Syscall6(trap, uintptr(fd), uintptr(unsafe.Pointer(&m.hdrs[0])), uintptr(n), unix.MSG_DONTWAIT, 0, 0)
+	r, _, errno := unix.RawSyscall6(trap, uintptr(fd), uintptr(unsafe.Pointer(&m.hdrs[0])), uintptr(n), unix.MSG_DONTWAIT, 0, 0)
+	return int(r), errno
+}
+
+func rawIO(trap uintptr, fd int, b []byte) (int, unix.Errno) {
+	r, _, errno := unix.RawSyscall(trap, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
 	return int(r), errno
 }
 
@@ -128,7 +138,7 @@ func main() {
 						watch(ep, up)
 						upstreams[from], clients[up] = up, from
 					}
-					unix.Write(up, in.bufs[i][:in.hdrs[i].len])
+					rawIO(unix.SYS_WRITE, up, in.bufs[i][:in.hdrs[i].len])
 				}
 				continue
 			}
@@ -137,8 +147,8 @@ func main() {
 			if queued == batch {
 				continue // next wake-up
 			}
-			r, err := unix.Read(fd, out.bufs[queued][:])
-			if err != nil {
+			r, errno := rawIO(unix.SYS_READ, fd, out.bufs[queued][:])
+			if errno != 0 {
 				continue
 			}
 			out.prepare(queued, r)
