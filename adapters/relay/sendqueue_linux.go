@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"net/netip"
 	"syscall"
 	"unsafe"
 
@@ -79,7 +78,7 @@ func (q *sendQueue) add(u *upstreamConn, b *batch, i int) {
 	if q.six {
 		sa.Family = unix.AF_INET6
 		sa.Flowinfo, sa.Scope_id = 0, 0
-		sa.Addr = netip.AddrFrom16(a.As16()).As16() // v4-mapped for IPv4 clients
+		sa.Addr = a.As16() // v4-mapped for IPv4 clients
 		h.Namelen = unix.SizeofSockaddrInet6
 	} else {
 		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
