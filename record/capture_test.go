@@ -32,7 +32,10 @@ import (
 // own parser (never from Inspect), so the classification test compares two
 // independent readings of the same bytes.
 
-var capture = flag.Bool("capture", false, "capture real DTLS datagrams into testdata/records")
+var (
+	capture     = flag.Bool("capture", false, "capture real DTLS datagrams into testdata/records")
+	captureOnly = flag.String("capture.only", "", "with -capture, refresh only the sources whose names start with this")
+)
 
 const recordsDir = "testdata/records"
 
@@ -67,17 +70,26 @@ func TestCapture(t *testing.T) {
 	if err := os.MkdirAll(recordsDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	old, _ := filepath.Glob(filepath.Join(recordsDir, "*.hex"))
+	old, _ := filepath.Glob(filepath.Join(recordsDir, *captureOnly+"*.hex"))
 	for _, f := range old {
 		if !strings.HasPrefix(filepath.Base(f), "synthetic-") {
 			os.Remove(f)
 		}
 	}
-	save(t, "pion-v2", 0, captureV2(t, nil))
-	save(t, "pion-v2-mtu60", 0, captureV2(t, func(c *dtlsv2.Config) { c.MTU = 60 }))
-	save(t, "pion-v3-cid", 8, captureV3CID(t))
+	// Sources are refreshed whole: their file names number the datagrams.
+	source := func(name string, cidLen int, run func() []capturedDatagram) {
+		if strings.HasPrefix(name, *captureOnly) {
+			save(t, name, cidLen, run())
+		}
+	}
+	source("pion-v2", 0, func() []capturedDatagram { return captureV2(t, nil) })
+	source("pion-v2-mtu60", 0, func() []capturedDatagram { return captureV2(t, func(c *dtlsv2.Config) { c.MTU = 60 }) })
+	source("pion-v3-cid", 8, func() []capturedDatagram { return captureV3CID(t) })
+	for _, c := range v4Captures {
+		source(c.name, c.cidLen, func() []capturedDatagram { return captureV4(t, c.version, c.cidLen) })
+	}
 	if _, err := exec.LookPath("openssl"); err == nil {
-		save(t, "openssl-s_client", 0, captureOpenSSL(t))
+		source("openssl-s_client", 0, func() []capturedDatagram { return captureOpenSSL(t) })
 	} else {
 		t.Log("openssl not installed: no OpenSSL records captured")
 	}
@@ -236,6 +248,9 @@ func save(t *testing.T, source string, cidLen int, grams []capturedDatagram) {
 // pionReading describes the first record as pion's record-layer and
 // handshake parsers read it.
 func pionReading(data []byte, cidLen int) (expect, desc string) {
+	if data[0]&0xe0 == 0x20 {
+		return pionV4Unified(data, cidLen)
+	}
 	var h recordlayer.Header
 	if data[0] == byte(protocol.ContentTypeConnectionID) {
 		h.ConnectionID = make([]byte, cidLen)

@@ -3,15 +3,26 @@
 // belongs to, the record's content type, version, epoch and sequence
 // number, and for the clear-text hello messages what admission needs (the
 // client random, the cookie a client echoes, the cookie a server asks
-// for). It depends only on the standard library.
+// for, in DTLS 1.2's HelloVerifyRequest or 1.3's HelloRetryRequest, the
+// versions offered and chosen, a ServerHello's connection ID). It depends
+// only on the standard library.
+//
+// A DTLS 1.3 ClientHello with a post-quantum key share is larger than a
+// datagram: pion v4's second ClientHello spans two, and its cookie
+// extension, which proves the client's address, is in the second. The
+// extensions are walked fragment by fragment: Scan says where a fragment
+// left the walk, and Resume goes on in the next one, with no reassembly
+// buffer (TestResumeAtEveryBoundary cuts every captured hello at every
+// offset).
 //
 // Inspect reads a datagram once and returns a plain Record value; the
 // questions the rest of the project asks (does this open an association,
 // is it clear text, which handshake does this ClientHello belong to) are
 // methods on that value, so no datagram is parsed twice. It never panics,
 // never allocates and never modifies the datagram. FuzzInspect checks every
-// reading against pion's own parsers, starting from real datagrams captured
-// from pion v2, pion v3 with connection IDs and openssl s_client
+// reading against pion's own parsers (v2, v3 and v4), starting from real
+// datagrams captured from pion v2, pion v3 with connection IDs, pion v4 in
+// DTLS 1.2 and 1.3 with and without connection IDs, and openssl s_client
 // (testdata/records, refreshed by TestCapture with -capture).
 //
 // Record layouts (RFC 6347 §4.1, RFC 9146, RFC 9147 §4): a DTLSPlaintext

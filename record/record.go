@@ -30,6 +30,13 @@ const (
 	unifiedL     = 0x04
 	unifiedEpoch = 0x03
 
+	// A DTLS 1.3 ciphertext holds at least a 16-byte AEAD tag, and at most
+	// 2^14 bytes of plaintext with 256 of expansion (RFC 9147 §4.2.3).
+	minCiphertext = 16
+	maxCiphertext = 1<<14 + 256
+	// An ACK holds a 2-byte length and 16-byte record numbers (RFC 9147 §7).
+	ackNumberLen = 16
+
 	alertLevelFatal       = 2
 	alertCloseNotify      = 0
 	dtlsVersionMajor byte = 0xfe
@@ -113,12 +120,16 @@ type Record struct {
 	FragmentOffset     uint32
 	FragmentLength     uint32
 
-	// What the hello messages' first fragments say, read once here so no
-	// one reads the datagram again: see ClientHello, HelloVerifyCookie and
-	// AsksForCookie.
+	// What the hello messages' fragments say, read once here so no one
+	// reads the datagram again: see ClientHello, Cookie, AsksForCookie,
+	// ServerConnectionID and Scan.
 	hello     helloKind
+	ext       uint8  // ext* bits: what the extensions said
+	cidLen    uint8  // of a ServerHello's connection_id
 	cookieAt  uint16 // datagram offset of the cookie
-	cookieLen uint8
+	cookieLen uint16
+	cidAt     uint16 // datagram offset of the connection_id's CID
+	rest      Scan   // where the walk through the extensions stopped
 }
 
 // OpensAssociation reports whether the datagram starts a new handshake: its
@@ -235,6 +246,11 @@ func (r *Record) Parse(datagram []byte) {
 		r.Class = ClassApplicationData
 	case ContentTypeACK:
 		r.Class = ClassACK
+		if r.Epoch == 0 && !wellFormedACK(datagram[recordHeaderLen:recordHeaderLen+int(r.Length)]) {
+			// In the clear it is read as it stands (encrypted ones are
+			// opaque): a list of record numbers no stack can read is none.
+			r.Class = ClassMalformed
+		}
 	default:
 		r.Class = ClassOther
 	}
@@ -274,15 +290,26 @@ func inspectUnified(r *Record, datagram []byte) {
 		r.Class = ClassMalformed
 		return
 	}
-	if b0&unifiedC != 0 || !hasLength {
-		// With a CID the length field sits behind bytes of unknown length;
-		// without L the record runs to the end of the datagram.
+	if b0&unifiedC != 0 {
+		// With a CID the length field sits behind bytes of unknown length.
 		return
 	}
-	r.Length = binary.BigEndian.Uint16(datagram[header-2 : header])
-	if header+int(r.Length) > len(datagram) {
+	payload := len(datagram) - header // without L the record runs to the end
+	if hasLength {
+		r.Length = binary.BigEndian.Uint16(datagram[header-2 : header])
+		payload = int(r.Length)
+	}
+	// An AEAD tag at least, and no more than a record's plaintext and its
+	// expansion (RFC 9147 §4.2.3): anything else no stack decrypts.
+	if header+payload > len(datagram) || payload < minCiphertext || payload > maxCiphertext {
 		r.Class = ClassMalformed
 	}
+}
+
+// wellFormedACK reports whether an ACK's body is a record_numbers list:
+// a 2-byte length, as long as the rest, in whole 16-byte record numbers.
+func wellFormedACK(body []byte) bool {
+	return len(body) >= 2 && int(binary.BigEndian.Uint16(body)) == len(body)-2 && (len(body)-2)%ackNumberLen == 0
 }
 
 func uint24(b []byte) uint32 {
@@ -311,25 +338,64 @@ func CarriesClosingAlert(datagram []byte) bool {
 	return found
 }
 
-// CarriesProtectedRecord reports whether any record in the datagram is
-// protected by keys the handshake agreed on: a record at epoch ≥ 1, a
-// tls12_cid record or a DTLS 1.3 unified-header record. A server sends one
-// only after its key exchange with a client that answered its cookie, so
-// it tells a handshake that got somewhere from a spoofed ClientHello.
-func CarriesProtectedRecord(datagram []byte) bool {
+// CarriesApplicationTraffic reports whether any record in the datagram is
+// protected under application traffic keys, which a server uses only once
+// its side of the handshake is done: in DTLS 1.2 a record at epoch ≥ 1
+// (tls12_cid included; its Finished, sent once it checked the client's,
+// is the first); in DTLS 1.3 a record at epoch 3 or later, that is a
+// unified header whose low epoch bits are not 2 (epoch 2 carries the
+// server's handshake flight, before the client's Finished). The walk
+// stops at the first record whose length it cannot know: a unified header
+// with a CID, whose length only the receiver knows.
+func CarriesApplicationTraffic(datagram []byte) bool {
 	found := false
-	last := walk(datagram, CIDUnknown, func(_ byte, epoch uint16, _ []byte) bool {
+	rest := walk(datagram, CIDUnknown, func(_ byte, epoch uint16, _ []byte) bool {
 		found = epoch != 0
 		return !found
 	})
-	if found {
-		return true
+	for !found && len(rest) > 0 {
+		b0 := rest[0]
+		if b0 == ContentTypeConnectionID {
+			r := Inspect(rest) // an epoch-0 tls12_cid record is malformed
+			return r.Class == ClassConnectionID
+		}
+		if b0&unifiedMask != unifiedFixed {
+			return false
+		}
+		n := unifiedRecordLen(rest)
+		if n <= 0 {
+			return false
+		}
+		found = b0&unifiedEpoch != 2
+		rest = rest[n:]
 	}
-	if len(last) == 0 {
-		return false
+	return found
+}
+
+// unifiedRecordLen is the length of the DTLS 1.3 unified-header record a
+// datagram starts with, or 0 when it cannot be known (a CID) or runs past
+// the datagram.
+func unifiedRecordLen(d []byte) int {
+	b0 := d[0]
+	if b0&unifiedC != 0 {
+		return 0
 	}
-	r := Inspect(last)
-	return r.Class == ClassConnectionID || r.Class == ClassCiphertext
+	header := 2
+	if b0&unifiedS != 0 {
+		header++
+	}
+	if b0&unifiedL == 0 {
+		return len(d) // the record runs to the end of the datagram
+	}
+	header += 2
+	if len(d) < header {
+		return 0
+	}
+	n := header + int(binary.BigEndian.Uint16(d[header-2:]))
+	if n > len(d) {
+		return 0
+	}
+	return n
 }
 
 // walk calls fn for each DTLSPlaintext or tls12_cid record of the

@@ -115,10 +115,11 @@ func checkAgainstPion(t *testing.T, data []byte) {
 	if r.OpensAssociation() && (data[0] != 22 || r.Epoch != 0 || data[13] != 1) {
 		t.Fatalf("% x: opens an association without being an epoch-0 ClientHello", data)
 	}
-	// CarriesProtectedRecord stops at content types it does not know
-	// (ClassOther); for the rest the first record decides alike.
-	if r.Protected() && r.Class != record.ClassMalformed && r.Class != record.ClassOther && !record.CarriesProtectedRecord(data) {
-		t.Fatalf("% x: the first record is protected (%v, epoch %d) but CarriesProtectedRecord says no", data, r.Class, r.Epoch)
+	// CarriesApplicationTraffic stops at content types it does not know
+	// (ClassOther); for the rest a DTLS 1.2 record at epoch ≥ 1 decides.
+	if r.Protected() && r.Class != record.ClassMalformed && r.Class != record.ClassOther && r.Class != record.ClassCiphertext &&
+		!record.CarriesApplicationTraffic(data) {
+		t.Fatalf("% x: the first record is protected (%v, epoch %d) but CarriesApplicationTraffic says no", data, r.Class, r.Epoch)
 	}
 	if r.OpensAssociation() && !r.ClearText() {
 		t.Fatalf("% x: a record that is not clear text opens an association", data)
@@ -184,8 +185,9 @@ func FuzzInspect(f *testing.F) {
 		checkHellosAgainstPion(t, data)
 		checkEpoch0AgainstPion(t, data)
 		checkConnectionID(t, data)
+		checkV4(t, data)
 		record.CarriesClosingAlert(data)
-		record.CarriesProtectedRecord(data)
+		record.CarriesApplicationTraffic(data)
 		clientRandom(data)
 		if !bytes.Equal(orig, data) {
 			t.Fatal("inspection modified its input")
@@ -198,6 +200,9 @@ func FuzzInspect(f *testing.F) {
 // length field.
 func checkConnectionID(t *testing.T, data []byte) {
 	t.Helper()
+	if len(data) > 0 && data[0]&0xe0 == 0x20 {
+		return // a unified header: checkV4 reads it with pion v4
+	}
 	for _, n := range []int{1, 8} {
 		cid, ok := record.ConnectionID(data, n)
 		want := record.Inspect(data).Class == record.ClassConnectionID && len(data) >= 11+n+2
@@ -267,11 +272,8 @@ func TestCarriesClosingAlert(t *testing.T) {
 	}
 }
 
-func TestCarriesProtectedRecord(t *testing.T) {
-	files := map[string][]byte{}
-	for _, rf := range loadRecords(t) {
-		files[rf.Name] = rf.Data
-	}
+func TestCarriesApplicationTraffic(t *testing.T) {
+	files := recordsByName(t)
 	for _, tc := range []struct {
 		name string
 		want bool
@@ -281,18 +283,25 @@ func TestCarriesProtectedRecord(t *testing.T) {
 		{"pion-v2-06-client-application-data-epoch1.hex", true},
 		{"pion-v3-cid-06-client-connection-id-epoch1.hex", true},
 		{"synthetic-dtls13-unified-long.hex", true},
+		// DTLS 1.3: the server's epoch-2 flight goes before the client's
+		// Finished; epoch 3 after it.
+		{"pion-v4-dtls13-04-server-ServerHello-frag0.hex", false},
+		{"pion-v4-dtls13-05-server-dtls13-ciphertext-epoch2.hex", false},
+		{"pion-v4-dtls13-cid-05-server-ServerHello-frag1175.hex", false}, // the ServerHello's end, then epoch 2
+		{"pion-v4-dtls13-08-server-dtls13-ciphertext-epoch3.hex", true},
+		{"pion-v4-dtls12-05-server-change-cipher-spec-epoch0.hex", true},
 	} {
 		data := files[tc.name]
 		if data == nil {
 			t.Fatalf("%s missing; re-run TestCapture", tc.name)
 		}
-		if got := record.CarriesProtectedRecord(data); got != tc.want {
-			t.Errorf("%s: CarriesProtectedRecord = %v, want %v", tc.name, got, tc.want)
+		if got := record.CarriesApplicationTraffic(data); got != tc.want {
+			t.Errorf("%s: CarriesApplicationTraffic = %v, want %v", tc.name, got, tc.want)
 		}
 	}
 	for _, d := range [][]byte{nil, {0x16, 0xfe}, []byte("not dtls"), {0x17, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 1, 0, 9}} {
-		if record.CarriesProtectedRecord(d) {
-			t.Errorf("%x: protected, want not (too short or truncated)", d)
+		if record.CarriesApplicationTraffic(d) {
+			t.Errorf("%x: application traffic, want none (too short or truncated)", d)
 		}
 	}
 }
@@ -302,7 +311,7 @@ func TestInspectDoesNotAllocate(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() {
 		record.Inspect(data)
 		record.CarriesClosingAlert(data)
-		record.CarriesProtectedRecord(data)
+		record.CarriesApplicationTraffic(data)
 	}); n != 0 {
 		t.Fatalf("Inspect allocates %v times per call", n)
 	}
@@ -317,7 +326,8 @@ func clientRandom(d []byte) ([32]byte, bool) {
 // reads is malformed for a reason Inspect checks beyond that header: a
 // record length that runs past the datagram, an epoch-0 tls12_cid record,
 // or an epoch-0 handshake record whose handshake header pion cannot read
-// or whose fragment lies outside the record or the message.
+// or whose fragment lies outside the record or the message, or an epoch-0
+// ACK whose record_numbers are not whole.
 func malformedPastHeader(data []byte) bool {
 	epoch := binary.BigEndian.Uint16(data[3:5])
 	if data[0] == record.ContentTypeConnectionID {
@@ -326,6 +336,11 @@ func malformedPastHeader(data []byte) bool {
 	recLen := 13 + int(binary.BigEndian.Uint16(data[11:13]))
 	if recLen > len(data) {
 		return true
+	}
+	if data[0] == record.ContentTypeACK && epoch == 0 {
+		// An ACK in the clear whose record_numbers no stack reads.
+		body := data[13:recLen]
+		return len(body) < 2 || int(binary.BigEndian.Uint16(body)) != len(body)-2 || (len(body)-2)%16 != 0
 	}
 	if data[0] != record.ContentTypeHandshake || epoch != 0 {
 		return false

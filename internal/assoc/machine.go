@@ -846,10 +846,10 @@ func (m *Machine[T]) Server(now int64, a *Assoc[T], d []byte) Verdict {
 	case Unverified, Handshaking:
 		var rec record.Record
 		rec.Parse(d)
-		if cookie, ok := rec.HelloVerifyCookie(d); ok {
-			a.cookie, a.hasCookie = maphash.Bytes(m.seed, cookie), true
-		} else if !rec.AsksForCookie() {
+		if !rec.AsksForCookie() {
 			a.answered = true
+		} else if cookie, ok := rec.Cookie(d); ok {
+			a.cookie, a.hasCookie = maphash.Bytes(m.seed, cookie), true
 		}
 		if m.cids != nil {
 			if cid, ok := rec.ServerConnectionID(d); ok {
@@ -863,7 +863,7 @@ func (m *Machine[T]) Server(now int64, a *Assoc[T], d []byte) Verdict {
 			forward = false
 			m.c.CookiesWithheld++
 		}
-		if m.cfg.InferCompletion && a.state == Handshaking && record.CarriesProtectedRecord(d) {
+		if m.cfg.InferCompletion && a.state == Handshaking && record.CarriesApplicationTraffic(d) {
 			m.complete(now, a)
 		}
 	}

@@ -631,7 +631,7 @@ func (mo *model) serverEvent(a *Assoc[int], kind byte) {
 	if v.Forward == withheld {
 		mo.fail("server datagram forwarded %v; withheld by rule 8: %v", v.Forward, withheld)
 	}
-	completed := before == Handshaking && mo.cfg.InferCompletion && record.CarriesProtectedRecord(d)
+	completed := before == Handshaking && mo.cfg.InferCompletion && record.CarriesApplicationTraffic(d)
 	for _, e := range h.ends {
 		switch {
 		case e.a == a && e.why == EndServerAlert:

@@ -1,0 +1,75 @@
+package dtlstest
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	dtlsv4 "github.com/pion/dtls/v4"
+	"github.com/pion/dtls/v4/pkg/protocol"
+)
+
+// V4 names a DTLS version a pion/dtls v4 test runs: v4 speaks 1.2 and 1.3
+// and prefers 1.3, so every suite runs once pinned to each.
+type V4 struct {
+	Name    string
+	Version protocol.Version
+}
+
+// V4Versions are the versions the v4 suites run in.
+var V4Versions = []V4{{"dtls12", protocol.Version1_2}, {"dtls13", protocol.Version1_3}}
+
+// ServerV4 is a pion/dtls v4 server's options: the test certificate and
+// extended master secret required (1.2 only), as ServerV3. It speaks both
+// versions; append WithMinVersion/WithMaxVersion to pin one.
+func ServerV4(t testing.TB) []dtlsv4.ServerOption {
+	return []dtlsv4.ServerOption{
+		dtlsv4.WithCertificates(Certificate(t)),
+		dtlsv4.WithExtendedMasterSecret(dtlsv4.RequireExtendedMasterSecret),
+	}
+}
+
+// ClientV4 is the matching pion/dtls v4 client's options.
+func ClientV4(t testing.TB) []dtlsv4.ClientOption {
+	return []dtlsv4.ClientOption{
+		dtlsv4.WithCertificates(Certificate(t)),
+		dtlsv4.WithInsecureSkipVerify(true),
+		dtlsv4.WithExtendedMasterSecret(dtlsv4.RequireExtendedMasterSecret),
+	}
+}
+
+// ServerV4At is ServerV4 held to one version.
+func ServerV4At(t testing.TB, version protocol.Version) []dtlsv4.ServerOption {
+	return append(ServerV4(t), dtlsv4.WithMinVersion(version), dtlsv4.WithMaxVersion(version))
+}
+
+// ClientV4At is ClientV4 held to one version.
+func ClientV4At(t testing.TB, version protocol.Version) []dtlsv4.ClientOption {
+	return append(ClientV4(t), dtlsv4.WithMinVersion(version), dtlsv4.WithMaxVersion(version))
+}
+
+// DialV4 runs a pion/dtls v4 client handshake with opts over uc, a socket
+// connected to the server, giving up after timeout.
+func DialV4(opts []dtlsv4.ClientOption, timeout time.Duration) func(uc *net.UDPConn) (net.Conn, error) {
+	return func(uc *net.UDPConn) (net.Conn, error) {
+		c, err := dtlsv4.Client(connected{uc}, uc.RemoteAddr(), opts...)
+		if err != nil {
+			return nil, err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		if err := c.HandshakeContext(ctx); err != nil {
+			c.Close()
+			return nil, err
+		}
+		return c, nil
+	}
+}
+
+// connected is a connected *net.UDPConn as the net.PacketConn pion v4's
+// Client takes: it writes with Write, which a connected socket requires,
+// whatever address pion names.
+type connected struct{ *net.UDPConn }
+
+func (c connected) WriteTo(b []byte, _ net.Addr) (int, error) { return c.UDPConn.Write(b) }
