@@ -22,6 +22,7 @@ import (
 	"github.com/pion/dtls/v3/pkg/protocol/handshake"
 	"github.com/pion/dtls/v3/pkg/protocol/recordlayer"
 
+	"github.com/straydtls/straydtls/internal/captured"
 	"github.com/straydtls/straydtls/internal/dtlstest"
 	"github.com/straydtls/straydtls/udprelay"
 )
@@ -312,4 +313,4 @@ func atoi(t testing.TB, s string) int {
 }
 
 // loadRecords is dtlstest.Records, read afresh after a capture.
-func loadRecords(t testing.TB) []dtlstest.RecordFile { return dtlstest.Records(t, *capture) }
+func loadRecords(t testing.TB) []captured.File { return captured.Records(t, *capture) }

@@ -9,7 +9,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,22 +16,10 @@ import (
 
 	"github.com/straydtls/straydtls/conntrack"
 	"github.com/straydtls/straydtls/internal/dtlstest"
+	"github.com/straydtls/straydtls/internal/fixture"
 	"github.com/straydtls/straydtls/record"
 	"github.com/straydtls/straydtls/strayfilter"
 )
-
-// sharedConn lends a filtered socket to one pion association at a time:
-// pion closes the conn it was given when its association ends, and the
-// test wants the socket to outlive the association, as a server's does.
-type sharedConn struct {
-	net.PacketConn
-	closed atomic.Bool
-}
-
-func (s *sharedConn) Close() error {
-	s.closed.Store(true)
-	return nil
-}
 
 // recordingConn keeps a copy of every datagram a client sends. Once held,
 // it records without sending, so the test decides which leftovers reach
@@ -107,10 +94,15 @@ func listenLoopback(t *testing.T) *net.UDPConn {
 // have read the echo keeps the test deterministic: a pion v3 client that
 // has the echo and the close_notify both queued when it reads picks one at
 // random (its Read selects on both), and read EOF about 5 times in 1,000.
-func serveOne(t *testing.T, sc *strayfilter.Conn, peer net.Addr, echoed <-chan struct{}) <-chan error {
+//
+// The filtered socket is lent to pion (fixture.Shared): pion closes the
+// conn it was given when its association ends, and the test wants the
+// socket to outlive the association, as a server's does.
+func serveOne(t *testing.T, sc *fixture.Shared, peer net.Addr, echoed <-chan struct{}) <-chan error {
 	done := make(chan error, 1)
+	lent := sc.Lend()
 	go func() {
-		srv, err := dtlsv3.Server(&sharedConn{PacketConn: sc}, peer, dtlstest.ServerV3(t))
+		srv, err := dtlsv3.Server(lent, peer, dtlstest.ServerV3(t))
 		if err != nil {
 			done <- err
 			return
@@ -180,13 +172,15 @@ func TestConnDropsLeftoversOfClosedAssociation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	server := fixture.NewShared(sc)
 	clientSock := listenLoopback(t)
-	client := &recordingConn{PacketConn: clientSock}
+	clientShared := fixture.NewShared(clientSock)
+	client := &recordingConn{PacketConn: clientShared.Lend()}
 	clientAddr := clientSock.LocalAddr()
 
 	// 1. A real association: handshake, echo, the server closes.
 	echoed := make(chan struct{})
-	done := serveOne(t, sc, clientAddr, echoed)
+	done := serveOne(t, server, clientAddr, echoed)
 	var alerted <-chan struct{}
 	cli := clientEcho(t, client, raw.LocalAddr(), func() { alerted = client.holdWrites() }, echoed)
 	if err := <-done; err != nil {
@@ -238,6 +232,7 @@ func TestConnDropsLeftoversOfClosedAssociation(t *testing.T) {
 		}
 	}
 	buf := make([]byte, 2048)
+	server.Reclaim()
 	sc.SetReadDeadline(time.Now().Add(5 * time.Second))
 	for i, want := range otherTraffic {
 		n, from, err := sc.ReadFrom(buf)
@@ -276,8 +271,8 @@ func TestConnDropsLeftoversOfClosedAssociation(t *testing.T) {
 	sc.SetReadDeadline(time.Time{})
 	client.release()
 	echoed = make(chan struct{})
-	done = serveOne(t, sc, clientAddr, echoed)
-	clientEcho(t, client, raw.LocalAddr(), nil, echoed)
+	done = serveOne(t, server, clientAddr, echoed)
+	clientEcho(t, clientShared.Lend(), raw.LocalAddr(), nil, echoed)
 	if err := <-done; err != nil {
 		t.Fatalf("second association: %v", err)
 	}

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/straydtls/straydtls/internal/dtlstest"
+	"github.com/straydtls/straydtls/internal/captured"
 	"github.com/straydtls/straydtls/record"
 	"github.com/straydtls/straydtls/strayfilter"
 )
@@ -351,7 +351,7 @@ func TestHotPathDoesNotAllocate(t *testing.T) {
 	}
 }
 
-func loadRecords(t testing.TB) []dtlstest.RecordFile { return dtlstest.Records(t, false) }
+func loadRecords(t testing.TB) []captured.File { return captured.Records(t, false) }
 
 // TestCloseEcho: with WithCloseEcho, the closing alert our side sent a
 // peer goes to it again on its 1st, 2nd and 4th stray, byte for byte, and

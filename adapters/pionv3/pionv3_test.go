@@ -14,6 +14,7 @@ import (
 	"github.com/straydtls/straydtls/adapters/demux"
 	"github.com/straydtls/straydtls/adapters/pionv3"
 	"github.com/straydtls/straydtls/internal/dtlstest"
+	"github.com/straydtls/straydtls/internal/fixture"
 	"github.com/straydtls/straydtls/record"
 	"github.com/straydtls/straydtls/strayfilter"
 	"github.com/straydtls/straydtls/udprelay"
@@ -204,8 +205,9 @@ func TestPortReuse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pc.Close()
+	sock := fixture.NewShared(pc)
 	for i := range 3 {
-		c, err := dtls.Client(keepOpen{pc}, ln.Addr(), dtlstest.ClientV3(t))
+		c, err := dtls.Client(sock.Lend(), ln.Addr(), dtlstest.ClientV3(t))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -227,12 +229,6 @@ func TestPortReuse(t *testing.T) {
 	ln.Close()
 	srv.Stop()
 }
-
-// keepOpen lets several pion clients in turn use one socket, as a client
-// that reconnects from the same port does.
-type keepOpen struct{ net.PacketConn }
-
-func (keepOpen) Close() error { return nil }
 
 func TestOpenSSLClientsWithLateCloseNotify(t *testing.T) {
 	dtlstest.RequireOpenSSL(t)

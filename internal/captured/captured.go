@@ -1,4 +1,9 @@
-package dtlstest
+// Package captured reads the real DTLS datagrams in record/testdata/records
+// (pion v2, v3 and v4, openssl s_client, and a few synthetic ones), each
+// with what pion's own parser read of its first record at capture time,
+// for any package's tests. It depends only on the standard library, so
+// the tests of the lowest packages can use it.
+package captured
 
 import (
 	"bufio"
@@ -6,14 +11,15 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
 )
 
-// RecordFile is one captured datagram of record/testdata/records, with the
+// File is one captured datagram of record/testdata/records, with the
 // expectation written next to it at capture time from pion's own parser.
-type RecordFile struct {
+type File struct {
 	Name   string
 	Data   []byte
 	Expect map[string]string
@@ -24,20 +30,20 @@ type RecordFile struct {
 // held FuzzConnEvents to a few dozen executions per second.
 var recordsMemo struct {
 	sync.Mutex
-	files []RecordFile
+	files []File
 }
 
 // Records returns every captured record in record/testdata/records, each
 // with its own copy of the bytes. Fresh reads the files again (after a
 // capture rewrote them).
-func Records(t testing.TB, fresh bool) []RecordFile {
+func Records(t testing.TB, fresh bool) []File {
 	t.Helper()
 	recordsMemo.Lock()
 	defer recordsMemo.Unlock()
 	if recordsMemo.files == nil || fresh {
 		recordsMemo.files = readRecords(t)
 	}
-	out := make([]RecordFile, len(recordsMemo.files))
+	out := make([]File, len(recordsMemo.files))
 	for i, rf := range recordsMemo.files {
 		out[i] = rf
 		out[i].Data = bytes.Clone(rf.Data)
@@ -45,26 +51,31 @@ func Records(t testing.TB, fresh bool) []RecordFile {
 	return out
 }
 
-// RecordsDir is where the captured records are.
-func RecordsDir(t testing.TB) string {
-	return filepath.Join(sourceDir(t), "..", "..", "record", "testdata", "records")
+// Dir is where the captured records are.
+func Dir(t testing.TB) string {
+	t.Helper()
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		t.Fatal("cannot locate internal/captured")
+	}
+	return filepath.Join(filepath.Dir(file), "..", "..", "record", "testdata", "records")
 }
 
 // readRecords reads and parses every file in record/testdata/records.
-func readRecords(t testing.TB) []RecordFile {
+func readRecords(t testing.TB) []File {
 	t.Helper()
-	recordsDir := RecordsDir(t)
+	recordsDir := Dir(t)
 	files, err := filepath.Glob(filepath.Join(recordsDir, "*.hex"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no records in %s (%v)", recordsDir, err)
 	}
-	var out []RecordFile
+	var out []File
 	for _, f := range files {
 		raw, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
 		}
-		rf := RecordFile{Name: filepath.Base(f), Expect: map[string]string{}}
+		rf := File{Name: filepath.Base(f), Expect: map[string]string{}}
 		var hexText strings.Builder
 		sc := bufio.NewScanner(bytes.NewReader(raw))
 		for sc.Scan() {
