@@ -2,6 +2,8 @@ package assoc
 
 import (
 	"net/netip"
+
+	"github.com/straydtls/straydtls/record"
 )
 
 // Assoc is one association. Handle is the shell's: its socket or conn.
@@ -21,8 +23,19 @@ type Assoc[T any] struct {
 	retired     bool
 	rehandshake bool // opened beside an established association of its peer
 	// cid is the Connection ID its server named in its ServerHello (rule
-	// 9); empty without one.
-	cid string
+	// 9); empty without one. issued are the further CIDs its stack
+	// reported issuing (IssueCID: DTLS 1.3's NewConnectionID travels
+	// encrypted), oldest first, at most MaxIssuedCIDs.
+	cid    string
+	issued []string
+	// dtls13: its server chose DTLS 1.3. early: its ClientHello offered
+	// 0-RTT data, which follows it at once (rule 11).
+	dtls13, early bool
+	// scan is where the search for the cookie its client echoes stopped at
+	// the end of a ClientHello fragment; sscan, where the search for the
+	// CID its server names stopped at the end of a ServerHello fragment
+	// (DTLS 1.3 hellos with post-quantum key shares span two datagrams).
+	scan, sscan record.Scan
 
 	opened, since, last int64 // ns: first ClientHello, current state, last datagram
 
@@ -47,9 +60,18 @@ func (a *Assoc[T]) Retired() bool { return a.retired }
 // established association of the same client (RFC 6347 §4.2.8).
 func (a *Assoc[T]) Rehandshake() bool { return a.rehandshake }
 
-// ConnectionID returns the CID the association's records are routed by
-// (rule 9), empty if none.
+// ConnectionID returns the CID its server named in its ServerHello (rule
+// 9), empty if none.
 func (a *Assoc[T]) ConnectionID() string { return a.cid }
+
+// ClientRandom returns the client random of the association's handshake,
+// if its first ClientHello fragment was read: a late copy of that
+// ClientHello carries it too.
+func (a *Assoc[T]) ClientRandom() ([32]byte, bool) { return a.random, a.hasRandom }
+
+// DTLS13 reports whether the association's server chose DTLS 1.3, whose
+// records hide their content type: its close is invisible on the wire.
+func (a *Assoc[T]) DTLS13() bool { return a.dtls13 }
 
 // peer is what one client addr:port has: at most one established (or
 // closing) association and up to MaxPerPeer handshakes, oldest first.

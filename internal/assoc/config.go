@@ -49,6 +49,11 @@ type Config struct {
 	// shell cannot know. Rule 5 splits datagrams into records with it; a
 	// positive length turns on routing by CID (rule 9).
 	CIDLength int
+	// LearnCIDLength turns on routing by CID with CIDLength 0: the first
+	// CID a ServerHello names (or IssueCID reports) sets the length, for
+	// shells whose stack does not tell it (pion v4's options are opaque).
+	// No record with a CID can be genuine before the server named one.
+	LearnCIDLength bool
 	// DTLS13 says the stack may speak DTLS 1.3, whose ACK records may be
 	// sent at epoch 0; otherwise an epoch-0 ACK is invalid too (rule 5).
 	DTLS13 bool
@@ -72,6 +77,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("idle timeout %v and close linger %v: must not be negative: %w", c.IdleTimeout, c.CloseLinger, ErrInvalidConfig)
 	case c.CIDLength < record.CIDUnknown || c.CIDLength > 255:
 		return fmt.Errorf("connection ID length %d: must be 0 to 255, or record.CIDUnknown: %w", c.CIDLength, ErrInvalidConfig)
+	case c.LearnCIDLength && c.CIDLength != 0:
+		return fmt.Errorf("connection ID length %d with LearnCIDLength: a learned length starts at 0: %w", c.CIDLength, ErrInvalidConfig)
 	}
 	return nil
 }

@@ -21,8 +21,13 @@
 //     and it opens it Unverified. It becomes Handshaking (verified) when
 //     the client proves it receives what is sent to its address: a
 //     ClientHello with the association's client random that echoes the
-//     cookie of the server's HelloVerifyRequest, or, for a server that
-//     sends no cookie, a datagram that answers the server's first flight.
+//     cookie of the server's HelloVerifyRequest (DTLS 1.2) or, in its
+//     cookie extension, of its HelloRetryRequest (DTLS 1.3), or, for a
+//     server that sends no cookie, a datagram that answers the server's
+//     first flight. A DTLS 1.3 ClientHello with a post-quantum key share
+//     spans datagrams and pion v4's carries its cookie extension in the
+//     second: the search through its extensions resumes in the fragment
+//     that continues it (record.Scan), which that fragment is routed to.
 //     Unverified associations have their own timeout and cap; at the cap
 //     the oldest unverified association is evicted to admit the new one
 //     (a SYN cache): a ClientHello is never refused for room. Verified
@@ -69,8 +74,10 @@
 //     input, an association that ends this way quiets nobody.
 //  7. Completion is reported by the shell (Completed: the stack said so)
 //     or, with Config.InferCompletion, inferred when the server sends a
-//     protected record on a verified handshake: in DTLS 1.2 its Finished,
-//     sent once it checked the client's. A protected record the server sent
+//     record under application traffic keys on a verified handshake: in
+//     DTLS 1.2 its Finished, sent once it checked the client's; in DTLS
+//     1.3 a record at epoch 3 or later (its epoch-2 flight goes out before
+//     the client's Finished; record.CarriesApplicationTraffic). A protected record the server sent
 //     before the client proved its address counts for nothing (a server
 //     without cookies sends one to a forged ClientHello in DTLS 1.3 and
 //     in session resumption). A completed handshake becomes the peer's
@@ -86,10 +93,13 @@
 //     then ends the handshake with a fatal alert). One the server sent
 //     before the client's new ClientHello reached the machine is already
 //     out; no rule can recall it.
-//  9. Connection IDs (RFC 9146), with Config.CIDLength > 0. The CID a
-//     server names in its ServerHello's connection_id extension routes
-//     every tls12_cid record carrying it to that association, whatever its
-//     source address; a tls12_cid record with an unknown CID (a closed
+//  9. Connection IDs (RFC 9146, RFC 9147 §9), with Config.CIDLength > 0
+//     or Config.LearnCIDLength. The CID a server names in its
+//     ServerHello's connection_id extension, and every further CID its
+//     stack issues (IssueCID: DTLS 1.3's NewConnectionID is encrypted, so
+//     only the shell can tell), routes every record carrying it (tls12_cid,
+//     or a DTLS 1.3 unified header with its C bit) to that association,
+//     whatever its source address; a record with an unknown CID (a closed
 //     association's, a forged one) goes nowhere. An unverified handshake
 //     whose CID comes back is verified: only the client the server
 //     answered knows it. A record never moves an association: the shell
@@ -109,6 +119,12 @@
 //     address sends next (a retransmission, a previous association's late
 //     close_notify) for a new connection. Ending here quiets nobody (rule
 //     3); a later record from the address goes nowhere.
+//  11. 0-RTT (DTLS 1.3): a record at epoch 1 (early data) goes to every
+//     unverified handshake of its peer whose ClientHello offered early
+//     data, answered or not, because a client sends it right behind the
+//     ClientHello; it verifies nothing (it answers nothing the server
+//     sent). A forged one costs what a forged ClientHello already costs:
+//     the stack of that handshake discards it.
 //
 // A datagram never ends or demotes a verified association: it can evict
 // only Unverified ones (rule 1), reclaim only Closing ones (rule 6), and

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"net/netip"
+	"sync/atomic"
 
 	"github.com/straydtls/straydtls/record"
 )
@@ -16,6 +17,9 @@ type Machine[T any] struct {
 	seed  maphash.Seed
 	peers map[netip.AddrPort]*peer[T]
 	cids  map[string]*Assoc[T] // rule 9; nil without CID routing
+	// cidLen is the CID length (Config.CIDLength, or learned): atomic
+	// because SoleTakes and SoleCIDTakes read it outside the shell's lock.
+	cidLen atomic.Int32
 
 	uhead, utail *Assoc[T] // Unverified, oldest first
 	chead, ctail *Assoc[T] // Closing, oldest first
@@ -47,9 +51,10 @@ func New[T any](cfg Config, onEnd func(a *Assoc[T], why EndReason, quiet bool)) 
 		m.hsOK |= record.Types(record.ContentTypeACK)
 		m.liveOK |= record.Types(record.ContentTypeACK)
 	}
-	if cfg.CIDLength > 0 {
+	if cfg.CIDLength > 0 || cfg.LearnCIDLength {
 		m.cids = make(map[string]*Assoc[T])
 	}
+	m.cidLen.Store(int32(cfg.CIDLength))
 	return m, nil
 }
 
@@ -61,7 +66,7 @@ func (m *Machine[T]) SoleTakes(d []byte) bool {
 	if len(d) == 0 {
 		return true
 	}
-	if d[0] == record.ContentTypeHandshake || d[0] == record.ContentTypeConnectionID && m.cids != nil {
+	if d[0] == record.ContentTypeHandshake || m.cids != nil && record.HasConnectionID(d) {
 		return false // a ClientHello may open a handshake; a CID routes by itself
 	}
 	return m.epoch0(d)&^m.liveOK == 0
@@ -71,7 +76,7 @@ func (m *Machine[T]) epoch0(d []byte) record.TypeSet {
 	if len(d) < 13 {
 		return 0 // no whole record: stacks discard it
 	}
-	return record.Epoch0Types(d, m.cfg.CIDLength)
+	return record.Epoch0Types(d, int(m.cidLen.Load()))
 }
 
 // Config returns the configuration the Machine runs with.
@@ -102,7 +107,7 @@ func (m *Machine[T]) Sole(peer netip.AddrPort) *Assoc[T] {
 // Client routes a datagram a client sent. now is in nanoseconds on any
 // clock that does not go backwards.
 func (m *Machine[T]) Client(now int64, from netip.AddrPort, d []byte) (r Route[T]) {
-	if m.cids != nil && len(d) > 0 && d[0] == record.ContentTypeConnectionID {
+	if m.cids != nil && record.HasConnectionID(d) {
 		m.byCID(now, d, &r)
 		return r
 	}
@@ -150,9 +155,11 @@ func (m *Machine[T]) Client(now int64, from netip.AddrPort, d []byte) (r Route[T
 			m.toLive(now, p.live, d, &r)
 		}
 	default: // protected
+		early := isEarlyData(d)
 		// Verify first: a closing association may be reclaimed for it,
 		// and it must not be the one this datagram is about to close.
-		for i := 0; i < p.n; i++ {
+		// 0-RTT data answers nothing the server sent: it verifies nothing.
+		for i := 0; i < p.n && !early; i++ {
 			if a := p.hs[i]; a.state == Unverified && a.answered {
 				m.verify(now, a)
 			}
@@ -164,7 +171,9 @@ func (m *Machine[T]) Client(now int64, from netip.AddrPort, d []byte) (r Route[T
 			// Not before the server answered: a server that forgot the
 			// client after its cookie (Mbed TLS, OpenSSL) and never got
 			// the cookie echo would take the record as a new connection.
-			if a := p.hs[i]; a.state == Handshaking && a.answered {
+			// 0-RTT data goes to the handshake whose ClientHello offered
+			// it, answered or not (rule 11).
+			if a := p.hs[i]; a.state == Handshaking && a.answered || early && a.early {
 				m.deliver(now, a, &r)
 			}
 		}
@@ -229,25 +238,40 @@ func (m *Machine[T]) clientHello(now int64, from netip.AddrPort, p *peer[T], rec
 	if p != nil {
 		if hasRandom {
 			if a := p.byRandom(ch.Random); a != nil {
-				if a.state == Unverified && a.hasCookie && len(ch.Cookie) > 0 && maphash.Bytes(m.seed, ch.Cookie) == a.cookie {
-					if !m.verify(now, a) {
-						m.drop(r, DropRefused)
-						return
-					}
+				if !m.echo(now, a, ch.Cookie) {
+					m.drop(r, DropRefused)
+					return
+				}
+				if !ch.CookieRead && a.state == Unverified && a.hasCookie {
+					// A DTLS 1.3 cookie extension in a later fragment.
+					a.scan = rec.Scan()
 				}
 				m.deliver(now, a, r)
 				return
 			}
 			if a := p.newest(func(a *Assoc[T]) bool { return !a.hasRandom }); a != nil {
 				// Opened by a later fragment of this ClientHello.
-				a.random, a.hasRandom = ch.Random, true
+				a.random, a.hasRandom, a.early = ch.Random, true, ch.EarlyData
 				m.deliver(now, a, r)
 				return
 			}
 		} else if p.n > 0 {
 			// A later fragment: the random that would route it is in the
-			// first, so it goes with the newest handshake.
-			m.deliver(now, p.hs[p.n-1], r)
+			// first. The handshake whose ClientHello it continues takes it,
+			// and it may hold the cookie; failing that, the newest.
+			a := p.hs[p.n-1]
+			for i := p.n - 1; i >= 0; i-- {
+				if h := p.hs[i]; h.scan.Pending() && rec.Resume(d, h.scan) {
+					a = h
+					a.scan = rec.Scan()
+					if cookie, ok := rec.Cookie(d); ok && !m.echo(now, a, cookie) {
+						m.drop(r, DropRefused)
+						return
+					}
+					break
+				}
+			}
+			m.deliver(now, a, r)
 			return
 		}
 		if p.live != nil && !m.cfg.Rehandshake {
@@ -264,9 +288,27 @@ func (m *Machine[T]) clientHello(now int64, from netip.AddrPort, p *peer[T], rec
 		m.drop(r, DropRefused)
 		return
 	}
+	a.early = ch.EarlyData
 	r.Open = a
 	r.add(a)
 }
+
+// echo verifies a if cookie is the one its server asked for (rule 1),
+// and reports whether it may take the datagram: false when the caps
+// refused the proof.
+func (m *Machine[T]) echo(now int64, a *Assoc[T], cookie []byte) bool {
+	if a.state != Unverified || !a.hasCookie || len(cookie) == 0 || maphash.Bytes(m.seed, cookie) != a.cookie {
+		return true
+	}
+	a.scan = record.Scan{}
+	return m.verify(now, a)
+}
+
+// isEarlyData reports whether a datagram starts with a DTLS 1.3 record at
+// epoch 1: 0-RTT data, which a client sends right behind its ClientHello
+// (or, after three key updates, epoch 5 application data, which only an
+// established association takes).
+func isEarlyData(d []byte) bool { return len(d) > 0 && d[0]&0xe0 == 0x20 && d[0]&0x03 == 1 }
 
 // open makes an Unverified association for a new ClientHello, evicting
 // what rule 1 and rule 2 say must make room. It returns nil only when the
@@ -329,9 +371,7 @@ func (m *Machine[T]) verify(now int64, a *Assoc[T]) bool {
 	a.state, a.since = Handshaking, now
 	m.g.Handshaking++
 	m.c.Verified++
-	if a.cid != "" {
-		m.claimCID(a) // rule 9: one it could not take unverified
-	}
+	m.claimCIDs(a) // rule 9: the ones it could not take unverified
 	// The timer still holds the unverified deadline, which is earlier; it
 	// finds the handshake deadline when it gets there.
 	return true
@@ -398,11 +438,7 @@ func (m *Machine[T]) Server(now int64, a *Assoc[T], d []byte) Verdict {
 		} else if cookie, ok := rec.Cookie(d); ok {
 			a.cookie, a.hasCookie = maphash.Bytes(m.seed, cookie), true
 		}
-		if m.cids != nil {
-			if cid, ok := rec.ServerConnectionID(d); ok {
-				m.bindCID(a, cid)
-			}
-		}
+		m.serverHello(a, &rec, d)
 		if rec.AsksForCookie() && a.state == Unverified && a.p.movedOn(a) {
 			// Rule 8: the client has moved on from this ClientHello; a
 			// cookie request for it would only make the client restart its
@@ -419,6 +455,28 @@ func (m *Machine[T]) Server(now int64, a *Assoc[T], d []byte) Verdict {
 		return Verdict{Forward: forward, Ended: true}
 	}
 	return Verdict{Forward: forward}
+}
+
+// serverHello reads what a ServerHello fragment from a's server says: the
+// version it chose and the CID it names (rule 9). A DTLS 1.3 ServerHello
+// with a post-quantum key share spans two datagrams, and the CID comes in
+// the second: the search resumes there.
+func (m *Machine[T]) serverHello(a *Assoc[T], rec *record.Record, d []byte) {
+	if rec.Class != record.ClassHandshake || rec.Epoch != 0 || rec.MsgType != record.HandshakeTypeServerHello {
+		return
+	}
+	if rec.FragmentOffset > 0 && !rec.Resume(d, a.sscan) {
+		return
+	}
+	a.sscan = rec.Scan()
+	if rec.DTLS13() && !rec.AsksForCookie() {
+		a.dtls13 = true
+	}
+	if m.cids != nil {
+		if cid, ok := rec.ServerConnectionID(d); ok {
+			m.bindCID(a, cid)
+		}
+	}
 }
 
 // quiets reports whether ending a by a local event starts its client's
@@ -478,9 +536,7 @@ func (m *Machine[T]) end(a *Assoc[T], why EndReason, quiet bool) {
 	}
 	a.state = Ended
 	m.unschedule(a)
-	if a.cid != "" {
-		m.unbindCID(a)
-	}
+	m.unbindCIDs(a)
 	p := a.p
 	p.remove(a)
 	if p.live == nil && p.n == 0 && m.peers[a.addr] == p {
