@@ -44,6 +44,8 @@ type Table struct {
 	clock func() time.Time
 	base  time.Time
 	seed  uint64
+	// helloSeed hashes the client randoms entries keep (entry.hello).
+	helloSeed maphash.Seed
 
 	mu    sync.Mutex // serialises writers; guards everything below
 	count int        // live entries in the FIFO
@@ -95,6 +97,9 @@ type entry struct {
 	deadline atomic.Int64  // end of the quiet period, ns since Table.base
 	prev     uint32
 	next     uint32
+	// hello is a hash of the closed association's client random (never
+	// 0), or 0 for none: writers and LateHello only, under Table.mu.
+	hello uint64
 }
 
 // state is what readers need for a lookup: the entries and an open-addressing
@@ -198,6 +203,8 @@ func New(opts ...Option) (*Table, error) {
 		tail:  none,
 		free:  none,
 		seed:  new(maphash.Hash).Sum64(),
+
+		helloSeed: maphash.MakeSeed(),
 	}
 	for _, o := range opts {
 		if err := o(t); err != nil {
@@ -311,13 +318,32 @@ func (s *state) slot(k key, h uint64) int {
 // MarkClosed starts the quiet period of peer now, or restarts it if the peer is
 // already quiet. An IPv4-mapped IPv6 address is the same peer as its IPv4
 // form. It fails only for an invalid address.
-func (t *Table) MarkClosed(peer netip.AddrPort) error { return t.MarkClosedWithAlert(peer, nil) }
+func (t *Table) MarkClosed(peer netip.AddrPort) error { return t.Close(peer, Closure{}) }
 
 // MarkClosedWithAlert is MarkClosed that also keeps alert, the closing
 // alert (close_notify or fatal) the local side sent the peer, to be sent
 // again when the peer's strays show it missed it (see Stray). An alert
 // longer than MaxAlert, or none, is not kept; a restart replaces it.
 func (t *Table) MarkClosedWithAlert(peer netip.AddrPort, alert []byte) error {
+	return t.Close(peer, Closure{Alert: alert})
+}
+
+// Closure is what the local side knows of the association whose close
+// starts a peer's quiet period.
+type Closure struct {
+	// Alert is the closing alert the local side sent the peer, kept for
+	// Stray; longer than MaxAlert, or none, it is not kept.
+	Alert []byte
+	// ClientRandom is the client random of the association's handshake,
+	// when HasRandom: a late copy of its ClientHello carries it, and
+	// LateHello tells that copy from a new handshake.
+	ClientRandom [32]byte
+	HasRandom    bool
+}
+
+// Close is MarkClosed with what the local side knows of the association
+// that ended; a restart replaces what an earlier one kept.
+func (t *Table) Close(peer netip.AddrPort, c Closure) error {
 	if !peer.IsValid() {
 		return fmt.Errorf("conntrack: close %v: %w", peer, ErrInvalidPeer)
 	}
@@ -350,7 +376,7 @@ func (t *Table) MarkClosedWithAlert(peer netip.AddrPort, alert []byte) error {
 		st.entries[idx].deadline.Store(t.until(now))
 		t.unlink(st, idx)
 		t.pushBack(st, idx)
-		t.keepAlert(idx, alert)
+		t.keep(st, idx, c)
 		return nil
 	}
 	if t.free == none {
@@ -369,8 +395,43 @@ func (t *Table) MarkClosedWithAlert(peer netip.AddrPort, alert []byte) error {
 	st.insert(idx, h) // publishes the entry, whose fields are written
 	t.count++
 	t.n.Store(int64(t.count))
-	t.keepAlert(idx, alert)
+	t.keep(st, idx, c)
 	return nil
+}
+
+// keep stores what a close knew in entry idx; with mu held.
+func (t *Table) keep(st *state, idx uint32, c Closure) {
+	st.entries[idx].hello = 0
+	if c.HasRandom {
+		st.entries[idx].hello = maphash.Comparable(t.helloSeed, c.ClientRandom) | 1
+	}
+	t.keepAlert(idx, c.Alert)
+}
+
+// LateHello reports whether a ClientHello with client random rnd from peer
+// is a late copy of the ClientHello of the association whose close put
+// peer into its quiet period (a retransmission or a network duplicate
+// delayed past the close): a stack would take it for a new connection,
+// though no client starts a new handshake with an old random. Any other
+// ClientHello is the client starting afresh (RFC 6347 §4.2.8).
+func (t *Table) LateHello(peer netip.AddrPort, rnd [32]byte) bool {
+	if t.n.Load() == 0 || !peer.IsValid() {
+		return false
+	}
+	k := makeKey(peer)
+	h := k.hash(t.seed)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := t.st.Load()
+	i := st.slot(k, h)
+	if i < 0 {
+		return false
+	}
+	e := &st.entries[uint32(st.index[i].Load())-1]
+	if e.hello == 0 || e.deadline.Load() <= t.now() {
+		return false
+	}
+	return e.hello == maphash.Comparable(t.helloSeed, rnd)|1
 }
 
 // keepAlert starts entry idx's echo bookkeeping afresh; with mu held.
@@ -551,6 +612,7 @@ func (t *Table) remove(st *state, idx uint32) {
 	st.delete(st.slot(k, k.hash(t.seed)))
 	t.unlink(st, idx)
 	e.meta.Store(0)
+	e.hello = 0
 	e.next = t.free
 	t.free = idx
 	t.count--
@@ -611,7 +673,7 @@ func (t *Table) grow(old *state) *state {
 		e.lo.Store(o.lo.Load())
 		e.meta.Store(o.meta.Load())
 		e.deadline.Store(o.deadline.Load())
-		e.prev, e.next = o.prev, o.next
+		e.prev, e.next, e.hello = o.prev, o.next, o.hello
 		if o.meta.Load() != 0 {
 			st.insert(uint32(i), o.key().hash(t.seed))
 		}

@@ -511,3 +511,44 @@ func TestStrayEchoes(t *testing.T) {
 		t.Fatal("an echo for a peer never closed")
 	}
 }
+
+// LateHello names exactly the ClientHello of the association whose close
+// started the quiet period: not another random, not after the period, not
+// after a re-close that names none, and not for an entry whose slot an
+// evicted peer left to another.
+func TestLateHello(t *testing.T) {
+	tab, clk := newTable(t, WithQuietPeriod(10*time.Second), WithMaxQuietPeers(2))
+	p := netip.MustParseAddrPort("192.0.2.1:4444")
+	old := [32]byte{1, 2, 3}
+	other := [32]byte{1, 2, 4}
+	if tab.LateHello(p, old) {
+		t.Fatal("a late hello from a peer never closed")
+	}
+	if err := tab.Close(p, Closure{ClientRandom: old, HasRandom: true}); err != nil {
+		t.Fatal(err)
+	}
+	if !tab.LateHello(p, old) || tab.LateHello(p, other) || tab.LateHello(peer(7), old) {
+		t.Fatal("LateHello does not name exactly the closed handshake's random from its peer")
+	}
+	clk.advance(10 * time.Second)
+	if tab.LateHello(p, old) {
+		t.Fatal("a late hello after the quiet period")
+	}
+	mustClose(t, tab, p) // no random: a restart forgets the old one
+	if tab.Quiet(p) != true || tab.LateHello(p, old) {
+		t.Fatal("a close without a random kept the last one's")
+	}
+	// The slot an evicted peer leaves keeps nothing of it.
+	tab.Close(peer(1), Closure{ClientRandom: old, HasRandom: true})
+	tab.Close(peer(2), Closure{})
+	tab.Close(peer(3), Closure{}) // evicts p, then peer(1) at the next
+	tab.Close(peer(4), Closure{})
+	for _, q := range []netip.AddrPort{p, peer(1), peer(3), peer(4)} {
+		if tab.LateHello(q, old) {
+			t.Fatalf("%v: a late hello left by an evicted entry", q)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { tab.LateHello(peer(4), old) }); n != 0 {
+		t.Fatalf("LateHello allocates %v times", n)
+	}
+}

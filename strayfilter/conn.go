@@ -162,7 +162,16 @@ func (c *Conn) MarkClosedAddrPort(ap netip.AddrPort) error {
 // peer's strays show it missed it. Without WithCloseEcho the alert is not
 // kept.
 func (c *Conn) MarkClosedWithAlert(ap netip.AddrPort, alert []byte) error {
-	if err := c.table.MarkClosedWithAlert(ap, c.keep(alert)); err != nil {
+	return c.MarkClosedWith(ap, conntrack.Closure{Alert: alert})
+}
+
+// MarkClosedWith is MarkClosedAddrPort with what the caller knows of the
+// association that ended: its closing alert (as MarkClosedWithAlert), and
+// its handshake's client random, so that a late copy of its ClientHello
+// is dropped too instead of ending the quiet period.
+func (c *Conn) MarkClosedWith(ap netip.AddrPort, cl conntrack.Closure) error {
+	cl.Alert = c.keep(cl.Alert)
+	if err := c.table.Close(ap, cl); err != nil {
 		return fmt.Errorf("strayfilter: MarkClosed: %w", err)
 	}
 	c.closes.Add(1)
@@ -270,20 +279,32 @@ func (c *Conn) drop(ap netip.AddrPort, p []byte) bool {
 func (c *Conn) judge(ap netip.AddrPort, p []byte) (record.Reason, bool) {
 	var r record.Record
 	r.Parse(p)
-	if r.OpensAssociation() {
-		// RFC 6347 §4.2.8: the client starts afresh; so does the filter.
-		if c.table.Forget(ap) {
-			c.forgets.Add(1)
-		}
-		return 0, false
-	}
-	if r.Class == record.ClassNotDTLS && !c.dropNonDTLS {
-		return 0, false
-	}
-	if c.exempt != nil && c.exempt(ap, p) {
-		return 0, false
-	}
 	reason := r.Reason()
+	switch {
+	case r.OpensAssociation():
+		ch, first := r.ClientHello(p)
+		switch {
+		case first && c.table.LateHello(ap, ch.Random):
+			// The closed association's own ClientHello, delayed past its
+			// close: no client starts a handshake with an old random.
+			reason = record.ReasonClientHelloCopy
+		case r.FragmentOffset > 0:
+			// A later fragment from a client still quiet: its first
+			// fragment, which holds the random, opened nothing (a copy, or
+			// not yet here; the client sends its flight again).
+			reason = record.ReasonClientHelloFragment
+		default:
+			// RFC 6347 §4.2.8: the client starts afresh; so does the filter.
+			if c.table.Forget(ap) {
+				c.forgets.Add(1)
+			}
+			return 0, false
+		}
+	case r.Class == record.ClassNotDTLS && !c.dropNonDTLS:
+		return 0, false
+	case c.exempt != nil && c.exempt(ap, p):
+		return 0, false
+	}
 	if c.echo {
 		c.echoAlert(ap, len(p))
 	}

@@ -14,7 +14,12 @@
 // association, that is, whose first record is not an epoch-0 handshake
 // record carrying a ClientHello (see package record, which reads it).
 // A ClientHello passes and ends the quiet period: the client starts afresh
-// (RFC 6347 §4.2.8).
+// (RFC 6347 §4.2.8). Two kinds stay strays: a late copy of the closed
+// association's own ClientHello, when the close named its client random
+// (MarkClosedWith; the adapters do), since no client starts a handshake
+// with an old random; and a later fragment of a ClientHello (DTLS 1.3's
+// span datagrams), whose first fragment, with the random, did not open
+// anything.
 //
 // # What it never does
 //
@@ -62,7 +67,7 @@
 // after 1 s, then 2 s, then 4 s (RFC 6347 §4.2.4.1), so its third
 // retransmission leaves 7 s after the first; 10 s covers it with margin.
 // A longer period costs nothing in correctness, because a ClientHello ends
-// it at once, only memory (56 bytes per quiet peer, 204 with a 39-byte
+// it at once, only memory (64 bytes per quiet peer, 212 with a 39-byte
 // closing alert kept for WithCloseEcho; capped). Choose a
 // shorter one only if peers legitimately resume non-handshake traffic from
 // the same address soon after a close (they cannot in DTLS: a new
@@ -73,9 +78,10 @@
 // # Limits
 //
 // It is not a firewall: it filters only peers that were closed locally and
-// does nothing against floods from other addresses. A late retransmission
-// of the old association's ClientHello is indistinguishable from a fresh
-// one and passes; the stack then answers it as a new handshake, which the
-// client ignores. Several sockets can share one quiet-peer table with
+// does nothing against floods from other addresses. Without the closed
+// association's client random (MarkClosed, or a close learned from an
+// alert), a late retransmission of its ClientHello is indistinguishable
+// from a fresh one and passes; the stack then answers it as a new
+// handshake, which the client ignores. Several sockets can share one quiet-peer table with
 // WithTable.
 package strayfilter

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/straydtls/straydtls/conntrack"
 	"github.com/straydtls/straydtls/record"
 	"github.com/straydtls/straydtls/strayfilter"
 )
@@ -17,17 +18,21 @@ import (
 // The model: what must pass and what must drop, written from the rules and
 // nothing else. A peer is quiet from a local close until its quiet period
 // ends, it is forgotten, it opens a new association, or it is one of more
-// than cap peers closed since and was closed before them all.
+// than cap peers closed since and was closed before them all. A close may
+// name the closed association's client random: a ClientHello carrying it
+// is a late copy, dropped, and the quiet period goes on. A later fragment
+// of a ClientHello opens nothing while its peer is quiet.
 type model struct {
 	quiet time.Duration
 	cap   int
 	now   time.Duration
 	order []netip.AddrPort // oldest first
 	until map[netip.AddrPort]time.Duration
+	hello map[netip.AddrPort][32]byte
 }
 
 func newModel(quiet time.Duration, cap int) *model {
-	return &model{quiet: quiet, cap: cap, until: map[netip.AddrPort]time.Duration{}}
+	return &model{quiet: quiet, cap: cap, until: map[netip.AddrPort]time.Duration{}, hello: map[netip.AddrPort][32]byte{}}
 }
 
 func (m *model) remove(p netip.AddrPort) {
@@ -35,6 +40,7 @@ func (m *model) remove(p netip.AddrPort) {
 		return
 	}
 	delete(m.until, p)
+	delete(m.hello, p)
 	for i, q := range m.order {
 		if q == p {
 			m.order = append(m.order[:i], m.order[i+1:]...)
@@ -68,6 +74,9 @@ func (m *model) receive(p netip.AddrPort, k kind) bool {
 		return true
 	}
 	if k.opens {
+		if r, ok := m.hello[p]; !k.first || ok && r == k.random {
+			return false
+		}
 		m.remove(p)
 		return true
 	}
@@ -80,23 +89,35 @@ type kind struct {
 	data  []byte
 	opens bool // an epoch-0 ClientHello (fragment)
 	dtls  bool // first byte in 20..63
+	// first: a ClientHello's first fragment, holding random.
+	first  bool
+	random [32]byte
 }
 
 func kinds(t *testing.T) []kind {
-	return []kind{
-		{"ClientHello", loadRecord(t, "pion-v2-00-client-ClientHello-frag0.hex"), true, true},
-		{"ClientHello fragment", loadRecord(t, "pion-v2-mtu60-01-client-ClientHello-frag60.hex"), true, true},
-		{"ClientKeyExchange", loadRecord(t, "pion-v2-04-client-ClientKeyExchange-frag0.hex"), false, true},
-		{"application data", loadRecord(t, "pion-v2-06-client-application-data-epoch1.hex"), false, true},
-		{"alert", loadRecord(t, "pion-v2-08-client-alert-epoch1.hex"), false, true},
-		{"Finished", loadRecord(t, "pion-v2-mtu60-11-client-handshake-epoch1.hex"), false, true},
-		{"CCS", loadRecord(t, "pion-v2-mtu60-10-client-change-cipher-spec-epoch0.hex"), false, true},
-		{"CID", loadRecord(t, "pion-v3-cid-06-client-connection-id-epoch1.hex"), false, true},
-		{"DTLS 1.3", loadRecord(t, "synthetic-dtls13-unified-long.hex"), false, true},
-		{"STUN", loadRecord(t, "synthetic-stun-binding-request.hex"), false, false},
-		{"truncated", []byte{0x17, 0xfe, 0xfd, 0, 1}, false, true},
-		{"empty", nil, false, true},
+	ks := []kind{
+		{name: "ClientHello", data: loadRecord(t, "pion-v2-00-client-ClientHello-frag0.hex"), opens: true, dtls: true},
+		{name: "second ClientHello", data: loadRecord(t, "pion-v2-02-client-ClientHello-frag0.hex"), opens: true, dtls: true},
+		{name: "other ClientHello", data: loadRecord(t, "pion-v3-cid-00-client-ClientHello-frag0.hex"), opens: true, dtls: true},
+		{name: "ClientHello fragment", data: loadRecord(t, "pion-v2-mtu60-01-client-ClientHello-frag60.hex"), opens: true, dtls: true},
+		{name: "ClientKeyExchange", data: loadRecord(t, "pion-v2-04-client-ClientKeyExchange-frag0.hex"), dtls: true},
+		{name: "application data", data: loadRecord(t, "pion-v2-06-client-application-data-epoch1.hex"), dtls: true},
+		{name: "alert", data: loadRecord(t, "pion-v2-08-client-alert-epoch1.hex"), dtls: true},
+		{name: "Finished", data: loadRecord(t, "pion-v2-mtu60-11-client-handshake-epoch1.hex"), dtls: true},
+		{name: "CCS", data: loadRecord(t, "pion-v2-mtu60-10-client-change-cipher-spec-epoch0.hex"), dtls: true},
+		{name: "CID", data: loadRecord(t, "pion-v3-cid-06-client-connection-id-epoch1.hex"), dtls: true},
+		{name: "DTLS 1.3", data: loadRecord(t, "synthetic-dtls13-unified-long.hex"), dtls: true},
+		{name: "STUN", data: loadRecord(t, "synthetic-stun-binding-request.hex")},
+		{name: "truncated", data: []byte{0x17, 0xfe, 0xfd, 0, 1}, dtls: true},
+		{name: "empty", data: nil, dtls: true},
 	}
+	for i, k := range ks {
+		// The random of a first fragment, by hand (record is under test).
+		if k.opens && k.data[19]|k.data[20]|k.data[21] == 0 {
+			ks[i].first, ks[i].random = true, [32]byte(k.data[27:59])
+		}
+	}
+	return ks
 }
 
 // harness drives a real Conn and the model with the same events.
@@ -142,7 +163,7 @@ func (h *harness) fail(format string, args ...any) {
 func (h *harness) step(op, arg, arg2 uint8) {
 	h.t.Helper()
 	p := h.peers[int(arg)%len(h.peers)]
-	switch op % 6 {
+	switch op % 7 {
 	case 0: // the stack closes (explicit)
 		h.events = append(h.events, "close "+p.String())
 		mapped := netip.AddrPortFrom(netip.AddrFrom16(p.Addr().As16()), p.Port())
@@ -153,6 +174,14 @@ func (h *harness) step(op, arg, arg2 uint8) {
 			h.fail("MarkClosed(%v): %v", mapped, err)
 		}
 		h.m.close(p)
+	case 6: // the stack closes an association whose ClientHello it names
+		k := h.kinds[int(arg2)%3] // one of the first fragments
+		h.events = append(h.events, "close "+p.String()+" after "+k.name)
+		if err := h.c.MarkClosedWith(p, conntrack.Closure{ClientRandom: k.random, HasRandom: true}); err != nil {
+			h.fail("MarkClosedWith(%v): %v", p, err)
+		}
+		h.m.close(p)
+		h.m.hello[p] = k.random
 	case 1: // our side sends a closing alert
 		h.events = append(h.events, "alert to "+p.String())
 		h.c.WriteTo(h.alert, net.UDPAddrFromAddrPort(p))
