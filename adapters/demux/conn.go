@@ -59,6 +59,15 @@ type Conn struct {
 	// alert is the last closing alert the stack sent on this association,
 	// kept for the peer's quiet period (WithCloseEcho).
 	alert atomic.Pointer[[]byte]
+	// dtls13 is set on completion when its server chose DTLS 1.3, whose
+	// close_notify is encrypted: the last small record the stack wrote
+	// (last, under lastMu) stands in for it (WithCloseEcho).
+	dtls13 atomic.Bool
+	lastMu sync.Mutex
+	last   [conntrack.MaxAlert]byte
+	nlast  int
+	// stack reports where the stack sends its records now (FollowStack).
+	stack atomic.Pointer[func() net.Addr]
 	once  sync.Once
 }
 
@@ -121,7 +130,7 @@ func (c *Conn) Read(b []byte) (int, error) {
 // that moved may have changed; otherwise it is always the peer's.
 func (c *Conn) ReadFrom(b []byte) (int, net.Addr, error) {
 	cur := c.cur.Load()
-	if c.m.cfg.cidLen == 0 {
+	if !c.m.sources {
 		n, err := c.buf.Read(b)
 		return n, cur.ua, err
 	}
@@ -170,28 +179,83 @@ func (c *Conn) write(b []byte, to *peerAddr) (int, error) {
 		// the old keys) cannot help the new one and has been seen to stall
 		// OpenSSL's client, so it is swallowed.
 		return len(b), nil
-	} else if c.m.cfg.closeEcho && len(b) <= conntrack.MaxAlert && record.CarriesClosingAlert(b) {
-		a := bytes.Clone(b)
-		c.alert.Store(&a)
+	} else if c.m.cfg.closeEcho && len(b) <= conntrack.MaxAlert {
+		if record.CarriesClosingAlert(b) {
+			a := bytes.Clone(b)
+			c.alert.Store(&a)
+		} else if c.dtls13.Load() {
+			c.lastMu.Lock()
+			c.nlast = copy(c.last[:], b)
+			c.lastMu.Unlock()
+		}
 	}
 	return c.m.fc.WriteToUDPAddrPort(b, to.ap)
+}
+
+// closingAlert is what the close echo sends the peer again: the closing
+// alert the stack sent, or, in DTLS 1.3, whose alerts hide their content
+// type, the last small record it wrote, which a stack that closes sends
+// its close_notify as.
+func (c *Conn) closingAlert() []byte {
+	if p := c.alert.Load(); p != nil {
+		return *p
+	}
+	c.lastMu.Lock()
+	defer c.lastMu.Unlock()
+	if c.nlast == 0 {
+		return nil
+	}
+	return bytes.Clone(c.last[:c.nlast])
 }
 
 // WriteTo sends a datagram to the peer. A Conn speaks to one peer only, so
 // the address is ignored, but for one thing: under a listener routing by
 // Connection ID, an established association's stack names a new address
 // once it authenticated a record from there (RFC 9146 §6), and the peer
-// then moves there (see package assoc, rule 9).
+// then moves there (see package assoc, rule 9). With FollowStack, only a
+// write to where the stack now sends moves the peer; one elsewhere (a
+// return routability check, RFC 9853, probing a path the stack has not
+// taken) goes there and moves nothing.
 func (c *Conn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	cur := c.cur.Load()
-	if c.m.cfg.cidLen > 0 && addr != nil {
+	if c.m.sources && addr != nil {
 		if ua, ok := addr.(*net.UDPAddr); ok {
-			if to := ua.AddrPort(); netip.AddrPortFrom(to.Addr().Unmap(), to.Port()) != cur.ap {
+			if to := unmapped(ua.AddrPort()); to != cur.ap {
+				if !c.follows(to) {
+					return c.write(b, &peerAddr{to, ua})
+				}
 				cur = c.m.moved(c, ua)
 			}
 		}
 	}
 	return c.write(b, cur)
+}
+
+// FollowStack tells the Conn where its stack sends records now, for a
+// stack that validates a client's new path before it takes it (pion v4's
+// RFC 9853 return routability checks): stack returns that address (pion:
+// the conn's RemoteAddr). Without it, every write to a new address moves
+// the peer.
+func (c *Conn) FollowStack(stack func() net.Addr) { c.stack.Store(&stack) }
+
+// follows reports whether the stack now sends to to.
+func (c *Conn) follows(to netip.AddrPort) bool {
+	f := c.stack.Load()
+	if f == nil {
+		return true
+	}
+	ua, ok := (*f)().(*net.UDPAddr)
+	return ok && unmapped(ua.AddrPort()) == to
+}
+
+// IssueCID tells the listener that the stack issued cid for this
+// association: a CID its client may put in records from any address
+// (DTLS 1.3's NewConnectionID travels encrypted). Call it from the stack's
+// CID generator; the pion v4 adapter does. See package assoc, rule 9.
+func (c *Conn) IssueCID(cid []byte) { c.m.issueCID(c, cid) }
+
+func unmapped(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
 // Close ends this association. Pending reads return io.EOF.

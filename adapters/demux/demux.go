@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/straydtls/straydtls/conntrack"
 	"github.com/straydtls/straydtls/internal/assoc"
 	"github.com/straydtls/straydtls/record"
 	"github.com/straydtls/straydtls/strayfilter"
@@ -26,9 +27,14 @@ const (
 // machine: the machine decides, the mux reads, delivers, starts and
 // closes. Listener and PacketListener put their accept logic on top.
 type mux struct {
-	fc   *strayfilter.Conn
-	cfg  config
-	base time.Time
+	fc  *strayfilter.Conn
+	cfg config
+	// sources: each queued datagram carries its source (withSource), for
+	// a stack that follows a client by CID. cidLen is the machine's CID
+	// length, read by the read loop without the lock.
+	sources bool
+	cidLen  atomic.Int32
+	base    time.Time
 	// start is told about a Conn made for a new association: the Listener
 	// runs its handshake, the PacketListener hands it to Accept.
 	start func(*Conn)
@@ -85,7 +91,7 @@ func newMux(pc net.PacketConn, cfg config, inferCompletion bool, start func(*Con
 	fopts := append(append([]strayfilter.Option(nil), cfg.filterOpts...),
 		strayfilter.WithAlertDetection(false), strayfilter.WithCloseEcho(cfg.closeEcho))
 	m := &mux{}
-	if cfg.cidLen > 0 {
+	if cfg.cidLen != 0 {
 		// A live association's CID records pass a quiet address: its
 		// client may have moved onto a port a closed client used.
 		fopts = append(fopts, strayfilter.WithExempt(m.liveCID))
@@ -97,6 +103,7 @@ func newMux(pc net.PacketConn, cfg config, inferCompletion bool, start func(*Con
 	*m = mux{
 		fc:       fc,
 		cfg:      cfg,
+		sources:  cfg.cidLen != 0,
 		base:     time.Now(),
 		start:    start,
 		all:      make(map[*Conn]struct{}),
@@ -105,6 +112,7 @@ func newMux(pc net.PacketConn, cfg config, inferCompletion bool, start func(*Con
 		readDone: make(chan struct{}),
 	}
 	m.ctx, m.stop = context.WithCancel(context.Background())
+	m.cidLen.Store(int32(max(cfg.cidLen, 0)))
 	m.sm, err = assoc.New(assoc.Config{
 		MaxUnverified:     cfg.maxUnverified,
 		UnverifiedTimeout: cfg.unverifiedTimeout,
@@ -112,7 +120,9 @@ func newMux(pc net.PacketConn, cfg config, inferCompletion bool, start func(*Con
 		HandshakeTimeout:  cfg.handshakeTimeout,
 		Rehandshake:       cfg.rehandshake,
 		InferCompletion:   inferCompletion,
-		CIDLength:         cfg.cidLen,
+		CIDLength:         max(cfg.cidLen, 0),
+		LearnCIDLength:    cfg.cidLen == LearnLength,
+		DTLS13:            cfg.dtls13,
 	}, m.ended)
 	if err != nil {
 		m.stop()
@@ -126,14 +136,15 @@ func (m *mux) ended(a *assoc.Assoc[*Conn], why assoc.EndReason, quiet bool) {
 	c := a.Handle
 	if quiet {
 		// Quiet before unrouted: the machine has already unrouted the
-		// peer, but no datagram sees it until m.mu is released.
-		var alert []byte
+		// peer, but no datagram sees it until m.mu is released. The
+		// random lets the filter tell a late copy of the association's
+		// ClientHello from the client's next one.
+		cl := conntrack.Closure{}
+		cl.ClientRandom, cl.HasRandom = a.ClientRandom()
 		if c != nil {
-			if p := c.alert.Load(); p != nil {
-				alert = *p
-			}
+			cl.Alert = c.closingAlert()
 		}
-		_ = m.fc.MarkClosedWithAlert(a.Peer(), alert)
+		_ = m.fc.MarkClosedWith(a.Peer(), cl)
 	}
 	if c == nil {
 		return
@@ -206,12 +217,12 @@ func (m *mux) read() error {
 // nothing beside it takes no lock, nor does a tls12_cid record for an
 // established association; it allocates nothing for a known peer.
 func (m *mux) dispatch(now int64, ap netip.AddrPort, p []byte) {
-	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	ap = unmapped(ap)
 	q := p // what the Conns queue
 	var cid []byte
-	if n := m.cfg.cidLen; n > 0 {
+	if m.sources {
 		q = m.withSource(p, ap)
-		if c, ok := record.ConnectionID(p, n); ok {
+		if c, ok := record.ConnectionID(p, int(m.cidLen.Load())); ok {
 			cid = c
 			if rt, ok := m.soleCID[string(cid)]; ok && rt.c.cidSole.Load() && rt.gen == m.cidGen.Load() && m.sm.SoleCIDTakes(p) {
 				rt.c.deliver(q)
@@ -219,7 +230,7 @@ func (m *mux) dispatch(now int64, ap netip.AddrPort, p []byte) {
 			}
 		}
 	}
-	if c := m.sole[ap]; c != nil && c.sole.Load() && m.sm.SoleTakes(p) && (m.cfg.cidLen == 0 || c.Peer() == ap) {
+	if c := m.sole[ap]; c != nil && c.sole.Load() && m.sm.SoleTakes(p) && (!m.sources || c.Peer() == ap) {
 		c.deliver(q)
 		return
 	}
@@ -281,7 +292,7 @@ func (m *mux) withSource(p []byte, ap netip.AddrPort) []byte {
 // a quiet address's tls12_cid record passes if a live association has its
 // CID. It runs in the read loop, only for a quiet peer's datagrams.
 func (m *mux) liveCID(_ netip.AddrPort, p []byte) bool {
-	cid, ok := record.ConnectionID(p, m.cfg.cidLen)
+	cid, ok := record.ConnectionID(p, int(m.cidLen.Load()))
 	if !ok {
 		return false
 	}
@@ -294,8 +305,7 @@ func (m *mux) liveCID(_ netip.AddrPort, p []byte) bool {
 // machine decides whether the association moves (rule 9); the datagram
 // goes wherever the peer now is.
 func (m *mux) moved(c *Conn, ua *net.UDPAddr) *peerAddr {
-	to := ua.AddrPort()
-	to = netip.AddrPortFrom(to.Addr().Unmap(), to.Port())
+	to := unmapped(ua.AddrPort())
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.sm.Moved(c.a, to)
@@ -308,6 +318,15 @@ func (m *mux) moved(c *Conn, ua *net.UDPAddr) *peerAddr {
 		m.stale.Add(1) // the next datagram from its new address asks again
 	}
 	return cur
+}
+
+// issueCID is Conn.IssueCID's.
+func (m *mux) issueCID(c *Conn, cid []byte) {
+	m.mu.Lock()
+	m.sm.IssueCID(c.a, cid)
+	ending := m.endingLocked()
+	m.mu.Unlock()
+	m.closeEnded(ending)
 }
 
 // sweep drops the sole-route entries whose Conn ended. Only the read loop
@@ -332,6 +351,9 @@ func (m *mux) sweep() {
 // call into the machine.
 func (m *mux) endingLocked() []*Conn {
 	m.armLocked()
+	if n := int32(m.sm.CIDLength()); n != m.cidLen.Load() {
+		m.cidLen.Store(n) // learned from a ServerHello (LearnLength)
+	}
 	if n := m.sm.CIDCollisions(); n != m.collisions {
 		// A CID changed hands (a ServerHello, or a verification that
 		// claimed one): every lock-free CID route asks again.
@@ -397,6 +419,7 @@ func (m *mux) completed(c *Conn) bool {
 	m.mu.Lock()
 	ok := m.sm.Completed(m.now(), c.a)
 	if ok {
+		c.dtls13.Store(c.a.DTLS13())
 		c.settled.Store(true)
 	}
 	ending := m.endingLocked()

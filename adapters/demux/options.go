@@ -36,7 +36,8 @@ type config struct {
 	backlog           int
 	rehandshake       bool
 	closeEcho         bool
-	cidLen            int
+	cidLen            int // LearnLength: from the stack's first ServerHello
+	dtls13            bool
 	logger            *slog.Logger
 }
 
@@ -167,21 +168,39 @@ func WithCloseEcho(on bool) Option {
 	}
 }
 
-// WithConnectionIDs routes tls12_cid records (RFC 9146) by their
-// Connection ID of n bytes, the length of the CIDs the stack generates
-// (pion: len(Config.ConnectionIDGenerator())), instead of by address, so a
-// client whose NAT rebinds its port keeps its association. A Conn then
-// reports each datagram's source in ReadFrom, and when its stack, having
-// authenticated a record from a new address, writes there, the peer moves
-// (see package assoc, rule 9). 0, the default, routes by address alone;
-// the only choice for a stack that does not authenticate a record before
-// it follows its source.
+// LearnLength is the CID length to pass to WithConnectionIDs for a stack
+// whose configuration does not say it (pion v4's options are opaque): the
+// length of the first CID the stack names in a ServerHello, or issues
+// (Conn.IssueCID).
+const LearnLength = -1
+
+// WithConnectionIDs routes records that carry a Connection ID (tls12_cid,
+// RFC 9146; DTLS 1.3 unified headers with a CID, RFC 9147 §9) by their CID
+// of n bytes, the length of the CIDs the stack generates (pion v3:
+// len(Config.ConnectionIDGenerator()); LearnLength to learn it), instead
+// of by address, so a client whose NAT rebinds its port keeps its
+// association. A Conn then reports each datagram's source in ReadFrom,
+// and when its stack, having authenticated a record from a new address,
+// sends there, the peer moves (see package assoc, rule 9, and
+// Conn.FollowStack). 0, the default, routes by address alone; the only
+// choice for a stack that does not authenticate a record before it
+// follows its source.
 func WithConnectionIDs(n int) Option {
 	return func(c *config) error {
-		if n < 0 || n > 255 {
-			return invalid("connection ID length %d must be 0 to 255", n)
+		if n < LearnLength || n > 255 {
+			return invalid("connection ID length %d must be 0 to 255, or LearnLength", n)
 		}
 		c.cidLen = n
+		return nil
+	}
+}
+
+// WithDTLS13 says the stack may speak DTLS 1.3 (pion v4): an ACK record in
+// the clear (content type 26, epoch 0) is then one it may accept, and is
+// no longer dropped as invalid (see package assoc, rule 5).
+func WithDTLS13(on bool) Option {
+	return func(c *config) error {
+		c.dtls13 = on
 		return nil
 	}
 }

@@ -39,7 +39,12 @@
 //     opens a new Unverified association beside whatever the peer has, up
 //     to MaxPerPeer handshakes per peer (the oldest unverified one is
 //     evicted first). A forged ClientHello can therefore never take a real
-//     client's handshake or re-handshake (RFC 6347 §4.2.8) from it.
+//     client's handshake or re-handshake (RFC 6347 §4.2.8) from it. A
+//     later fragment, which holds no random, goes to the handshake whose
+//     ClientHello it continues (rule 1's resumed search), failing that to
+//     the peer's newest handshake, failing that to its established
+//     association: it is a copy of that one's ClientHello, and opens
+//     nothing.
 //  3. Only completed associations leave state. A handshake that ends
 //     before completing never quiets its peer; an association that
 //     completed quiets its peer when a local event ends it (the stack

@@ -255,6 +255,13 @@ func (m *Machine[T]) clientHello(now int64, from netip.AddrPort, p *peer[T], rec
 				m.deliver(now, a, r)
 				return
 			}
+		} else if p.n == 0 && p.live != nil {
+			// A later fragment, and no handshake under way: a copy of the
+			// live handshake's ClientHello, whose first fragment, with the
+			// random, went to the live association too. A new handshake's
+			// first fragment opens it when it comes.
+			m.toLive(now, p.live, d, r)
+			return
 		} else if p.n > 0 {
 			// A later fragment: the random that would route it is in the
 			// first. The handshake whose ClientHello it continues takes it,

@@ -460,6 +460,10 @@ func (mo *model) clientEvent(peer netip.AddrPort, kind, arg byte) {
 			mo.wantOnly(r, newest(func(s snap) bool { return !s.hasRandom }))
 		case !hasRandom && len(hs) > 0:
 			mo.wantOnly(r, hs[len(hs)-1].a)
+		case !hasRandom && live != nil:
+			// A later fragment opens nothing beside a live association: a
+			// new handshake's first fragment, with its random, does.
+			mo.wantOnly(r, live.a)
 		case live != nil && !mo.cfg.Rehandshake:
 			mo.wantOnly(r, live.a)
 		case !accepting:

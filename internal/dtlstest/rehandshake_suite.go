@@ -30,6 +30,19 @@ type Rehandshake struct {
 	// PionDiesOfPlaintextAlert says that pion's own listener ends an
 	// established connection for a forged plaintext close_notify (v2).
 	PionDiesOfPlaintextAlert bool
+	// Hello is the first ClientHello a client of the stack sends, for the
+	// spoofs; nil for pion v2's, which every DTLS 1.2 server answers.
+	Hello func(t testing.TB) []byte
+	// DTLS13 says the server speaks DTLS 1.3 alone, which openssl
+	// s_client -dtls1_2 cannot reach.
+	DTLS13 bool
+}
+
+func (s Rehandshake) hello(t testing.TB) []byte {
+	if s.Hello != nil {
+		return s.Hello(t)
+	}
+	return ClientHello(t)
 }
 
 // Run runs every test of the suite as a subtest.
@@ -45,7 +58,9 @@ func (s Rehandshake) Run(t *testing.T) {
 	}
 	t.Run("LateCopyOfOwnClientHelloStartsNothing", s.lateClientHelloCopy)
 	t.Run("LiveEndsDuringRehandshake", s.liveEndsDuringRehandshake)
-	t.Run("OpenSSLRebootFromBoundPort", s.openSSLReboot)
+	if !s.DTLS13 {
+		t.Run("OpenSSLRebootFromBoundPort", s.openSSLReboot)
+	}
 	t.Run("ManyPeersRehandshakeAtOnce", s.manyPeers)
 }
 
@@ -177,7 +192,7 @@ func (s Rehandshake) pionListenerLocksOut(t *testing.T) {
 // unverified one is abandoned at its timeout, and conns and goroutines
 // return to where they were.
 func (s Rehandshake) spoofedClientHello(t *testing.T) {
-	hello := ClientHello(t)
+	hello := s.hello(t)
 	ln := s.Listen(t, demux.WithUnverifiedTimeout(300*time.Millisecond))
 	ended := serveTracking(t, ln)
 	server := addrPort(ln.Addr())
@@ -223,7 +238,7 @@ func (s Rehandshake) spoofedClientHello(t *testing.T) {
 // server can prevent. Without the wait, a loaded machine that ran the
 // spoof's handshake late ran into that race (AccessDenied from pion).
 func (s Rehandshake) spoofedClientHelloThenReboot(t *testing.T) {
-	hello := ClientHello(t)
+	hello := s.hello(t)
 	ln := s.Listen(t)
 	ended := serveTracking(t, ln)
 	var cookieRequests atomic.Int32
@@ -272,7 +287,7 @@ func (s Rehandshake) spoofedClientHelloThenReboot(t *testing.T) {
 // client's new ClientHello; one already sent cannot be recalled. If pion
 // ever recovers from it, this test fails and says so.
 func (s Rehandshake) cookieRequestCrossingAReboot(t *testing.T) {
-	hello := ClientHello(t)
+	hello := s.hello(t)
 	ln := s.Listen(t)
 	serveTracking(t, ln)
 	var holding, rebooting atomic.Bool
@@ -321,9 +336,10 @@ func hookedFront(t *testing.T, ln net.Listener, hook func(*udprelay.Relay, udpre
 	return front
 }
 
+// isCookieRequest: a HelloVerifyRequest, or a DTLS 1.3 HelloRetryRequest.
 func isCookieRequest(b []byte) bool {
 	r := record.Inspect(b)
-	return r.HasHandshakeHeader && r.MsgType == record.HandshakeTypeHelloVerifyRequest
+	return r.AsksForCookie()
 }
 
 func isClientHello(b []byte) bool {
@@ -438,9 +454,10 @@ func (s Rehandshake) liveEndsDuringRehandshake(t *testing.T) {
 	front, err := udprelay.New(addrPort(ln.Addr()), func(p udprelay.Packet) udprelay.Verdict {
 		// The client's flight after the cookie exchange: its key exchange,
 		// in the clear (only epoch-0 handshake records have a readable
-		// handshake header), not a ClientHello.
+		// handshake header), not a ClientHello; in DTLS 1.3 its Finished,
+		// encrypted.
 		r := record.Inspect(p.Data)
-		second := r.HasHandshakeHeader && r.MsgType != record.HandshakeTypeClientHello
+		second := r.HasHandshakeHeader && r.MsgType != record.HandshakeTypeClientHello || r.Class == record.ClassCiphertext
 		return udprelay.Verdict{Hold: hold.Load() && p.Dir == udprelay.ToServer && second}
 	})
 	if err != nil {

@@ -73,3 +73,41 @@ func DialV4(opts []dtlsv4.ClientOption, timeout time.Duration) func(uc *net.UDPC
 type connected struct{ *net.UDPConn }
 
 func (c connected) WriteTo(b []byte, _ net.Addr) (int, error) { return c.UDPConn.Write(b) }
+
+// ClientHelloV4 returns the first datagram a pion v4 client with opts
+// sends, caught on a socket that never answers: its first ClientHello (in
+// DTLS 1.3, with the X25519 key share it offers first, one datagram).
+func ClientHelloV4(t testing.TB, opts []dtlsv4.ClientOption) []byte {
+	t.Helper()
+	sink, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	uc, err := net.DialUDP("udp", nil, sink.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := dtlsv4.Client(connected{uc}, uc.RemoteAddr(), opts...)
+	if err != nil {
+		uc.Close()
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.HandshakeContext(ctx)
+	}()
+	buf := make([]byte, 2048)
+	sink.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, _, err := sink.ReadFromUDPAddrPort(buf)
+	cancel()
+	<-done
+	c.Close()
+	uc.Close()
+	if err != nil {
+		t.Fatalf("catching a ClientHello: %v", err)
+	}
+	return buf[:n]
+}
