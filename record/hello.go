@@ -351,6 +351,12 @@ func (r *Record) AsksForCookie() bool {
 // (ClientHello) or selects (ServerHello) DTLS 1.3.
 func (r *Record) DTLS13() bool { return r.ext&extDTLS13 != 0 }
 
+// EarlyData reports whether the ClientHello fragment holds the early_data
+// extension: 0-RTT data follows the ClientHello. A resumption's
+// ClientHello with a post-quantum key share carries it in its second
+// fragment (read it with Resume).
+func (r *Record) EarlyData() bool { return r.ext&extEarlyData != 0 }
+
 // ServerConnectionID returns the Connection ID a server's ServerHello
 // names in its connection_id extension (RFC 9146 §3, RFC 9147 §9): the CID
 // the client is to put in every record it protects for the server. A DTLS

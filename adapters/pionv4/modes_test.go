@@ -85,3 +85,5 @@ var allModes = []mode{
 	{version: protocol.Version1_2, cid: true, policy: dtls.CIDPathMigrationUnsafe},
 	{version: protocol.Version1_3, cid: true, policy: dtls.CIDPathMigrationUnsafe},
 }
+
+func listenUDP() (*net.UDPConn, error) { return net.ListenUDP("udp", loopback) }

@@ -230,3 +230,37 @@ func TestUnifiedHelpersAreWhatRecordReads(t *testing.T) {
 		t.Fatalf("clientHelloWith early_data: %+v %v", ch, ok)
 	}
 }
+
+// Rule 11 when the ClientHello spans two datagrams: a resumption's
+// ClientHello with a post-quantum key share carries early_data in its
+// second fragment, and the 0-RTT data behind it still reaches the
+// handshake.
+func TestEarlyDataOfAFragmentedClientHello(t *testing.T) {
+	h := newHarness(t, dtls13Config())
+	ch := clientHelloWith(1, extension(51, make([]byte, 1200)), extension(42, nil))
+	first, second := split(ch, 1100)
+	r := h.client(addr(1), first)
+	a := r.Open
+	if a == nil || a.early {
+		t.Fatalf("first fragment: %+v, early %v; want an association that does not know yet", r, a != nil && a.early)
+	}
+	wantRoute(t, "second fragment", h.client(addr(1), second), a)
+	if !a.early {
+		t.Fatal("the early_data extension in the second fragment went unread")
+	}
+	wantRoute(t, "0-RTT data", h.client(addr(1), unified(1, 40)), a)
+}
+
+// split cuts the handshake message a datagram holds whole into two
+// fragments, the first of n message bytes.
+func split(d []byte, n int) ([]byte, []byte) {
+	msg := d[25:]
+	frag := func(from, to int) []byte {
+		out := append([]byte(nil), d[:25]...)
+		out[11], out[12] = byte((12+to-from)>>8), byte(12+to-from)
+		out[19], out[20], out[21] = byte(from>>16), byte(from>>8), byte(from)
+		out[22], out[23], out[24] = byte((to-from)>>16), byte((to-from)>>8), byte(to-from)
+		return append(out, msg[from:to]...)
+	}
+	return frag(0, n), frag(n, len(msg))
+}

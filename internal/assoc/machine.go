@@ -242,10 +242,7 @@ func (m *Machine[T]) clientHello(now int64, from netip.AddrPort, p *peer[T], rec
 					m.drop(r, DropRefused)
 					return
 				}
-				if !ch.CookieRead && a.state == Unverified && a.hasCookie {
-					// A DTLS 1.3 cookie extension in a later fragment.
-					a.scan = rec.Scan()
-				}
+				m.resumeLater(a, rec)
 				m.deliver(now, a, r)
 				return
 			}
@@ -271,6 +268,7 @@ func (m *Machine[T]) clientHello(now int64, from netip.AddrPort, p *peer[T], rec
 				if h := p.hs[i]; h.scan.Pending() && rec.Resume(d, h.scan) {
 					a = h
 					a.scan = rec.Scan()
+					a.early = a.early || rec.EarlyData()
 					if cookie, ok := rec.Cookie(d); ok && !m.echo(now, a, cookie) {
 						m.drop(r, DropRefused)
 						return
@@ -296,6 +294,7 @@ func (m *Machine[T]) clientHello(now int64, from netip.AddrPort, p *peer[T], rec
 		return
 	}
 	a.early = ch.EarlyData
+	m.resumeLater(a, rec)
 	r.Open = a
 	r.add(a)
 }
@@ -309,6 +308,16 @@ func (m *Machine[T]) echo(now int64, a *Assoc[T], cookie []byte) bool {
 	}
 	a.scan = record.Scan{}
 	return m.verify(now, a)
+}
+
+// resumeLater keeps where the first fragment of a's ClientHello left
+// the walk through its extensions, when they go on in a later fragment:
+// a DTLS 1.3 ClientHello's cookie (rule 1) and its early_data (rule 11)
+// come after a post-quantum key share that fills a datagram.
+func (m *Machine[T]) resumeLater(a *Assoc[T], rec *record.Record) {
+	if a.state == Unverified && rec.Scan().Pending() {
+		a.scan = rec.Scan()
+	}
 }
 
 // isEarlyData reports whether a datagram starts with a DTLS 1.3 record at

@@ -21,11 +21,32 @@ import (
 // client handshake over a socket connected to the relay.
 func CloseEcho(t *testing.T, server netip.AddrPort, closed func() bool, dial func(uc *net.UDPConn) (net.Conn, error), wait time.Duration) (time.Duration, error) {
 	t.Helper()
-	var dropped atomic.Bool
+	return closeEcho(t, server, nil, closed, dial, wait)
+}
+
+// CloseEchoEncrypted is CloseEcho for a server whose close_notify hides
+// its content type (DTLS 1.3): closeServer makes the server close once
+// the client has read its echo, and the relay drops the first datagram
+// the server sends after that, its close_notify.
+func CloseEchoEncrypted(t *testing.T, server netip.AddrPort, closeServer func(), closed func() bool, dial func(uc *net.UDPConn) (net.Conn, error), wait time.Duration) (time.Duration, error) {
+	t.Helper()
+	return closeEcho(t, server, closeServer, closed, dial, wait)
+}
+
+func closeEcho(t *testing.T, server netip.AddrPort, closeServer func(), closed func() bool, dial func(uc *net.UDPConn) (net.Conn, error), wait time.Duration) (time.Duration, error) {
+	t.Helper()
+	var armed, dropped atomic.Bool
 	front, err := udprelay.New(server, func(p udprelay.Packet) udprelay.Verdict {
-		r := record.Inspect(p.Data)
-		lose := p.Dir == udprelay.ToClient && r.Class == record.ClassAlert && dropped.CompareAndSwap(false, true)
-		return udprelay.Verdict{Drop: lose}
+		if p.Dir != udprelay.ToClient {
+			return udprelay.Verdict{}
+		}
+		var close bool
+		if closeServer == nil {
+			close = record.Inspect(p.Data).Class == record.ClassAlert
+		} else {
+			close = armed.Load()
+		}
+		return udprelay.Verdict{Drop: close && dropped.CompareAndSwap(false, true)}
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -42,6 +63,12 @@ func CloseEcho(t *testing.T, server netip.AddrPort, closed func() bool, dial fun
 	}
 	defer c.Close()
 	EchoOnce(t, c, "before the close")
+	if closeServer != nil {
+		// Everything the server sent before the echo crossed the relay
+		// ahead of it: what it sends next is its close_notify.
+		armed.Store(true)
+		closeServer()
+	}
 	WaitFor(t, "the server closes", closed)
 	WaitFor(t, "the server's close_notify dropped on its way", dropped.Load)
 	// The client does not know: it writes on, and waits for an answer.
@@ -74,6 +101,10 @@ type CloseEchoSuite struct {
 	PionListen func(t *testing.T) net.Listener
 	// Dial runs a client handshake over a socket connected to the server.
 	Dial func(uc *net.UDPConn) (net.Conn, error)
+	// Encrypted says the server's close_notify hides its content type
+	// (DTLS 1.3): the test closes the server and drops what it sends
+	// next (CloseEchoEncrypted).
+	Encrypted bool
 }
 
 // CloseEchoWait is how long a client is given to learn of the close: far
@@ -83,38 +114,45 @@ const CloseEchoWait = 3 * time.Second
 // Run runs the adapter with and without the echo, and pion's own
 // listener, as subtests.
 func (s CloseEchoSuite) Run(t *testing.T) {
-	adapter := func(opts ...demux.Option) func(t *testing.T) (net.Listener, func() bool) {
-		return func(t *testing.T) (net.Listener, func() bool) {
+	// The server closes after its first echo, or, with Encrypted, when
+	// the test closes it (srv.CloseOpen).
+	serve := func(ln net.Listener, onClose func(net.Conn)) *EchoServer {
+		srv := Serve(ln, !s.Encrypted, onClose)
+		t.Cleanup(func() {
+			ln.Close()
+			srv.Stop()
+		})
+		return srv
+	}
+	adapter := func(opts ...demux.Option) func(t *testing.T) (net.Listener, *EchoServer, func() bool) {
+		return func(t *testing.T) (net.Listener, *EchoServer, func() bool) {
 			ln := s.Listen(t, opts...)
-			srv := Serve(ln, true, nil)
-			t.Cleanup(func() {
-				ln.Close()
-				srv.Stop()
-			})
-			return ln, func() bool { return ln.Stats().Filter.QuietPeers == 1 }
+			return ln, serve(ln, nil), func() bool { return ln.Stats().Filter.QuietPeers == 1 }
 		}
 	}
 	for _, c := range []struct {
 		name   string
-		listen func(t *testing.T) (net.Listener, func() bool)
+		listen func(t *testing.T) (net.Listener, *EchoServer, func() bool)
 		learns bool
 	}{
 		{"adapter", adapter(), true},
 		{"adapter-echo-off", adapter(demux.WithCloseEcho(false)), false},
-		{"pion", func(t *testing.T) (net.Listener, func() bool) {
+		{"pion", func(t *testing.T) (net.Listener, *EchoServer, func() bool) {
 			ln := s.PionListen(t)
 			var closed atomic.Bool
-			srv := Serve(ln, true, func(net.Conn) { closed.Store(true) })
-			t.Cleanup(func() {
-				ln.Close()
-				srv.Stop()
-			})
-			return ln, closed.Load
+			return ln, serve(ln, func(net.Conn) { closed.Store(true) }), closed.Load
 		}, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			ln, closed := c.listen(t)
-			took, err := CloseEcho(t, ln.Addr().(*net.UDPAddr).AddrPort(), closed, s.Dial, CloseEchoWait)
+			ln, srv, closed := c.listen(t)
+			server := ln.Addr().(*net.UDPAddr).AddrPort()
+			var took time.Duration
+			var err error
+			if s.Encrypted {
+				took, err = CloseEchoEncrypted(t, server, func() { srv.CloseOpen() }, closed, s.Dial, CloseEchoWait)
+			} else {
+				took, err = CloseEcho(t, server, closed, s.Dial, CloseEchoWait)
+			}
 			t.Logf("%s: the client's read ended %v after its write (%v)", c.name, took.Round(100*time.Microsecond), err)
 			if learned := err == nil; learned != c.learns {
 				t.Fatalf("client learned of the close: %v, want %v", learned, c.learns)

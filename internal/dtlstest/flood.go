@@ -38,6 +38,9 @@ type Flood struct {
 	Sources int     // distinct forged source addresses
 	// Every is how often the real client starts a connection.
 	Every time.Duration
+	// Hello is the ClientHello the forgeries are made of (a new random
+	// each); nil for pion v2's.
+	Hello []byte
 
 	Sent        int
 	Handshakes  []time.Duration // of the real client, in order
@@ -85,8 +88,11 @@ func flagSet(name string) bool {
 
 // ForgedHellos returns a payload function: real pion ClientHellos, each
 // with a random of its own, so every one is a new handshake.
-func ForgedHellos(t testing.TB) func(i int) []byte {
-	base := ClientHello(t)
+func ForgedHellos(t testing.TB) func(i int) []byte { return ForgedHellosFrom(ClientHello(t)) }
+
+// ForgedHellosFrom is ForgedHellos from a ClientHello of the caller's (a
+// DTLS 1.3 one for a server that speaks 1.3 alone).
+func ForgedHellosFrom(base []byte) func(i int) []byte {
 	const at = 13 + 12 + 2 // record and handshake headers, client_version
 	var salt [8]byte
 	rand.Read(salt[:])
@@ -105,6 +111,9 @@ func (f *Flood) Run(t testing.TB, target netip.AddrPort, connect func() (time.Du
 	t.Helper()
 	f.BaseGo, f.BaseHeap = runtime.NumGoroutine(), liveHeap()
 	payload := ForgedHellos(t)
+	if f.Hello != nil {
+		payload = ForgedHellosFrom(f.Hello)
+	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -222,6 +231,12 @@ func ConnectOnce(t testing.TB, server netip.AddrPort, dial func(uc *net.UDPConn)
 // connections (pion's own, for contrast), measured but not judged.
 func RunListenerFlood(t *testing.T, ln net.Listener, dial func(uc *net.UDPConn) (net.Conn, error)) *Flood {
 	t.Helper()
+	return RunListenerFloodOf(t, nil, ln, dial)
+}
+
+// RunListenerFloodOf is RunListenerFlood with forgeries made of hello.
+func RunListenerFloodOf(t *testing.T, hello []byte, ln net.Listener, dial func(uc *net.UDPConn) (net.Conn, error)) *Flood {
+	t.Helper()
 	srv := Serve(ln, false, nil) // the client closes: see ConnectOnce
 	t.Cleanup(func() {
 		ln.Close()
@@ -229,6 +244,7 @@ func RunListenerFlood(t *testing.T, ln net.Listener, dial func(uc *net.UDPConn) 
 	})
 	addr := ln.Addr().(*net.UDPAddr).AddrPort()
 	f := NewFlood(t, 5000, 0)
+	f.Hello = hello
 	f.Run(t, addr, ConnectOnce(t, addr, dial))
 	t.Logf("%v", f)
 	return f
@@ -241,6 +257,13 @@ func RunListenerFlood(t *testing.T, ln net.Listener, dial func(uc *net.UDPConn) 
 // listener's cap, so goroutines must stay within a few per slot.
 func RunAdapterFlood(t *testing.T, listen func(t *testing.T) *demux.Listener, dial func(uc *net.UDPConn) (net.Conn, error)) *Flood {
 	t.Helper()
+	return RunAdapterFloodOf(t, nil, listen, dial)
+}
+
+// RunAdapterFloodOf is RunAdapterFlood with forgeries made of hello (nil:
+// pion v2's ClientHello).
+func RunAdapterFloodOf(t *testing.T, hello []byte, listen func(t *testing.T) *demux.Listener, dial func(uc *net.UDPConn) (net.Conn, error)) *Flood {
+	t.Helper()
 	ln := listen(t)
 	srv := Serve(ln, false, nil) // the client closes: see ConnectOnce
 	t.Cleanup(func() {
@@ -249,6 +272,7 @@ func RunAdapterFlood(t *testing.T, listen func(t *testing.T) *demux.Listener, di
 	})
 	addr := ln.Addr().(*net.UDPAddr).AddrPort()
 	f := NewFlood(t, 5000, 0)
+	f.Hello = hello
 	f.Run(t, addr, ConnectOnce(t, addr, dial))
 	st := ln.Stats()
 	t.Logf("%v\nlistener: created %d, verified %d, evicted %d, unverified timeouts %d, completed %d, refused %d",

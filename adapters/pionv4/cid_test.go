@@ -1,0 +1,453 @@
+package pionv4_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/dtls/v4"
+	"github.com/pion/dtls/v4/pkg/protocol"
+
+	"github.com/straydtls/straydtls/adapters/demux"
+	"github.com/straydtls/straydtls/adapters/pionv4"
+	"github.com/straydtls/straydtls/internal/dtlstest"
+	"github.com/straydtls/straydtls/internal/spoof"
+	"github.com/straydtls/straydtls/record"
+	"github.com/straydtls/straydtls/udprelay"
+)
+
+// cidModes are both versions with CIDs, pion following an authenticated
+// record's new address at once (Unsafe) or after a return routability
+// check (RRC, RFC 9853).
+var cidModes = []mode{
+	{version: protocol.Version1_2, cid: true, policy: dtls.CIDPathMigrationUnsafe},
+	{version: protocol.Version1_3, cid: true, policy: dtls.CIDPathMigrationUnsafe},
+	{version: protocol.Version1_2, cid: true, policy: dtls.CIDPathMigrationRRC},
+	{version: protocol.Version1_3, cid: true, policy: dtls.CIDPathMigrationRRC},
+}
+
+func policyName(p dtls.CIDPathMigrationPolicy) string {
+	switch p {
+	case dtls.CIDPathMigrationUnsafe:
+		return "unsafe"
+	case dtls.CIDPathMigrationRRC:
+		return "rrc"
+	}
+	return "reject"
+}
+
+// inCIDModes is inModes with the policy in the subtest name.
+func inCIDModes(t *testing.T, modes []mode, f func(t *testing.T)) {
+	for _, m := range modes {
+		t.Run(m.String()+"-"+policyName(m.policy), func(t *testing.T) {
+			cur = m
+			defer func() { cur = mode{version: protocol.Version1_2} }()
+			f(t)
+		})
+	}
+}
+
+// capture keeps every datagram clients send through a relay but their
+// ClientHellos: what an association leaves in flight.
+type capture struct {
+	mu   sync.Mutex
+	sent [][]byte
+}
+
+func (c *capture) hook(p udprelay.Packet) udprelay.Verdict {
+	if r := record.Inspect(p.Data); p.Dir == udprelay.ToServer && !r.OpensAssociation() {
+		c.mu.Lock()
+		c.sent = append(c.sent, bytes.Clone(p.Data))
+		c.mu.Unlock()
+	}
+	return udprelay.Verdict{}
+}
+
+// withCID returns the captured datagrams that start with a record
+// carrying a CID.
+func (c *capture) withCID() [][]byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out [][]byte
+	for _, d := range c.sent {
+		if record.HasConnectionID(d) {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// dialThrough runs the mode's client handshake through relay.
+func dialThrough(t *testing.T, relay *udprelay.Relay) (*net.UDPConn, net.Conn) {
+	t.Helper()
+	uc, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(relay.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := dialV4(t, 5*time.Second)(uc)
+	if err != nil {
+		uc.Close()
+		t.Fatalf("handshake: %v", err)
+	}
+	return uc, c
+}
+
+// rebindingClient runs the mode's client through a NAT (a relay) that
+// gives it a new port after `before` echoed messages and closes the old
+// one, then sends `after` more. It returns how many of those were echoed,
+// after the probes dtlstest.EchoRetry sends until one is echoed at the
+// new port (0 echoed if none is).
+func rebindingClient(t *testing.T, server net.Addr, before, after int) int {
+	t.Helper()
+	nat, err := udprelay.New(server.(*net.UDPAddr).AddrPort(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nat.Close()
+	uc, c := dialThrough(t, nat)
+	defer c.Close()
+	for i := range before {
+		dtlstest.EchoOnce(t, c, fmt.Sprint("before ", i))
+	}
+	local := uc.LocalAddr().(*net.UDPAddr).AddrPort()
+	oldSide, _ := nat.ServerSide(local)
+	newSide, err := nat.Rebind(local)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the NAT moved the client from %v to %v", oldSide, newSide)
+	buf := make([]byte, 256)
+	probes := dtlstest.EchoRetry(c, "probe", buf, 3, 500*time.Millisecond)
+	t.Logf("probes sent until one was echoed at the new port: %d (0: none was)", probes)
+	if probes == 0 {
+		return 0
+	}
+	n := 0
+	for i := range after {
+		if dtlstest.EchoRetry(c, fmt.Sprint("after ", i), buf, 1, time.Second) == 0 {
+			break
+		}
+		n++
+	}
+	return n
+}
+
+// TestRebindingClient: a pion v4 client with CIDs behind a NAT that
+// rebinds its port mid-association keeps its association, in DTLS 1.2 and
+// 1.3, whether pion follows its new address at once or after a return
+// routability check: through pionv4.Listen as through pion's own
+// listener. Without CIDs on the server the association cannot follow.
+func TestRebindingClient(t *testing.T) {
+	const before, after = 3, 10
+	inCIDModes(t, cidModes, func(t *testing.T) {
+		for _, c := range []struct {
+			name   string
+			listen func(t *testing.T) net.Listener
+			want   int
+		}{
+			{"adapter", func(t *testing.T) net.Listener { return listen(t) }, after},
+			{"pion", pionListen, after},
+		} {
+			t.Run(c.name, func(t *testing.T) {
+				ln := c.listen(t)
+				srv := dtlstest.Serve(ln, false, nil)
+				t.Cleanup(func() {
+					ln.Close()
+					srv.Stop()
+				})
+				got := rebindingClient(t, ln.Addr(), before, after)
+				t.Logf("%s: %d of %d messages after the rebinding echoed", c.name, got, after)
+				if got != c.want {
+					t.Fatalf("%d of %d messages after the rebinding echoed; want %d", got, after, c.want)
+				}
+				if dl, ok := ln.(*demux.Listener); ok {
+					// The client has closed by now: the association may be
+					// over.
+					if s := dl.Stats(); s.Moved != 1 || s.Created != 1 || s.MovedDetached != 0 {
+						t.Fatalf("stats %+v; want one association, moved once", s)
+					}
+				}
+			})
+		}
+	})
+}
+
+// TestPathMigration: a DTLS 1.3 client with CIDs moves itself to a new
+// socket with pion's path API (Conn.AddPath, Path.Probe, Path.Switch):
+// its probe uses a CID the server issued in a NewConnectionID message,
+// encrypted, and the server checks the new path (RFC 9853) before it
+// takes it. The association follows through pionv4.Listen as through
+// pion's own listener; the probe alone moves nothing.
+func TestPathMigration(t *testing.T) {
+	inCIDModes(t, []mode{{version: protocol.Version1_3, cid: true, policy: dtls.CIDPathMigrationRRC}}, func(t *testing.T) {
+		for _, side := range []struct {
+			name   string
+			listen func(t *testing.T) net.Listener
+		}{
+			{"adapter", func(t *testing.T) net.Listener { return listen(t) }},
+			{"pion", pionListen},
+		} {
+			t.Run(side.name, func(t *testing.T) {
+				ln := side.listen(t)
+				srv := dtlstest.Serve(ln, false, nil)
+				t.Cleanup(func() {
+					ln.Close()
+					srv.Stop()
+				})
+				pc, err := net.ListenUDP("udp", loopback)
+				if err != nil {
+					t.Fatal(err)
+				}
+				c, err := dtls.Client(pc, ln.Addr(), clientOptions(t)...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				if err := c.HandshakeContext(ctx); err != nil {
+					t.Fatal(err)
+				}
+				dtlstest.EchoOnce(t, c, "on the first path")
+				next, err := net.ListenUDP("udp", loopback)
+				if err != nil {
+					t.Fatal(err)
+				}
+				path, err := c.AddPath(next)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := path.Probe(ctx); err != nil {
+					t.Fatalf("probe of %v: %v", next.LocalAddr(), err)
+				}
+				dl, _ := ln.(*demux.Listener)
+				if dl != nil {
+					if s := dl.Stats(); s.Moved != 0 {
+						t.Fatalf("the probe moved the association: %+v", s)
+					}
+				}
+				if err := path.Switch(); err != nil {
+					t.Fatal(err)
+				}
+				for i := range 3 {
+					dtlstest.EchoOnce(t, c, fmt.Sprint("on the new path ", i))
+				}
+				if dl != nil {
+					s := dl.Stats()
+					if s.Moved != 1 || s.Conns != 1 || s.Created != 1 || s.UnknownCID != 0 {
+						t.Fatalf("stats %+v; want one association, moved once to the new path", s)
+					}
+				}
+			})
+		}
+	})
+}
+
+// TestLateCIDRecordsOfAClosedAssociation: once the server closed an
+// association with CIDs, its client's records that carry the CID,
+// replayed from a new port and from the old one, make no connection and
+// reach nothing, and the next client is served at once.
+func TestLateCIDRecordsOfAClosedAssociation(t *testing.T) {
+	inCIDModes(t, cidModes[:2], func(t *testing.T) {
+		ln := listen(t)
+		closed := make(chan struct{}, 2)
+		srv := dtlstest.Serve(ln, false, func(net.Conn) { closed <- struct{}{} })
+		t.Cleanup(func() {
+			ln.Close()
+			srv.Stop()
+		})
+		capt := &capture{}
+		relay, err := udprelay.New(addrPort(ln.Addr()), capt.hook)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer relay.Close()
+		uc, a := dialThrough(t, relay)
+		dtlstest.EchoOnce(t, a, "the only message")
+		if n := srv.CloseOpen(); n != 1 {
+			t.Fatalf("the server had %d connections open, want 1", n)
+		}
+		<-closed
+		a.Close()
+		if err := relay.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		late := capt.withCID()
+		if len(late) < 2 {
+			t.Fatalf("captured %d datagrams with a CID; want the message and its close_notify at least", len(late))
+		}
+		dtlstest.WaitFor(t, "the association's end", func() bool { return ln.Stats().Conns == 0 })
+		before := ln.Stats()
+		fresh, err := net.DialUDP("udp", nil, ln.Addr().(*net.UDPAddr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer fresh.Close()
+		local := uc.LocalAddr().(*net.UDPAddr).AddrPort()
+		for _, d := range late {
+			fresh.Write(d)
+			relay.Inject(udprelay.ToServer, local, d)
+		}
+		dtlstest.WaitFor(t, "every late datagram judged", func() bool {
+			s := ln.Stats()
+			// From the new port: an unknown CID. From the quiet one: a stray.
+			return s.UnknownCID-before.UnknownCID == uint64(len(late)) && strays(s)-strays(before) >= uint64(len(late))
+		})
+		start := time.Now()
+		b := dial(t, addrPort(ln.Addr()))
+		took := time.Since(start)
+		dtlstest.EchoOnce(t, b, "next client")
+		b.Close()
+		t.Logf("%d late datagrams with the CID from a new port and from the quiet one: next client's handshake took %v", len(late), took)
+		if s := ln.Stats(); s.Created != 2 || s.Accepted != 2 || s.HandshakeFailed != 0 {
+			t.Fatalf("stats %+v; want 2 associations, both real", s)
+		}
+	})
+}
+
+// liveCIDClient starts an echo server on the adapter and one client of
+// the mode through a capturing relay, which has echoed once; it returns
+// the datagrams with a CID the client sent so far.
+func liveCIDClient(t *testing.T) (*demux.Listener, net.Conn, [][]byte) {
+	t.Helper()
+	ln := listen(t)
+	srv := dtlstest.Serve(ln, false, nil)
+	t.Cleanup(func() {
+		ln.Close()
+		srv.Stop()
+	})
+	capt := &capture{}
+	relay, err := udprelay.New(addrPort(ln.Addr()), capt.hook)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { relay.Close() })
+	_, c := dialThrough(t, relay)
+	t.Cleanup(func() { c.Close() })
+	dtlstest.EchoOnce(t, c, "first")
+	sent := capt.withCID()
+	if len(sent) == 0 {
+		t.Fatal("the client sent no record with a CID")
+	}
+	return ln, c, sent
+}
+
+// cidOf is the CID a captured client datagram carries.
+func cidOf(t *testing.T, d []byte) []byte {
+	cid, ok := record.ConnectionID(d, dtlstest.CIDLength)
+	if !ok {
+		t.Fatalf("% x carries no CID", d[:min(len(d), 16)])
+	}
+	return cid
+}
+
+// forgedCIDRecord is a record that carries cid, in the mode's format, with
+// garbage for ciphertext.
+func forgedCIDRecord(cid []byte, seq int, fill byte) []byte {
+	if cur.version == protocol.Version1_3 {
+		// 0b00111011: CID, 16-bit sequence number, length, epoch bits 3.
+		d := append([]byte{0x3f}, cid...)
+		d = append(d, byte(seq>>8), byte(seq), 0, 40)
+		return append(d, bytes.Repeat([]byte{fill}, 40)...)
+	}
+	d := append([]byte{25, 0xfe, 0xfd, 0, 1, 0, 0, 0, byte(seq >> 16), byte(seq >> 8), byte(seq)}, cid...)
+	return append(append(d, 0, 40), bytes.Repeat([]byte{fill}, 40)...)
+}
+
+// TestForgedCIDRecordFromANewAddress: a record carrying a live
+// association's CID from a new address, forged or a replay of the
+// client's own, reaches pion, which cannot authenticate it (or has seen
+// it), and moves nothing: the server's answers still go to the client.
+func TestForgedCIDRecordFromANewAddress(t *testing.T) {
+	inCIDModes(t, cidModes, func(t *testing.T) {
+		ln, c, genuine := liveCIDClient(t)
+		forged := forgedCIDRecord(cidOf(t, genuine[0]), 0x7f00, 0xa5)
+		attacker, err := net.DialUDP("udp", nil, ln.Addr().(*net.UDPAddr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer attacker.Close()
+		for _, d := range append(genuine, forged) {
+			attacker.Write(d)
+		}
+		for i := range 3 {
+			dtlstest.EchoOnce(t, c, fmt.Sprint("after the forgeries ", i))
+		}
+		if s := ln.Stats(); s.Moved != 0 || s.Created != 1 || s.UnknownCID != 0 || s.Invalid != 0 {
+			t.Fatalf("stats %+v; want the forgeries delivered to the association, and it unmoved", s)
+		}
+	})
+}
+
+// TestForgedCIDFlood: 5,000 forged records with CIDs from 1,000 loopback
+// addresses at 5,000 a second, half with random CIDs and half with a live
+// client's own, leave no state behind and do not move or disturb the live
+// client, which keeps echoing throughout.
+func TestForgedCIDFlood(t *testing.T) {
+	inCIDModes(t, cidModes[:2], func(t *testing.T) {
+		ln, c, genuine := liveCIDClient(t)
+		cid := cidOf(t, genuine[0])
+		const n = 5000
+		forged := func(i int) []byte {
+			id := cid
+			if i%2 == 1 {
+				id = []byte{byte(i >> 24), byte(i >> 16), byte(i >> 8), byte(i), 0xee, 0xee, 0xee, 0xee}
+			}
+			return forgedCIDRecord(id, i, byte(i))
+		}
+		before := ln.Stats()
+		stop := make(chan struct{})
+		done := make(chan error, 1)
+		go func() {
+			_, err := spoof.Flood(addrPort(ln.Addr()), n, 1000, 5000, forged, stop)
+			done <- err
+		}()
+		echoes := 0
+		for flooding := true; flooding; {
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatal(err)
+				}
+				flooding = false
+			default:
+				dtlstest.EchoOnce(t, c, fmt.Sprint("during the flood ", echoes))
+				echoes++
+			}
+		}
+		close(stop)
+		dtlstest.WaitFor(t, "every forged record judged", func() bool {
+			return ln.Stats().UnknownCID-before.UnknownCID == n/2
+		})
+		dtlstest.EchoOnce(t, c, "after the flood")
+		s := ln.Stats()
+		t.Logf("%d echoes during the flood; %d forged records with unknown CIDs dropped, %d with the live CID delivered to pion and discarded", echoes, s.UnknownCID-before.UnknownCID, n/2)
+		if s.Created != 1 || s.Conns != 1 || s.Peers != 1 || s.Moved != 0 || s.Unverified != 0 ||
+			s.UnknownPeer != before.UnknownPeer || s.Invalid != before.Invalid {
+			t.Fatalf("stats %+v; want the live association alone, unmoved", s)
+		}
+	})
+}
+
+// TestConnectionIDOptionIsRead: pionv4 reads dtls.WithConnectionID out of
+// pion's opaque options, so that it learns every CID pion issues: the
+// guard for a pion release that changes what options are.
+func TestConnectionIDOptionIsRead(t *testing.T) {
+	calls := 0
+	gen := func() []byte { calls++; return []byte("cid-1234") }
+	got, ok := pionv4.PeekConnectionID(append(dtlstest.ServerV4(t), dtls.WithConnectionID(gen, dtls.CIDPathMigrationRRC)))
+	if !ok || got.Policy != dtls.CIDPathMigrationRRC {
+		t.Fatalf("dtls.WithConnectionID not read: %+v %v", got, ok)
+	}
+	before := calls
+	if id := got.Generator(); string(id) != "cid-1234" || calls != before+1 {
+		t.Fatalf("the generator read is not the one given: %q", id)
+	}
+	if _, ok := pionv4.PeekConnectionID(dtlstest.ServerV4(t)); ok {
+		t.Fatal("a generator read where none was given")
+	}
+}
