@@ -6,15 +6,18 @@
 // reordering deterministic: it holds back the client's close_notify and,
 // once the server has closed the association, delivers it late together
 // with a late copy of the client's Finished (an epoch-1 handshake record,
-// as a retransmission would be). That is exactly what a real network does
-// now and then.
+// as a retransmission would be; in DTLS 1.3 its first encrypted record)
+// and of its second ClientHello (the one that echoed the cookie; two
+// datagrams in DTLS 1.3). That is exactly what a real network does now and
+// then.
 //
 // Each server runs twice: on pion's own listener, then on the straydtls
-// adapter (a one-line change). pion v2's listener turns the late Finished
-// into a handshake that blocks Accept, so the next client stalls for the
-// whole handshake timeout (30 s by default; this demo sets -timeout 2s so
-// it finishes quickly). pion v3's listener hands it to the application as a
-// bogus connection. The adapter drops both strays.
+// adapter (a one-identifier change); pion v4 runs in DTLS 1.2 and 1.3.
+// pion v2's listener turns the late records into handshakes that block
+// Accept, so the next client stalls for the whole handshake timeout (30 s
+// by default; this demo sets -timeout 2s so it finishes quickly). pion v3's
+// and v4's listeners hand them to the application as bogus connections
+// whose handshakes never complete. The adapters drop every stray.
 //
 //	go run ./examples/race
 package main
@@ -38,10 +41,14 @@ import (
 	dtlsv2 "github.com/pion/dtls/v2"
 	"github.com/pion/dtls/v2/pkg/crypto/selfsign"
 	dtlsv3 "github.com/pion/dtls/v3"
+	dtlsv4 "github.com/pion/dtls/v4"
+	"github.com/pion/dtls/v4/pkg/protocol"
 
 	"github.com/straydtls/straydtls/adapters/demux"
 	"github.com/straydtls/straydtls/adapters/pionv2"
 	"github.com/straydtls/straydtls/adapters/pionv3"
+	"github.com/straydtls/straydtls/adapters/pionv4"
+	"github.com/straydtls/straydtls/record"
 	"github.com/straydtls/straydtls/strayfilter"
 	"github.com/straydtls/straydtls/udprelay"
 )
@@ -75,7 +82,17 @@ func main() {
 			return pionv3.Listen("udp", loopback, serverV3(cert), demux.WithHandshakeTimeout(*timeout))
 		}},
 	}
-	fmt.Printf("%d clients per server; each client's close_notify and a copy of its Finished arrive after the server closed.\n\n", *clients)
+	for _, v := range []protocol.Version{protocol.Version1_2, protocol.Version1_3} {
+		name := map[protocol.Version]string{protocol.Version1_2: "DTLS 1.2", protocol.Version1_3: "DTLS 1.3"}[v]
+		scenarios = append(scenarios,
+			scenario{name: "pion/dtls v4 dtls.ListenAddr, " + name, v4: v, listen: func() (net.Listener, error) {
+				return dtlsv4.ListenAddr("udp", loopback, serverV4(cert, v)...)
+			}},
+			scenario{name: "straydtls pionv4.ListenAddr, " + name, v4: v, listen: func() (net.Listener, error) {
+				return pionv4.ListenAddr("udp", loopback, serverV4(cert, v)...)
+			}})
+	}
+	fmt.Printf("%d clients per server; each client's close_notify and copies of its Finished and of its ClientHello arrive after the server closed.\n\n", *clients)
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "server\tclients served\tfailed\tstalled\tbogus connections\tworst handshake\tstrays dropped")
 	ok := true
@@ -104,6 +121,7 @@ func main() {
 type scenario struct {
 	name   string
 	v2     bool
+	v4     protocol.Version // 0: not pion v4
 	listen func() (net.Listener, error)
 }
 
@@ -132,6 +150,7 @@ func (s scenario) run(cert tls.Certificate) (*result, error) {
 	defer relay.Close()
 
 	closed := make(chan struct{}, *clients)
+	injected := 0 // late datagrams delivered
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -174,14 +193,15 @@ func (s scenario) run(cert tls.Certificate) (*result, error) {
 		}
 		c.Close()
 		relay.Flush()
-		if fin, ok := strays.EpochOneHandshake(local); ok {
-			relay.Inject(udprelay.ToServer, local, fin)
+		for _, d := range lateCopies(strays, local) {
+			relay.Inject(udprelay.ToServer, local, d)
+			injected++
 		}
-		relay.Release()
+		injected += relay.Release()
 	}
 	if fl, ok := ln.(interface{ Filter() *strayfilter.Conn }); ok {
 		// Give the last strays up to a second to cross loopback.
-		want := uint64(2 * res.served)
+		want := uint64(injected)
 		for deadline := time.Now().Add(time.Second); fl.Filter().Stats().TotalStrays() < want && time.Now().Before(deadline); {
 			time.Sleep(5 * time.Millisecond)
 		}
@@ -210,7 +230,9 @@ func (s scenario) serve(ln net.Listener, res *result, closed chan<- struct{}, wg
 		go func() {
 			defer wg.Done()
 			defer c.Close()
-			if dc, ok := c.(*dtlsv3.Conn); ok {
+			if dc, ok := c.(interface {
+				HandshakeContext(context.Context) error
+			}); ok {
 				ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 				err := dc.HandshakeContext(ctx)
 				cancel()
@@ -232,8 +254,46 @@ func (s scenario) serve(ln net.Listener, res *result, closed chan<- struct{}, wg
 	}
 }
 
+// lateCopies are what the network delivers late from a closed client, but
+// its close_notify (held): its Finished (DTLS 1.2: an epoch-1 handshake
+// record; DTLS 1.3: its first encrypted record) and its second ClientHello.
+func lateCopies(rec *udprelay.Recorder, client netip.AddrPort) [][]byte {
+	var out [][]byte
+	if fin, ok := rec.EpochOneHandshake(client); ok {
+		out = append(out, fin)
+	}
+	sent := rec.Sent(client)
+	for _, d := range sent {
+		if r := record.Inspect(d); r.Class == record.ClassCiphertext {
+			out = append(out, d) // DTLS 1.3: the client's Finished
+			break
+		}
+	}
+	for _, d := range sent {
+		if r := record.Inspect(d); r.OpensAssociation() && r.MessageSeq == 1 {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
 func (s scenario) dial(cert tls.Certificate, addr netip.AddrPort) (net.Conn, netip.AddrPort, error) {
 	raddr := net.UDPAddrFromAddrPort(addr)
+	if s.v4 != 0 {
+		c, err := dtlsv4.Dial("udp", raddr, dtlsv4.WithCertificates(cert), dtlsv4.WithInsecureSkipVerify(true),
+			dtlsv4.WithMinVersion(s.v4), dtlsv4.WithMaxVersion(s.v4))
+		if err != nil {
+			return nil, netip.AddrPort{}, err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := c.HandshakeContext(ctx); err != nil {
+			c.Close()
+			return nil, netip.AddrPort{}, err
+		}
+		local := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), c.LocalAddr().(*net.UDPAddr).AddrPort().Port())
+		return c, local, nil
+	}
 	if s.v2 {
 		c, err := dtlsv2.Dial("udp", raddr, &dtlsv2.Config{
 			Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true,
@@ -272,4 +332,8 @@ func serverV2(cert tls.Certificate) *dtlsv2.Config {
 
 func serverV3(cert tls.Certificate) *dtlsv3.Config {
 	return &dtlsv3.Config{Certificates: []tls.Certificate{cert}}
+}
+
+func serverV4(cert tls.Certificate, v protocol.Version) []dtlsv4.ServerOption {
+	return []dtlsv4.ServerOption{dtlsv4.WithCertificates(cert), dtlsv4.WithMinVersion(v), dtlsv4.WithMaxVersion(v)}
 }
