@@ -52,7 +52,10 @@
 //   - A handshake that never completes leaves nothing behind: only a
 //     completed association that the stack closes quiets its peer, so
 //     forged ClientHellos cannot fill the quiet table or push real closed
-//     peers out of it.
+//     peers out of it. The quiet entry keeps the closed handshake's client
+//     random, so that a late copy of its ClientHello is dropped rather
+//     than taken for the client starting over; a forged ClientHello with
+//     that random only gets itself dropped.
 //   - A forged ClientHello from a live client's own addr:port opens its own
 //     unverified handshake beside the client's association. ClientHellos are
 //     routed by client random, so the real client's re-handshake is never
@@ -104,16 +107,31 @@
 // PacketListener cannot offer it: pion's listener on top of it runs the
 // handshake out of its sight.
 //
+// # DTLS 1.3
+//
+// With WithDTLS13 (the pion v4 adapter sets it), a client's cookie echo
+// in the cookie extension of its second ClientHello verifies it, also when
+// that extension lies in the ClientHello's second datagram; an epoch-0 ACK
+// is a record the stack may take; and 0-RTT data right behind a
+// ClientHello that offered it reaches the new handshake before its server
+// answered (package assoc, rules 1 and 11). A DTLS 1.3 close is encrypted:
+// the listener sees it as the stack closing its Conn, and for the close
+// echo keeps the last small record the stack wrote, which a stack that
+// closes writes its close_notify as.
+//
 // # Connection IDs
 //
-// With WithConnectionIDs(n), a tls12_cid record (RFC 9146) is routed by
-// its n-byte CID to the association whose stack named that CID in its
-// ServerHello, whatever address it comes from; everything else is routed
-// by address. A Conn then reports each datagram's source in ReadFrom. The
+// With WithConnectionIDs(n), a record that carries a CID (tls12_cid, RFC
+// 9146; a DTLS 1.3 unified header with its C bit, RFC 9147 §9) is routed
+// by its n-byte CID to the association whose stack named that CID in its
+// ServerHello, or issued it later (Conn.IssueCID), whatever address it
+// comes from; everything else is routed by address. LearnLength takes the
+// length from the stack's first ServerHello that names a CID. A Conn then reports each datagram's source in ReadFrom. The
 // stack decides whether a record from a new address is genuine: pion v3
 // authenticates it and, if it is the newest, sends its answers there
 // (RFC 9146 §6). When a Conn's stack writes to a new address, the
-// association moves there: its re-handshakes and its quiet period at
+// association moves there (with Conn.FollowStack, only once the stack
+// sends there itself, not for a return routability probe, RFC 9853): its re-handshakes and its quiet period at
 // close follow (unless another established association holds that
 // address, which keeps it). A forged tls12_cid record with a live CID
 // reaches the stack, which discards it, and moves nothing; one with an
