@@ -126,17 +126,18 @@
 // by its n-byte CID to the association whose stack named that CID in its
 // ServerHello, or issued it later (Conn.IssueCID), whatever address it
 // comes from; everything else is routed by address. LearnLength takes the
-// length from the stack's first ServerHello that names a CID. A Conn then reports each datagram's source in ReadFrom. The
-// stack decides whether a record from a new address is genuine: pion v3
-// authenticates it and, if it is the newest, sends its answers there
-// (RFC 9146 §6). When a Conn's stack writes to a new address, the
-// association moves there (with Conn.FollowStack, only once the stack
-// sends there itself, not for a return routability probe, RFC 9853): its re-handshakes and its quiet period at
-// close follow (unless another established association holds that
-// address, which keeps it). A forged tls12_cid record with a live CID
-// reaches the stack, which discards it, and moves nothing; one with an
-// unknown CID, a closed association's late records among them, goes
-// nowhere (Stats.UnknownCID), from any address. A live association's
-// tls12_cid records pass an address a closed one left quiet
-// (strayfilter.WithExempt). Both Listener and PacketListener route by CID.
+// length from the stack's first ServerHello that names a CID. A Conn then
+// reports each datagram's source in ReadFrom. The stack decides whether a
+// record from a new address is genuine: pion authenticates it and, if it
+// is the newest, sends its answers there (RFC 9146 §6). When a Conn's
+// stack writes to a new address, the association moves there (with
+// Conn.FollowStack, only once the stack itself sends there, not for a
+// return routability probe, RFC 9853): its re-handshakes and its quiet
+// period at close follow (unless another established association holds
+// that address, which keeps it). A forged record with a live CID reaches
+// the stack, which discards it, and moves nothing; one with an unknown
+// CID, a closed association's late records among them, goes nowhere
+// (Stats.UnknownCID), from any address. A live association's records with
+// a CID pass an address a closed one left quiet (strayfilter.WithExempt).
+// Both Listener and PacketListener route by CID.
 package demux
