@@ -83,3 +83,15 @@ func ExampleTable_Stray() {
 	// stray 4: send the 39-byte alert again
 	// stray 8: send the 39-byte alert again
 }
+
+// A close that names its handshake's client random lets LateHello tell a
+// late copy of that handshake's ClientHello (same random) from the client
+// starting over (a new one).
+func ExampleTable_LateHello() {
+	table, _ := conntrack.New()
+	peer := netip.MustParseAddrPort("192.0.2.1:5684")
+	closed := [32]byte{1, 2, 3}
+	table.Close(peer, conntrack.Closure{ClientRandom: closed, HasRandom: true})
+	fmt.Println(table.LateHello(peer, closed), table.LateHello(peer, [32]byte{9}))
+	// Output: true false
+}

@@ -115,3 +115,17 @@ func ExampleWithCloseEcho() {
 	// server read 20 bytes
 	// client got its close_notify again: true
 }
+
+// MarkClosedWith names what the caller knows of the association that
+// ended: its closing alert (for the close echo) and its handshake's client
+// random, so that a late copy of its ClientHello is dropped rather than
+// taken for a new handshake.
+func ExampleConn_MarkClosedWith() {
+	pc, _ := net.ListenPacket("udp", "127.0.0.1:0")
+	conn, _ := strayfilter.New(pc)
+	defer conn.Close()
+	peer := netip.MustParseAddrPort("192.0.2.1:5684")
+	err := conn.MarkClosedWith(peer, conntrack.Closure{ClientRandom: [32]byte{7}, HasRandom: true})
+	fmt.Println(err, conn.Table().Quiet(peer), conn.Table().LateHello(peer, [32]byte{7}))
+	// Output: <nil> true true
+}
