@@ -1,3 +1,14 @@
+// pion/dtls v4.0.2's client races on its own state under a network that
+// drops, duplicates and reorders: when it generates its first flight again
+// (flight13.flight1Generate calls State13.ResetConnectionIDs, which writes
+// State13.CID) while its reader unpacks a datagram (Conn.unpackDatagram
+// reads State13.CID.Negotiated), with no lock between them. The race
+// detector reports that inside pion's client, not in this module. The
+// chaos run makes it happen, so it runs without -race; .ci/run runs it on
+// its own.
+
+//go:build !race
+
 package pionv4_test
 
 import (
