@@ -283,3 +283,47 @@ func TestPacketListenerUnderPionListener(t *testing.T) {
 	ln.Close()
 	srv.Stop()
 }
+
+// TestLateClientHelloCopy: a late network copy of a closed client's own
+// ClientHello (the one that echoed the cookie) opens nothing and the
+// quiet period goes on; the next client is served at once.
+func TestLateClientHelloCopy(t *testing.T) {
+	bothModes(t, func(t *testing.T) {
+		ln := listen(t)
+		closed := make(chan struct{}, 1)
+		accepted := make(chan net.Addr, 4)
+		srv := dtlstest.Serve(acceptSpy{ln, accepted}, false, func(net.Conn) { closed <- struct{}{} })
+		rec := udprelay.NewRecorder()
+		relay, err := udprelay.New(addrPort(ln.Addr()), rec.Hook)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer relay.Close()
+		a := dial(t, relay.Addr())
+		dtlstest.EchoOnce(t, a, "first client")
+		srv.CloseOpen()
+		local := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), addrPort(a.LocalAddr()).Port())
+		a.Close()
+		<-closed
+		hellos := rec.ClientHellos(local)
+		if len(hellos) < 2 {
+			t.Fatalf("recorded %d ClientHellos from %v, want the first and the cookie echo", len(hellos), local)
+		}
+		before := ln.Stats()
+		relay.Inject(udprelay.ToServer, local, hellos[len(hellos)-1])
+		dtlstest.WaitFor(t, "the copy dropped", func() bool {
+			return ln.Stats().Filter.Strays[record.ReasonClientHelloCopy] == before.Filter.Strays[record.ReasonClientHelloCopy]+1
+		})
+		if st := ln.Stats(); st.Created != before.Created || st.Filter.Forgets != before.Filter.Forgets {
+			t.Fatalf("the copy opened an association or ended the quiet period: %+v", st)
+		}
+		b := dial(t, relay.Addr())
+		dtlstest.EchoOnce(t, b, "next client")
+		b.Close()
+		if n := len(accepted); n != 2 {
+			t.Fatalf("application saw %d connections, want 2", n)
+		}
+		ln.Close()
+		srv.Stop()
+	})
+}

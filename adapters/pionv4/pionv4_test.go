@@ -328,7 +328,7 @@ func TestPortReuse(t *testing.T) {
 		defer pc.Close()
 		sock := fixture.NewShared(pc)
 		for i := range 3 {
-			c, err := dtls.Client(sock.Lend(), ln.Addr(), clientOptions(t)...)
+			c, err := dtls.Client(dtlstest.SendFirst(sock.Lend()), ln.Addr(), clientOptions(t)...)
 			if err != nil {
 				t.Fatal(err)
 			}

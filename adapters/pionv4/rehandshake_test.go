@@ -28,7 +28,7 @@ func TestRehandshake(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				c, err := dtls.Client(uc, net.UDPAddrFromAddrPort(server), clientOptions(t)...)
+				c, err := dtls.Client(dtlstest.SendFirst(uc), net.UDPAddrFromAddrPort(server), clientOptions(t)...)
 				if err != nil {
 					return uc, nil, err
 				}

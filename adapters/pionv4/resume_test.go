@@ -110,7 +110,7 @@ func TestResumption(t *testing.T) {
 		shared := fixture.NewShared(sock)
 		var states [2]dtls.State
 		for i := range 2 {
-			c, err := dtls.Client(shared.Lend(), ln.Addr(), client...)
+			c, err := dtls.Client(dtlstest.SendFirst(shared.Lend()), ln.Addr(), client...)
 			if err != nil {
 				t.Fatal(err)
 			}

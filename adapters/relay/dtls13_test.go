@@ -67,7 +67,7 @@ func TestDTLS13ThroughRelay(t *testing.T) {
 	defer pc.Close()
 	sock := fixture.NewShared(pc)
 	for i := range 2 {
-		c, err := dtls.Client(sock.Lend(), net.UDPAddrFromAddrPort(addrOf(r)), client...)
+		c, err := dtls.Client(dtlstest.SendFirst(sock.Lend()), net.UDPAddrFromAddrPort(addrOf(r)), client...)
 		if err != nil {
 			t.Fatal(err)
 		}
