@@ -5,6 +5,7 @@ go 1.26.8
 require (
 	github.com/pion/dtls/v2 v2.2.12
 	github.com/pion/dtls/v3 v3.1.15
+	github.com/pion/dtls/v4 v4.0.2
 	github.com/pion/transport/v2 v2.2.10
 	github.com/plgd-dev/go-coap/v3 v3.8.0
 	github.com/prometheus/client_golang v1.25.0
@@ -17,7 +18,6 @@ require (
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/dsnet/golib/memfile v1.0.0 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
-	github.com/pion/dtls/v4 v4.0.2 // indirect
 	github.com/pion/logging v0.2.4 // indirect
 	github.com/pion/transport/v3 v3.1.1 // indirect
 	github.com/pion/transport/v5 v5.1.5 // indirect

@@ -20,6 +20,7 @@ loopback='.name:(LoopbackRead OR LoopbackBatch OR HotPath)'
 demux='.name:Demux'
 tables='.name:TableImpl'
 relays='.name:Relay'
+pion='.name:(Handshakes OR Echo)'
 
 bin=$(mktemp -d)/benchmarks.test
 go test -c -o "$bin" .
@@ -44,5 +45,8 @@ echo
 echo "## strayrelay against no relay, a naive relay and nginx (columns: impl; base: direct)"
 $benchstat -col /impl -filter "$relays" "$out"
 echo
+echo "## the pion adapters against pion's own listener, handshakes and echo (columns: impl; base: pion)"
+$benchstat -col /impl -filter "$pion" "$out"
+echo
 echo "## decision cost, the table, what an association costs"
-$benchstat -filter "-($loopback OR $demux OR $tables OR $relays)" "$out"
+$benchstat -filter "-($loopback OR $demux OR $tables OR $relays OR $pion)" "$out"

@@ -2,9 +2,7 @@ package pionv3_test
 
 import (
 	"bytes"
-	"fmt"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,7 +11,6 @@ import (
 	"github.com/straydtls/straydtls/adapters/demux"
 	"github.com/straydtls/straydtls/adapters/pionv3"
 	"github.com/straydtls/straydtls/internal/dtlstest"
-	"github.com/straydtls/straydtls/internal/spoof"
 	"github.com/straydtls/straydtls/record"
 	"github.com/straydtls/straydtls/udprelay"
 )
@@ -28,102 +25,23 @@ func listenCID(t *testing.T, opts ...demux.Option) *demux.Listener {
 	return ln
 }
 
-// cidCapture keeps every datagram clients send through a relay but their
-// ClientHellos: what an association leaves in flight.
-type cidCapture struct {
-	mu   sync.Mutex
-	sent [][]byte
-}
-
-func (c *cidCapture) hook(p udprelay.Packet) udprelay.Verdict {
-	if r := record.Inspect(p.Data); p.Dir == udprelay.ToServer && !r.OpensAssociation() {
-		c.mu.Lock()
-		c.sent = append(c.sent, bytes.Clone(p.Data))
-		c.mu.Unlock()
-	}
-	return udprelay.Verdict{}
-}
-
-func (c *cidCapture) all() [][]byte {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([][]byte(nil), c.sent...)
-}
-
 // cidClient runs a pion client with CIDs to ln through a relay that
 // captures what it sends; the relay closes with the test.
-func cidClient(t *testing.T, ln net.Listener) (*udprelay.Relay, *cidCapture, *net.UDPConn, net.Conn) {
+func cidClient(t *testing.T, ln net.Listener) (*udprelay.Relay, *dtlstest.InFlight, *net.UDPConn, net.Conn) {
 	t.Helper()
-	capt := &cidCapture{}
-	relay, err := udprelay.New(ln.Addr().(*net.UDPAddr).AddrPort(), capt.hook)
+	capt := &dtlstest.InFlight{}
+	relay, err := udprelay.New(ln.Addr().(*net.UDPAddr).AddrPort(), capt.Hook)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { relay.Close() })
-	uc, c := dialThrough(t, relay, dtlstest.ClientV3CID(t))
+	uc, c := dtlstest.DialThrough(t, relay, dtlstest.DialV3With(dtlstest.ClientV3CID(t), 5*time.Second))
 	return relay, capt, uc, c
-}
-
-// dialThrough runs a client handshake with config through relay.
-func dialThrough(t *testing.T, relay *udprelay.Relay, config *dtls.Config) (*net.UDPConn, net.Conn) {
-	t.Helper()
-	uc, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(relay.Addr()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := dtlstest.DialV3With(config, 5*time.Second)(uc)
-	if err != nil {
-		uc.Close()
-		t.Fatalf("handshake: %v", err)
-	}
-	return uc, c
-}
-
-// rebindingClient runs a client with CIDs through a NAT (a relay) that
-// gives it a new port after `before` echoed messages and closes the old
-// one, then sends `after` more. It returns how many of those were echoed.
-//
-// Between the two it sends probes until one is echoed, three at most (0
-// echoed if none is; dtlstest.EchoRetry says why): the messages after the
-// probe are what the server's following is judged by.
-func rebindingClient(t *testing.T, server net.Addr, client *dtls.Config, before, after int) int {
-	t.Helper()
-	nat, err := udprelay.New(server.(*net.UDPAddr).AddrPort(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nat.Close()
-	uc, c := dialThrough(t, nat, client)
-	defer c.Close()
-	for i := range before {
-		dtlstest.EchoOnce(t, c, fmt.Sprint("before ", i))
-	}
-	local := uc.LocalAddr().(*net.UDPAddr).AddrPort()
-	oldSide, _ := nat.ServerSide(local)
-	newSide, err := nat.Rebind(local)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("the NAT moved the client from %v to %v", oldSide, newSide)
-	buf := make([]byte, 256)
-	probes := dtlstest.EchoRetry(c, "probe", buf, 3, 500*time.Millisecond)
-	t.Logf("probes sent until one was echoed at the new port: %d (0: none was)", probes)
-	if probes == 0 {
-		return 0
-	}
-	n := 0
-	for i := range after {
-		if dtlstest.EchoRetry(c, fmt.Sprint("after ", i), buf, 1, time.Second) == 0 {
-			break // a lost echo: the server still answers the old port
-		}
-		n++
-	}
-	return n
 }
 
 // TestRebindingClient: a pion v3 client with Connection IDs behind a NAT
 // that rebinds its port mid-association keeps its association: once the
-// server has answered at the new port (rebindingClient's probe), every
+// server has answered at the new port (dtlstest.RebindingClient's probe), every
 // message is echoed through pionv3.Listen, as through pion's own
 // dtls.Listen, and through pion's dtls.NewListener over
 // pionv3.NewPacketListener. Without CIDs the association cannot follow,
@@ -169,7 +87,7 @@ func TestRebindingClient(t *testing.T) {
 				ln.Close()
 				srv.Stop()
 			})
-			got := rebindingClient(t, ln.Addr(), c.client(t), before, after)
+			got := dtlstest.RebindingClient(t, ln.Addr(), dtlstest.DialV3With(c.client(t), 5*time.Second), before, after)
 			t.Logf("%s: %d of %d messages after the rebinding echoed", c.name, got, after)
 			if got != c.want {
 				t.Fatalf("%d of %d messages after the rebinding echoed; want %d", got, after, c.want)
@@ -208,7 +126,7 @@ func TestLateCIDRecordsOfAClosedAssociation(t *testing.T) {
 	if err := relay.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	late := capt.all()
+	late := capt.All()
 	cids := 0
 	for _, d := range late {
 		if d[0] == record.ContentTypeConnectionID {
@@ -277,7 +195,7 @@ func liveCIDClient(t *testing.T) (*demux.Listener, net.Conn, [][]byte) {
 	t.Cleanup(func() { c.Close() })
 	dtlstest.EchoOnce(t, c, "first")
 	var sent [][]byte
-	for _, d := range capt.all() {
+	for _, d := range capt.All() {
 		if d[0] == record.ContentTypeConnectionID {
 			sent = append(sent, d)
 		}
@@ -297,23 +215,7 @@ func TestForgedCIDRecordFromANewAddress(t *testing.T) {
 	cid := genuine[0][11 : 11+dtlstest.CIDLength]
 	forged := append(append([]byte{25, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0x7f, 0}, cid...), 0, 40)
 	forged = append(forged, bytes.Repeat([]byte{0xa5}, 40)...)
-	attacker, err := net.DialUDP("udp", nil, ln.Addr().(*net.UDPAddr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer attacker.Close()
-	for _, d := range append(genuine, forged) {
-		attacker.Write(d)
-	}
-	// On loopback a datagram is in the server's socket queue when Write
-	// returns, so the server reads every forgery before the next echo,
-	// which the relay forwards later still.
-	for i := range 3 {
-		dtlstest.EchoOnce(t, c, fmt.Sprint("after the forgeries ", i))
-	}
-	if s := ln.Stats(); s.Moved != 0 || s.Created != 1 || s.UnknownCID != 0 || s.Invalid != 0 {
-		t.Fatalf("stats %+v; want the forgeries delivered to the association, and it unmoved", s)
-	}
+	dtlstest.RunCIDRecordsFromANewAddress(t, ln, c, append(genuine, forged))
 }
 
 // TestForgedCIDFlood: 5,000 forged tls12_cid records from 1,000 loopback
@@ -323,8 +225,7 @@ func TestForgedCIDRecordFromANewAddress(t *testing.T) {
 func TestForgedCIDFlood(t *testing.T) {
 	ln, c, genuine := liveCIDClient(t)
 	cid := genuine[0][11 : 11+dtlstest.CIDLength]
-	const n = 5000
-	forged := func(i int) []byte {
+	dtlstest.RunForgedCIDFlood(t, ln, c, 5000, func(i int) []byte {
 		d := []byte{25, 0xfe, 0xfd, 0, 1, 0, 0, 0, byte(i >> 16), byte(i >> 8), byte(i)}
 		if i%2 == 0 {
 			d = append(d, cid...)
@@ -332,37 +233,5 @@ func TestForgedCIDFlood(t *testing.T) {
 			d = append(d, byte(i>>24), byte(i>>16), byte(i>>8), byte(i), 0xee, 0xee, 0xee, 0xee)
 		}
 		return append(append(d, 0, 32), bytes.Repeat([]byte{byte(i)}, 32)...)
-	}
-	before := ln.Stats()
-	stop := make(chan struct{})
-	done := make(chan error, 1)
-	go func() {
-		_, err := spoof.Flood(addrPort(ln.Addr()), n, 1000, 5000, forged, stop)
-		done <- err
-	}()
-	echoes := 0
-	for flooding := true; flooding; {
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatal(err)
-			}
-			flooding = false
-		default:
-			dtlstest.EchoOnce(t, c, fmt.Sprint("during the flood ", echoes))
-			echoes++
-		}
-	}
-	close(stop)
-	dtlstest.WaitFor(t, "every forged record judged", func() bool {
-		return ln.Stats().UnknownCID-before.UnknownCID == n/2
 	})
-	dtlstest.EchoOnce(t, c, "after the flood")
-	s := ln.Stats()
-	t.Logf("%d echoes during the flood; %d forged records with unknown CIDs dropped, %d with the live CID delivered to pion and discarded", echoes, s.UnknownCID-before.UnknownCID, n/2)
-	// Nothing else dropped them: the live CID's half reached pion.
-	if s.Created != 1 || s.Conns != 1 || s.Peers != 1 || s.Moved != 0 || s.Unverified != 0 ||
-		s.UnknownPeer != before.UnknownPeer || s.Invalid != before.Invalid {
-		t.Fatalf("stats %+v; want the live association alone, unmoved", s)
-	}
 }

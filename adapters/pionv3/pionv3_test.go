@@ -3,7 +3,6 @@ package pionv3_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
 	"testing"
@@ -14,7 +13,6 @@ import (
 	"github.com/straydtls/straydtls/adapters/demux"
 	"github.com/straydtls/straydtls/adapters/pionv3"
 	"github.com/straydtls/straydtls/internal/dtlstest"
-	"github.com/straydtls/straydtls/internal/fixture"
 	"github.com/straydtls/straydtls/record"
 	"github.com/straydtls/straydtls/strayfilter"
 	"github.com/straydtls/straydtls/udprelay"
@@ -170,19 +168,9 @@ func TestPionListenerHandsOutStray(t *testing.T) {
 	aServerSide, _ := relay.ServerSide(aLocal)
 	relay.Inject(udprelay.ToServer, aLocal, finished)
 
-	c, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if addrPort(c.RemoteAddr()) != aServerSide {
-		t.Fatalf("accepted %v, expected the stray from %v", c.RemoteAddr(), aServerSide)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-	defer cancel()
-	if err := c.(*dtls.Conn).HandshakeContext(ctx); err == nil {
-		t.Fatal("the stray's handshake completed")
-	}
+	c := dtlstest.RequireBogusConn(t, ln, aServerSide, func(ctx context.Context, c net.Conn) error {
+		return c.(*dtls.Conn).HandshakeContext(ctx)
+	})
 	t.Logf("pion's own v3 listener accepted a bogus connection from %v for one stray Finished", c.RemoteAddr())
 }
 
@@ -195,39 +183,15 @@ func TestManyClientsConcurrently(t *testing.T) {
 }
 
 func TestPortReuse(t *testing.T) {
-	ln := listen(t, demux.WithFilter(strayfilter.WithQuietPeriod(time.Hour)))
-	closed := make(chan struct{}, 4)
-	// The server closes each association once its client read the echo
-	// (see straySetup).
-	srv := dtlstest.Serve(ln, false, func(net.Conn) { closed <- struct{}{} })
-	pc, err := net.ListenUDP("udp", loopback)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	sock := fixture.NewShared(pc)
-	for i := range 3 {
-		c, err := dtls.Client(sock.Lend(), ln.Addr(), dtlstest.ClientV3(t))
+	dtlstest.RunPortReuse(t, listen, func(pc net.PacketConn, addr net.Addr) (net.Conn, error) {
+		c, err := dtls.Client(pc, addr, dtlstest.ClientV3(t))
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if err := c.HandshakeContext(ctx); err != nil {
-			t.Fatalf("association %d from %v: %v", i, pc.LocalAddr(), err)
-		}
-		cancel()
-		dtlstest.EchoOnce(t, c, fmt.Sprint("round ", i))
-		if n := srv.CloseOpen(); n != 1 {
-			t.Fatalf("round %d: the server had %d connections open, want 1", i, n)
-		}
-		c.Close()
-		<-closed
-	}
-	if s := ln.Stats(); s.Created != 3 || s.Filter.Forgets != 2 {
-		t.Fatalf("stats %+v", s)
-	}
-	ln.Close()
-	srv.Stop()
+		defer cancel()
+		return c, c.HandshakeContext(ctx)
+	})
 }
 
 func TestOpenSSLClientsWithLateCloseNotify(t *testing.T) {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,7 +14,6 @@ import (
 	"github.com/straydtls/straydtls/adapters/demux"
 	"github.com/straydtls/straydtls/adapters/pionv4"
 	"github.com/straydtls/straydtls/internal/dtlstest"
-	"github.com/straydtls/straydtls/internal/spoof"
 	"github.com/straydtls/straydtls/record"
 	"github.com/straydtls/straydtls/udprelay"
 )
@@ -51,89 +49,10 @@ func inCIDModes(t *testing.T, modes []mode, f func(t *testing.T)) {
 	}
 }
 
-// capture keeps every datagram clients send through a relay but their
-// ClientHellos: what an association leaves in flight.
-type capture struct {
-	mu   sync.Mutex
-	sent [][]byte
-}
-
-func (c *capture) hook(p udprelay.Packet) udprelay.Verdict {
-	if r := record.Inspect(p.Data); p.Dir == udprelay.ToServer && !r.OpensAssociation() {
-		c.mu.Lock()
-		c.sent = append(c.sent, bytes.Clone(p.Data))
-		c.mu.Unlock()
-	}
-	return udprelay.Verdict{}
-}
-
-// withCID returns the captured datagrams that start with a record
-// carrying a CID.
-func (c *capture) withCID() [][]byte {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var out [][]byte
-	for _, d := range c.sent {
-		if record.HasConnectionID(d) {
-			out = append(out, d)
-		}
-	}
-	return out
-}
-
 // dialThrough runs the mode's client handshake through relay.
 func dialThrough(t *testing.T, relay *udprelay.Relay) (*net.UDPConn, net.Conn) {
 	t.Helper()
-	uc, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(relay.Addr()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := dialV4(t, 5*time.Second)(uc)
-	if err != nil {
-		uc.Close()
-		t.Fatalf("handshake: %v", err)
-	}
-	return uc, c
-}
-
-// rebindingClient runs the mode's client through a NAT (a relay) that
-// gives it a new port after `before` echoed messages and closes the old
-// one, then sends `after` more. It returns how many of those were echoed,
-// after the probes dtlstest.EchoRetry sends until one is echoed at the
-// new port (0 echoed if none is).
-func rebindingClient(t *testing.T, server net.Addr, before, after int) int {
-	t.Helper()
-	nat, err := udprelay.New(server.(*net.UDPAddr).AddrPort(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nat.Close()
-	uc, c := dialThrough(t, nat)
-	defer c.Close()
-	for i := range before {
-		dtlstest.EchoOnce(t, c, fmt.Sprint("before ", i))
-	}
-	local := uc.LocalAddr().(*net.UDPAddr).AddrPort()
-	oldSide, _ := nat.ServerSide(local)
-	newSide, err := nat.Rebind(local)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("the NAT moved the client from %v to %v", oldSide, newSide)
-	buf := make([]byte, 256)
-	probes := dtlstest.EchoRetry(c, "probe", buf, 3, 500*time.Millisecond)
-	t.Logf("probes sent until one was echoed at the new port: %d (0: none was)", probes)
-	if probes == 0 {
-		return 0
-	}
-	n := 0
-	for i := range after {
-		if dtlstest.EchoRetry(c, fmt.Sprint("after ", i), buf, 1, time.Second) == 0 {
-			break
-		}
-		n++
-	}
-	return n
+	return dtlstest.DialThrough(t, relay, dialV4(t, 5*time.Second))
 }
 
 // TestRebindingClient: a pion v4 client with CIDs behind a NAT that
@@ -159,7 +78,7 @@ func TestRebindingClient(t *testing.T) {
 					ln.Close()
 					srv.Stop()
 				})
-				got := rebindingClient(t, ln.Addr(), before, after)
+				got := dtlstest.RebindingClient(t, ln.Addr(), dialV4(t, 5*time.Second), before, after)
 				t.Logf("%s: %d of %d messages after the rebinding echoed", c.name, got, after)
 				if got != c.want {
 					t.Fatalf("%d of %d messages after the rebinding echoed; want %d", got, after, c.want)
@@ -260,8 +179,8 @@ func TestLateCIDRecordsOfAClosedAssociation(t *testing.T) {
 			ln.Close()
 			srv.Stop()
 		})
-		capt := &capture{}
-		relay, err := udprelay.New(addrPort(ln.Addr()), capt.hook)
+		capt := &dtlstest.InFlight{}
+		relay, err := udprelay.New(addrPort(ln.Addr()), capt.Hook)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -276,7 +195,7 @@ func TestLateCIDRecordsOfAClosedAssociation(t *testing.T) {
 		if err := relay.Flush(); err != nil {
 			t.Fatal(err)
 		}
-		late := capt.withCID()
+		late := capt.WithCID()
 		if len(late) < 2 {
 			t.Fatalf("captured %d datagrams with a CID; want the message and its close_notify at least", len(late))
 		}
@@ -320,8 +239,8 @@ func liveCIDClient(t *testing.T) (*demux.Listener, net.Conn, [][]byte) {
 		ln.Close()
 		srv.Stop()
 	})
-	capt := &capture{}
-	relay, err := udprelay.New(addrPort(ln.Addr()), capt.hook)
+	capt := &dtlstest.InFlight{}
+	relay, err := udprelay.New(addrPort(ln.Addr()), capt.Hook)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,7 +248,7 @@ func liveCIDClient(t *testing.T) (*demux.Listener, net.Conn, [][]byte) {
 	_, c := dialThrough(t, relay)
 	t.Cleanup(func() { c.Close() })
 	dtlstest.EchoOnce(t, c, "first")
-	sent := capt.withCID()
+	sent := capt.WithCID()
 	if len(sent) == 0 {
 		t.Fatal("the client sent no record with a CID")
 	}
@@ -366,20 +285,7 @@ func TestForgedCIDRecordFromANewAddress(t *testing.T) {
 	inCIDModes(t, cidModes, func(t *testing.T) {
 		ln, c, genuine := liveCIDClient(t)
 		forged := forgedCIDRecord(cidOf(t, genuine[0]), 0x7f00, 0xa5)
-		attacker, err := net.DialUDP("udp", nil, ln.Addr().(*net.UDPAddr))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer attacker.Close()
-		for _, d := range append(genuine, forged) {
-			attacker.Write(d)
-		}
-		for i := range 3 {
-			dtlstest.EchoOnce(t, c, fmt.Sprint("after the forgeries ", i))
-		}
-		if s := ln.Stats(); s.Moved != 0 || s.Created != 1 || s.UnknownCID != 0 || s.Invalid != 0 {
-			t.Fatalf("stats %+v; want the forgeries delivered to the association, and it unmoved", s)
-		}
+		dtlstest.RunCIDRecordsFromANewAddress(t, ln, c, append(genuine, forged))
 	})
 }
 
@@ -391,45 +297,13 @@ func TestForgedCIDFlood(t *testing.T) {
 	inCIDModes(t, cidModes[:2], func(t *testing.T) {
 		ln, c, genuine := liveCIDClient(t)
 		cid := cidOf(t, genuine[0])
-		const n = 5000
-		forged := func(i int) []byte {
+		dtlstest.RunForgedCIDFlood(t, ln, c, 5000, func(i int) []byte {
 			id := cid
 			if i%2 == 1 {
 				id = []byte{byte(i >> 24), byte(i >> 16), byte(i >> 8), byte(i), 0xee, 0xee, 0xee, 0xee}
 			}
 			return forgedCIDRecord(id, i, byte(i))
-		}
-		before := ln.Stats()
-		stop := make(chan struct{})
-		done := make(chan error, 1)
-		go func() {
-			_, err := spoof.Flood(addrPort(ln.Addr()), n, 1000, 5000, forged, stop)
-			done <- err
-		}()
-		echoes := 0
-		for flooding := true; flooding; {
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Fatal(err)
-				}
-				flooding = false
-			default:
-				dtlstest.EchoOnce(t, c, fmt.Sprint("during the flood ", echoes))
-				echoes++
-			}
-		}
-		close(stop)
-		dtlstest.WaitFor(t, "every forged record judged", func() bool {
-			return ln.Stats().UnknownCID-before.UnknownCID == n/2
 		})
-		dtlstest.EchoOnce(t, c, "after the flood")
-		s := ln.Stats()
-		t.Logf("%d echoes during the flood; %d forged records with unknown CIDs dropped, %d with the live CID delivered to pion and discarded", echoes, s.UnknownCID-before.UnknownCID, n/2)
-		if s.Created != 1 || s.Conns != 1 || s.Peers != 1 || s.Moved != 0 || s.Unverified != 0 ||
-			s.UnknownPeer != before.UnknownPeer || s.Invalid != before.Invalid {
-			t.Fatalf("stats %+v; want the live association alone, unmoved", s)
-		}
 	})
 }
 

@@ -14,7 +14,6 @@ import (
 	"github.com/straydtls/straydtls/adapters/demux"
 	"github.com/straydtls/straydtls/adapters/pionv4"
 	"github.com/straydtls/straydtls/internal/dtlstest"
-	"github.com/straydtls/straydtls/internal/fixture"
 	"github.com/straydtls/straydtls/record"
 	"github.com/straydtls/straydtls/strayfilter"
 	"github.com/straydtls/straydtls/udprelay"
@@ -227,6 +226,27 @@ func TestLateClientHelloCopy(t *testing.T) {
 	})
 }
 
+// pionClosedSession is closedSession with pion's own listener, whose
+// first connection echoes one record and is closed.
+func pionClosedSession(t *testing.T, ln net.Listener) session {
+	t.Helper()
+	closed := make(chan struct{}, 1)
+	echoed := make(chan struct{})
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		buf := make([]byte, 100)
+		n, _ := c.Read(buf)
+		c.Write(buf[:n])
+		<-echoed
+		c.Close()
+		closed <- struct{}{}
+	}()
+	return closedSession(t, ln, func() { close(echoed) }, closed)
+}
+
 // TestPionListenerTakesLateClientHelloCopy documents the bug with pion
 // v4's own listener: the late copy of a closed client's ClientHello comes
 // out of Accept as a connection whose handshake never completes.
@@ -234,38 +254,12 @@ func TestPionListenerTakesLateClientHelloCopy(t *testing.T) {
 	inModes(t, bothVersions, func(t *testing.T) {
 		ln := pionListen(t)
 		defer ln.Close()
-		closed := make(chan struct{}, 1)
-		echoed := make(chan struct{})
-		go func() {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			buf := make([]byte, 100)
-			n, _ := c.Read(buf)
-			c.Write(buf[:n])
-			<-echoed
-			c.Close()
-			closed <- struct{}{}
-		}()
-		s := closedSession(t, ln, func() { close(echoed) }, closed)
+		s := pionClosedSession(t, ln)
 		serverSide, _ := s.relay.ServerSide(s.local)
 		for _, d := range s.lateHello(t) {
 			s.relay.Inject(udprelay.ToServer, s.local, d)
 		}
-		c, err := ln.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		if addrPort(c.RemoteAddr()) != serverSide {
-			t.Fatalf("accepted %v, expected the copy from %v", c.RemoteAddr(), serverSide)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-		defer cancel()
-		if err := c.(*dtls.Conn).HandshakeContext(ctx); err == nil {
-			t.Fatal("the copy's handshake completed")
-		}
+		c := dtlstest.RequireBogusConn(t, ln, serverSide, pionHandshake)
 		t.Logf("pion's own v4 listener accepted a connection from %v for a late copy of a closed client's ClientHello", c.RemoteAddr())
 	})
 }
@@ -276,33 +270,18 @@ func TestPionListenerHandsOutStray(t *testing.T) {
 	inModes(t, bothVersions[:1], func(t *testing.T) {
 		ln := pionListen(t)
 		defer ln.Close()
-		closed := make(chan struct{}, 1)
-		echoed := make(chan struct{})
-		go func() {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			buf := make([]byte, 100)
-			n, _ := c.Read(buf)
-			c.Write(buf[:n])
-			<-echoed
-			c.Close()
-			closed <- struct{}{}
-		}()
-		s := closedSession(t, ln, func() { close(echoed) }, closed)
+		s := pionClosedSession(t, ln)
+		serverSide, _ := s.relay.ServerSide(s.local)
 		s.relay.Inject(udprelay.ToServer, s.local, s.late(t))
-		c, err := ln.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-		defer cancel()
-		if err := c.(*dtls.Conn).HandshakeContext(ctx); err == nil {
-			t.Fatal("the stray's handshake completed")
-		}
+		c := dtlstest.RequireBogusConn(t, ln, serverSide, pionHandshake)
+		t.Logf("pion's own v4 listener accepted a bogus connection from %v for one stray Finished", c.RemoteAddr())
 	})
+}
+
+// pionHandshake runs the handshake of a connection pion's own listener
+// accepted.
+func pionHandshake(ctx context.Context, c net.Conn) error {
+	return c.(*dtls.Conn).HandshakeContext(ctx)
 }
 
 // TestManyClientsConcurrently: under -race, many clients at once; no
@@ -318,37 +297,15 @@ func TestManyClientsConcurrently(t *testing.T) {
 // started.
 func TestPortReuse(t *testing.T) {
 	inModes(t, bothVersions, func(t *testing.T) {
-		ln := listen(t, demux.WithFilter(strayfilter.WithQuietPeriod(time.Hour)))
-		closed := make(chan struct{}, 4)
-		srv := dtlstest.Serve(ln, false, func(net.Conn) { closed <- struct{}{} })
-		pc, err := net.ListenUDP("udp", loopback)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer pc.Close()
-		sock := fixture.NewShared(pc)
-		for i := range 3 {
-			c, err := dtls.Client(dtlstest.SendFirst(sock.Lend()), ln.Addr(), clientOptions(t)...)
+		dtlstest.RunPortReuse(t, listen, func(pc net.PacketConn, addr net.Addr) (net.Conn, error) {
+			c, err := dtls.Client(dtlstest.SendFirst(pc), addr, clientOptions(t)...)
 			if err != nil {
-				t.Fatal(err)
+				return nil, err
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			if err := c.HandshakeContext(ctx); err != nil {
-				t.Fatalf("association %d from %v: %v", i, pc.LocalAddr(), err)
-			}
-			cancel()
-			dtlstest.EchoOnce(t, c, fmt.Sprint("round ", i))
-			if n := srv.CloseOpen(); n != 1 {
-				t.Fatalf("round %d: the server had %d connections open, want 1", i, n)
-			}
-			c.Close()
-			<-closed
-		}
-		if s := ln.Stats(); s.Created != 3 || s.Filter.Forgets != 2 {
-			t.Fatalf("stats %+v", s)
-		}
-		ln.Close()
-		srv.Stop()
+			defer cancel()
+			return c, c.HandshakeContext(ctx)
+		})
 	})
 }
 
