@@ -388,15 +388,7 @@ func ConnectionID(datagram []byte, n int) ([]byte, bool) {
 	}
 	b0 := datagram[0]
 	if b0&unifiedMask == unifiedFixed {
-		// flags, CID, then a sequence number of one or two bytes
-		header := 1 + n + 1
-		if b0&unifiedS != 0 {
-			header++
-		}
-		if b0&unifiedL != 0 {
-			header += 2
-		}
-		if b0&unifiedC == 0 || len(datagram) < header {
+		if b0&unifiedC == 0 || len(datagram) < unifiedHeaderLen(b0, n) {
 			return nil, false
 		}
 		return datagram[1 : 1+n], true

@@ -278,14 +278,8 @@ func inspectHandshake(r *Record, body []byte) bool {
 func inspectUnified(r *Record, datagram []byte) {
 	b0 := datagram[0]
 	r.Class, r.Epoch = ClassCiphertext, uint16(b0&unifiedEpoch)
-	header := 1 + 1
-	if b0&unifiedS != 0 {
-		header++
-	}
+	header := unifiedHeaderLen(b0, 0)
 	hasLength := b0&unifiedL != 0
-	if hasLength {
-		header += 2
-	}
 	if len(datagram) < header {
 		r.Class = ClassMalformed
 		return
@@ -304,6 +298,24 @@ func inspectUnified(r *Record, datagram []byte) {
 	if header+payload > len(datagram) || payload < minCiphertext || payload > maxCiphertext {
 		r.Class = ClassMalformed
 	}
+}
+
+// unifiedHeaderLen is the length of a DTLS 1.3 unified header whose first
+// byte is b0 and whose CID, if its C bit is set, is cidLen bytes (RFC 9147
+// §4): the flags, the CID, a sequence number of one or two bytes (S) and
+// a length field (L).
+func unifiedHeaderLen(b0 byte, cidLen int) int {
+	n := 1 + 1
+	if b0&unifiedC != 0 {
+		n += cidLen
+	}
+	if b0&unifiedS != 0 {
+		n++
+	}
+	if b0&unifiedL != 0 {
+		n += 2
+	}
+	return n
 }
 
 // wellFormedACK reports whether an ACK's body is a record_numbers list:
@@ -380,14 +392,10 @@ func unifiedRecordLen(d []byte) int {
 	if b0&unifiedC != 0 {
 		return 0
 	}
-	header := 2
-	if b0&unifiedS != 0 {
-		header++
-	}
 	if b0&unifiedL == 0 {
 		return len(d) // the record runs to the end of the datagram
 	}
-	header += 2
+	header := unifiedHeaderLen(b0, 0)
 	if len(d) < header {
 		return 0
 	}

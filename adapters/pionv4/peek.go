@@ -20,7 +20,7 @@ type cidSettings struct {
 // pion does, to a configuration of its own and reads two of its exported
 // fields. If a later pion changes what its options are, nothing is read,
 // and the listener still routes the CID each ServerHello names
-// (TestPeekConnectionID fails first).
+// (TestConnectionIDOptionIsRead fails first).
 func peekConnectionID(opts []dtls.ServerOption) (cid cidSettings, ok bool) {
 	defer func() {
 		if recover() != nil {

@@ -192,9 +192,9 @@ func (m *Machine[T]) unbindCIDs(a *Assoc[T]) {
 
 // Moved tells the Machine that a's stack now sends to a new address, to:
 // it authenticated a record with a CID from there (RFC 9146 §6, RFC 9147
-// §9), so that is where the client is. Only an established association with a CID moves;
-// the shell passes only what its stack decided, never what a datagram
-// claims. The association takes its new address's place (ClientHellos
+// §9), so that is where the client is. Only an established association
+// with a CID moves; the shell passes only what its stack decided, never
+// what a datagram claims. The association takes its new address's place (ClientHellos
 // from there are its client's re-handshakes, a close quiets that
 // address) unless another established association holds it, which keeps
 // it: then a goes on by CID alone and quiets no address when it ends.

@@ -155,7 +155,10 @@ func (m *Machine[T]) Client(now int64, from netip.AddrPort, d []byte) (r Route[T
 			m.toLive(now, p.live, d, &r)
 		}
 	default: // protected
-		early := isEarlyData(d)
+		// 0-RTT data: a DTLS 1.3 record at epoch 1, which a client sends
+		// right behind its ClientHello (epoch 5, after three key updates,
+		// only an established association takes).
+		early := rec.Class == record.ClassCiphertext && rec.Epoch == 1
 		// Verify first: a closing association may be reclaimed for it,
 		// and it must not be the one this datagram is about to close.
 		// 0-RTT data answers nothing the server sent: it verifies nothing.
@@ -319,12 +322,6 @@ func (m *Machine[T]) resumeLater(a *Assoc[T], rec *record.Record) {
 		a.scan = rec.Scan()
 	}
 }
-
-// isEarlyData reports whether a datagram starts with a DTLS 1.3 record at
-// epoch 1: 0-RTT data, which a client sends right behind its ClientHello
-// (or, after three key updates, epoch 5 application data, which only an
-// established association takes).
-func isEarlyData(d []byte) bool { return len(d) > 0 && d[0]&0xe0 == 0x20 && d[0]&0x03 == 1 }
 
 // open makes an Unverified association for a new ClientHello, evicting
 // what rule 1 and rule 2 say must make room. It returns nil only when the
