@@ -31,10 +31,7 @@ func rehandshake(t *testing.T) {
 			if err != nil {
 				return uc, nil, err
 			}
-			ctx, cancel := dtlstest.Timeout(timeout)()
-			defer cancel()
-			if err := c.HandshakeContext(ctx); err != nil {
-				c.Close()
+			if err := dtlstest.Handshake(c, timeout); err != nil {
 				return uc, nil, err
 			}
 			return uc, c, nil

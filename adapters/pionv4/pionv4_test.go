@@ -60,10 +60,7 @@ func dial(t *testing.T, addr netip.AddrPort) *dtls.Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), dtlstest.HandshakeTimeout)
-	defer cancel()
-	if err := c.HandshakeContext(ctx); err != nil {
-		c.Close()
+	if err := dtlstest.Handshake(c, dtlstest.HandshakeTimeout); err != nil {
 		t.Fatalf("handshake with %v: %v", addr, err)
 	}
 	return c
@@ -302,9 +299,7 @@ func TestPortReuse(t *testing.T) {
 			if err != nil {
 				return nil, err
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			return c, c.HandshakeContext(ctx)
+			return c, dtlstest.Handshake(c, 5*time.Second)
 		})
 	})
 }

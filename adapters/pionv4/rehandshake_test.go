@@ -32,10 +32,7 @@ func TestRehandshake(t *testing.T) {
 				if err != nil {
 					return uc, nil, err
 				}
-				ctx, cancel := dtlstest.Timeout(timeout)()
-				defer cancel()
-				if err := c.HandshakeContext(ctx); err != nil {
-					c.Close()
+				if err := dtlstest.Handshake(c, timeout); err != nil {
 					return uc, nil, err
 				}
 				return uc, c, nil

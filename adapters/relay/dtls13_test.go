@@ -82,12 +82,4 @@ func TestDTLS13ThroughRelay(t *testing.T) {
 	}
 }
 
-func handshake(c *dtls.Conn) error {
-	ctx, cancel := dtlstest.Timeout(5 * time.Second)()
-	defer cancel()
-	if err := c.HandshakeContext(ctx); err != nil {
-		c.Close()
-		return err
-	}
-	return nil
-}
+func handshake(c *dtls.Conn) error { return dtlstest.Handshake(c, 5*time.Second) }

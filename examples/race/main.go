@@ -279,21 +279,6 @@ func lateCopies(rec *udprelay.Recorder, client netip.AddrPort) [][]byte {
 
 func (s scenario) dial(cert tls.Certificate, addr netip.AddrPort) (net.Conn, netip.AddrPort, error) {
 	raddr := net.UDPAddrFromAddrPort(addr)
-	if s.v4 != 0 {
-		c, err := dtlsv4.Dial("udp", raddr, dtlsv4.WithCertificates(cert), dtlsv4.WithInsecureSkipVerify(true),
-			dtlsv4.WithMinVersion(s.v4), dtlsv4.WithMaxVersion(s.v4))
-		if err != nil {
-			return nil, netip.AddrPort{}, err
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := c.HandshakeContext(ctx); err != nil {
-			c.Close()
-			return nil, netip.AddrPort{}, err
-		}
-		local := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), c.LocalAddr().(*net.UDPAddr).AddrPort().Port())
-		return c, local, nil
-	}
 	if s.v2 {
 		c, err := dtlsv2.Dial("udp", raddr, &dtlsv2.Config{
 			Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true,
@@ -306,7 +291,14 @@ func (s scenario) dial(cert tls.Certificate, addr netip.AddrPort) (net.Conn, net
 		}
 		return c, c.LocalAddr().(*net.UDPAddr).AddrPort(), nil
 	}
-	c, err := dtlsv3.Dial("udp", raddr, &dtlsv3.Config{Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true})
+	var c handshaker
+	var err error
+	if s.v4 != 0 {
+		c, err = dtlsv4.Dial("udp", raddr, dtlsv4.WithCertificates(cert), dtlsv4.WithInsecureSkipVerify(true),
+			dtlsv4.WithMinVersion(s.v4), dtlsv4.WithMaxVersion(s.v4))
+	} else {
+		c, err = dtlsv3.Dial("udp", raddr, &dtlsv3.Config{Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true})
+	}
 	if err != nil {
 		return nil, netip.AddrPort{}, err
 	}
@@ -316,9 +308,16 @@ func (s scenario) dial(cert tls.Certificate, addr netip.AddrPort) (net.Conn, net
 		c.Close()
 		return nil, netip.AddrPort{}, err
 	}
-	// pion v3 binds the unspecified address; the relay sees loopback.
+	// pion v3 and v4 bind the unspecified address; the relay sees loopback.
 	local := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), c.LocalAddr().(*net.UDPAddr).AddrPort().Port())
 	return c, local, nil
+}
+
+// handshaker is a pion v3 or v4 client conn, whose handshake runs on
+// HandshakeContext.
+type handshaker interface {
+	net.Conn
+	HandshakeContext(ctx context.Context) error
 }
 
 func serverV2(cert tls.Certificate) *dtlsv2.Config {

@@ -43,6 +43,24 @@ func connectContext() (context.Context, func()) {
 	return context.WithTimeout(context.Background(), HandshakeTimeout)
 }
 
+// Handshaker is a pion v3 or v4 conn: its handshake runs on HandshakeContext.
+type Handshaker interface {
+	HandshakeContext(ctx context.Context) error
+	Close() error
+}
+
+// Handshake runs c's handshake, giving up after d, and closes c if it
+// fails.
+func Handshake(c Handshaker, d time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	if err := c.HandshakeContext(ctx); err != nil {
+		c.Close()
+		return err
+	}
+	return nil
+}
+
 // Timeout is a pion ConnectContextMaker that gives up after d.
 func Timeout(d time.Duration) func() (context.Context, func()) {
 	return func() (context.Context, func()) { return context.WithTimeout(context.Background(), d) }
@@ -191,12 +209,6 @@ func DialV3With(cfg *dtlsv3.Config, timeout time.Duration) func(uc *net.UDPConn)
 		if err != nil {
 			return nil, err
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		defer cancel()
-		if err := c.HandshakeContext(ctx); err != nil {
-			c.Close()
-			return nil, err
-		}
-		return c, nil
+		return c, Handshake(c, timeout)
 	}
 }

@@ -18,6 +18,20 @@ import (
 // epoch-0 ClientHello without cookie, caught on a socket that never answers.
 func ClientHello(t testing.TB) []byte {
 	t.Helper()
+	return firstDatagram(t, func(ctx context.Context, uc *net.UDPConn) {
+		cfg := ClientV2(t)
+		cfg.ConnectContextMaker = func() (context.Context, func()) { return ctx, func() {} }
+		if c, err := dtlsv2.Client(uc, cfg); err == nil {
+			c.Close()
+		}
+	})
+}
+
+// firstDatagram runs client over a socket connected to one that never
+// answers, returns the first datagram it sends, then cancels ctx and
+// waits for client to return.
+func firstDatagram(t testing.TB, client func(ctx context.Context, uc *net.UDPConn)) []byte {
+	t.Helper()
 	sink, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
@@ -27,15 +41,11 @@ func ClientHello(t testing.TB) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := ClientV2(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	cfg.ConnectContextMaker = func() (context.Context, func()) { return ctx, func() {} }
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if c, err := dtlsv2.Client(uc, cfg); err == nil {
-			c.Close()
-		}
+		client(ctx, uc)
 	}()
 	buf := make([]byte, 2048)
 	sink.SetReadDeadline(time.Now().Add(10 * time.Second))

@@ -59,13 +59,7 @@ func DialV4(opts []dtlsv4.ClientOption, timeout time.Duration) func(uc *net.UDPC
 		if err != nil {
 			return nil, err
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		defer cancel()
-		if err := c.HandshakeContext(ctx); err != nil {
-			c.Close()
-			return nil, err
-		}
-		return c, nil
+		return c, Handshake(c, timeout)
 	}
 }
 
@@ -135,35 +129,13 @@ func (s *sendFirst) SetDeadline(t time.Time) error {
 // DTLS 1.3, with the X25519 key share it offers first, one datagram).
 func ClientHelloV4(t testing.TB, opts []dtlsv4.ClientOption) []byte {
 	t.Helper()
-	sink, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sink.Close()
-	uc, err := net.DialUDP("udp", nil, sink.LocalAddr().(*net.UDPAddr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := dtlsv4.Client(connected(uc), uc.RemoteAddr(), opts...)
-	if err != nil {
-		uc.Close()
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
+	return firstDatagram(t, func(ctx context.Context, uc *net.UDPConn) {
+		c, err := dtlsv4.Client(connected(uc), uc.RemoteAddr(), opts...)
+		if err != nil {
+			t.Errorf("pion v4 client: %v", err)
+			return
+		}
 		c.HandshakeContext(ctx)
-	}()
-	buf := make([]byte, 2048)
-	sink.SetReadDeadline(time.Now().Add(10 * time.Second))
-	n, _, err := sink.ReadFromUDPAddrPort(buf)
-	cancel()
-	<-done
-	c.Close()
-	uc.Close()
-	if err != nil {
-		t.Fatalf("catching a ClientHello: %v", err)
-	}
-	return buf[:n]
+		c.Close()
+	})
 }
