@@ -418,20 +418,30 @@ func (t *Table) LateHello(peer netip.AddrPort, rnd [32]byte) bool {
 	if t.n.Load() == 0 || !peer.IsValid() {
 		return false
 	}
-	k := makeKey(peer)
-	h := k.hash(t.seed)
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	idx, ok := t.quietLocked(peer)
+	if !ok {
+		return false
+	}
+	hello := t.st.Load().entries[idx].hello
+	return hello != 0 && hello == maphash.Comparable(t.helloSeed, rnd)|1
+}
+
+// quietLocked returns the index of peer's entry if its quiet period is
+// running; with mu held, so the entry stays put.
+func (t *Table) quietLocked(peer netip.AddrPort) (uint32, bool) {
+	k := makeKey(peer)
 	st := t.st.Load()
-	i := st.slot(k, h)
+	i := st.slot(k, k.hash(t.seed))
 	if i < 0 {
-		return false
+		return 0, false
 	}
-	e := &st.entries[uint32(st.index[i].Load())-1]
-	if e.hello == 0 || e.deadline.Load() <= t.now() {
-		return false
+	idx := uint32(st.index[i].Load()) - 1
+	if st.entries[idx].deadline.Load() <= t.now() {
+		return 0, false
 	}
-	return e.hello == maphash.Comparable(t.helloSeed, rnd)|1
+	return idx, true
 }
 
 // keepAlert starts entry idx's echo bookkeeping afresh; with mu held.
@@ -465,21 +475,14 @@ func (t *Table) Stray(peer netip.AddrPort, size int, buf []byte) (int, bool) {
 	if t.n.Load() == 0 || !peer.IsValid() || size < 0 {
 		return 0, false
 	}
-	k := makeKey(peer)
-	h := k.hash(t.seed)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if len(t.echo) == 0 {
 		return 0, false
 	}
-	st := t.st.Load()
-	i := st.slot(k, h)
-	if i < 0 {
-		return 0, false
-	}
-	idx := uint32(st.index[i].Load()) - 1
+	idx, ok := t.quietLocked(peer)
 	es := t.echo[idx]
-	if es == nil || st.entries[idx].deadline.Load() <= t.now() {
+	if !ok || es == nil {
 		return 0, false
 	}
 	es.strays++
