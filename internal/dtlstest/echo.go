@@ -194,3 +194,17 @@ func EchoRetry(conn net.Conn, msg string, buf []byte, tries int, wait time.Durat
 	}
 	return 0
 }
+
+// EchoOnce writes msg on c and checks that it comes back.
+func EchoOnce(t testing.TB, c net.Conn, msg string) {
+	t.Helper()
+	if _, err := c.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 2048)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, err := c.Read(buf)
+	if err != nil || string(buf[:n]) != msg {
+		t.Fatalf("echo of %q: got %q, %v", msg, buf[:n], err)
+	}
+}
