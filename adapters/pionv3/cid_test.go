@@ -11,7 +11,6 @@ import (
 	"github.com/straydtls/straydtls/adapters/demux"
 	"github.com/straydtls/straydtls/adapters/pionv3"
 	"github.com/straydtls/straydtls/internal/dtlstest"
-	"github.com/straydtls/straydtls/record"
 	"github.com/straydtls/straydtls/udprelay"
 )
 
@@ -126,58 +125,9 @@ func TestLateCIDRecordsOfAClosedAssociation(t *testing.T) {
 	if err := relay.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	late := capt.All()
-	cids := 0
-	for _, d := range late {
-		if d[0] == record.ContentTypeConnectionID {
-			cids++
-		}
-	}
-	if cids < 2 {
-		t.Fatalf("captured %d tls12_cid datagrams; want the message and its close_notify at least", cids)
-	}
-	dtlstest.WaitFor(t, "the association's end", func() bool { return ln.Stats().Conns == 0 })
-	before := ln.Stats()
-	// From a new port, straight at the server; and through the relay,
-	// from the closed association's own address, which is quiet.
-	fresh, err := net.DialUDP("udp", nil, ln.Addr().(*net.UDPAddr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fresh.Close()
-	local := uc.LocalAddr().(*net.UDPAddr).AddrPort()
-	for _, d := range late {
-		fresh.Write(d)
-		relay.Inject(udprelay.ToServer, local, d)
-	}
-	strays := func(s demux.Stats) (n uint64) {
-		for _, v := range s.Filter.Strays {
-			n += v
-		}
-		return n
-	}
-	var s demux.Stats
-	defer func() {
-		if t.Failed() {
-			t.Logf("late %d (%d cid); before %+v\nafter %+v", len(late), cids, before, s)
-		}
-	}()
-	dtlstest.WaitFor(t, "every late datagram judged", func() bool {
-		s = ln.Stats()
-		return s.UnknownCID-before.UnknownCID == uint64(cids) &&
-			s.UnknownPeer-before.UnknownPeer == uint64(len(late)-cids) &&
-			// The client's own close_notify may still be on its way.
-			strays(s)-strays(before) >= uint64(len(late))
+	dtlstest.RunLateRecordsOfAClosedAssociation(t, ln, relay, uc.LocalAddr().(*net.UDPAddr).AddrPort(), capt.All(), func() net.Conn {
+		return dial(t, addrPort(ln.Addr()))
 	})
-	start := time.Now()
-	b := dial(t, addrPort(ln.Addr()))
-	took := time.Since(start)
-	dtlstest.EchoOnce(t, b, "next client")
-	b.Close()
-	t.Logf("%d late datagrams (%d tls12_cid) from a new port and from the quiet one: next client's handshake took %v", len(late), cids, took)
-	if s := ln.Stats(); s.Created != 2 || s.Accepted != 2 || s.HandshakeFailed != 0 {
-		t.Fatalf("stats %+v; want 2 associations, both real", s)
-	}
 }
 
 // liveCIDClient starts an echo server on the adapter with CIDs and one
@@ -194,12 +144,7 @@ func liveCIDClient(t *testing.T) (*demux.Listener, net.Conn, [][]byte) {
 	_, capt, _, c := cidClient(t, ln)
 	t.Cleanup(func() { c.Close() })
 	dtlstest.EchoOnce(t, c, "first")
-	var sent [][]byte
-	for _, d := range capt.All() {
-		if d[0] == record.ContentTypeConnectionID {
-			sent = append(sent, d)
-		}
-	}
+	sent := capt.WithCID()
 	if len(sent) == 0 {
 		t.Fatal("the client sent no tls12_cid record")
 	}

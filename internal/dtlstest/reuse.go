@@ -3,13 +3,16 @@ package dtlstest
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/straydtls/straydtls/adapters/demux"
 	"github.com/straydtls/straydtls/internal/fixture"
 	"github.com/straydtls/straydtls/internal/spoof"
+	"github.com/straydtls/straydtls/record"
 	"github.com/straydtls/straydtls/strayfilter"
+	"github.com/straydtls/straydtls/udprelay"
 )
 
 // RunPortReuse runs three associations in turn from one client socket,
@@ -112,5 +115,64 @@ func RunCIDRecordsFromANewAddress(t *testing.T, ln *demux.Listener, c net.Conn, 
 	}
 	if s := ln.Stats(); s.Moved != 0 || s.Created != 1 || s.UnknownCID != 0 || s.Invalid != 0 {
 		t.Fatalf("stats %+v; want the forgeries delivered to the association, and it unmoved", s)
+	}
+}
+
+// RunLateRecordsOfAClosedAssociation replays late, the datagrams a client
+// sent on an association with CIDs that the server has closed, from a new
+// port straight at ln and through relay from the client's own address
+// (local), which is quiet. Those carrying the CID must be dropped as
+// unknown CIDs from the new port, the rest as unknown peers, and all of
+// them as strays from the quiet address; then the next client (next) is
+// served at once and no connection came of the strays.
+func RunLateRecordsOfAClosedAssociation(t *testing.T, ln *demux.Listener, relay *udprelay.Relay, local netip.AddrPort, late [][]byte, next func() net.Conn) {
+	t.Helper()
+	cids := 0
+	for _, d := range late {
+		if record.HasConnectionID(d) {
+			cids++
+		}
+	}
+	if cids < 2 {
+		t.Fatalf("captured %d datagrams with a CID; want the message and its close_notify at least", cids)
+	}
+	WaitFor(t, "the association's end", func() bool { return ln.Stats().Conns == 0 })
+	before := ln.Stats()
+	fresh, err := net.DialUDP("udp", nil, ln.Addr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	for _, d := range late {
+		fresh.Write(d)
+		relay.Inject(udprelay.ToServer, local, d)
+	}
+	strays := func(s demux.Stats) (n uint64) {
+		for _, v := range s.Filter.Strays {
+			n += v
+		}
+		return n
+	}
+	var s demux.Stats
+	defer func() {
+		if t.Failed() {
+			t.Logf("late %d (%d with a CID); before %+v\nafter %+v", len(late), cids, before, s)
+		}
+	}()
+	WaitFor(t, "every late datagram judged", func() bool {
+		s = ln.Stats()
+		return s.UnknownCID-before.UnknownCID == uint64(cids) &&
+			s.UnknownPeer-before.UnknownPeer == uint64(len(late)-cids) &&
+			// The client's own close_notify may still be on its way.
+			strays(s)-strays(before) >= uint64(len(late))
+	})
+	start := time.Now()
+	b := next()
+	took := time.Since(start)
+	EchoOnce(t, b, "next client")
+	b.Close()
+	t.Logf("%d late datagrams (%d with a CID) from a new port and from the quiet one: next client's handshake took %v", len(late), cids, took)
+	if s := ln.Stats(); s.Created != 2 || s.Accepted != 2 || s.HandshakeFailed != 0 {
+		t.Fatalf("stats %+v; want 2 associations, both real", s)
 	}
 }
