@@ -3,6 +3,7 @@ module github.com/straydtls/straydtls
 go 1.26.8
 
 require (
+	github.com/cilium/ebpf v0.22.0
 	github.com/pion/dtls/v2 v2.2.12
 	github.com/pion/dtls/v3 v3.1.15
 	github.com/pion/dtls/v4 v4.0.2

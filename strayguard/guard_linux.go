@@ -1,0 +1,444 @@
+//go:build linux
+
+package strayguard
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
+)
+
+// Program names, as the kernel lists them (bpftool prog show).
+const (
+	ingressName = "stray_ingress"
+	egressName  = "stray_egress"
+)
+
+// Guard is the pair of programs attached to one interface for a set of
+// server ports, and the maps they share.
+type Guard struct {
+	mu      sync.Mutex
+	objs    guardObjects
+	links   [2]link.Link // ingress, egress
+	ifindex int
+	iface   string
+	ports   []uint16
+	pinDir  string
+	lock    *os.File
+	adopted bool
+	closed  bool
+}
+
+// direction is one of the two attach points.
+type direction struct {
+	name   string // of the link's pin
+	attach ebpf.AttachType
+	prog   func(*guardObjects) *ebpf.Program
+}
+
+var directions = [2]direction{
+	{"ingress", ebpf.AttachTCXIngress, func(o *guardObjects) *ebpf.Program { return o.StrayIngress }},
+	{"egress", ebpf.AttachTCXEgress, func(o *guardObjects) *ebpf.Program { return o.StrayEgress }},
+}
+
+// Attach loads the programs and attaches them at tcx ingress and egress
+// of the interface named iface, for the servers on ports. On error nothing
+// stays attached and nothing is pinned that was not before.
+func Attach(iface string, ports []uint16, opts ...Option) (*Guard, error) {
+	cfg, err := newConfig(ports, opts)
+	if err != nil {
+		return nil, err
+	}
+	ifi, err := net.InterfaceByName(iface)
+	if err != nil {
+		return nil, fmt.Errorf("strayguard: interface %q: %w: %w", iface, err, ErrInvalidOption)
+	}
+	l2, err := linkHeaderLen(ifi.Name)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := loadGuard()
+	if err != nil {
+		return nil, fmt.Errorf("strayguard: reading the compiled programs: %w", err)
+	}
+	spec.Maps["quiet"].MaxEntries = uint32(cfg.maxPeers)
+	if err := spec.Variables["quiet_ns"].Set(uint64(cfg.quiet)); err != nil {
+		return nil, fmt.Errorf("strayguard: setting the quiet period: %w", err)
+	}
+	if err := spec.Variables["l2_len"].Set(uint32(l2)); err != nil {
+		return nil, fmt.Errorf("strayguard: setting the link header length: %w", err)
+	}
+	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
+	_ = rlimit.RemoveMemlock()
+
+	g := &Guard{ifindex: ifi.Index, iface: ifi.Name, ports: slices.Clone(ports), pinDir: cfg.pinDir}
+	ok := false
+	defer func() {
+		if !ok {
+			g.release()
+		}
+	}()
+	if g.pinDir != "" {
+		if g.lock, err = lockPinDir(g.pinDir); err != nil {
+			return nil, err
+		}
+		if g.adopted, err = adoptMaps(spec, g.pinDir); err != nil {
+			return nil, err
+		}
+	}
+	var load ebpf.CollectionOptions
+	load.Maps.PinPath = g.pinDir
+	if g.pinDir == "" {
+		for _, m := range spec.Maps {
+			m.Pinning = ebpf.PinNone
+		}
+	}
+	if err := spec.LoadAndAssign(&g.objs, &load); err != nil {
+		return nil, loadError(err)
+	}
+	var bits [1024]uint64
+	for _, p := range ports {
+		bits[p/64] |= 1 << (p % 64)
+	}
+	for i, w := range bits {
+		if w != 0 {
+			if err := g.objs.Ports.Put(uint32(i), w); err != nil {
+				return nil, fmt.Errorf("strayguard: writing the port map: %w", err)
+			}
+		}
+	}
+	if err := g.attach(); err != nil {
+		return nil, err
+	}
+	ok = true
+	return g, nil
+}
+
+// attach attaches both programs, or adopts the pinned links and swaps their
+// programs for ours, after checking that no other Guard watches our ports.
+func (g *Guard) attach() error {
+	var pinned [2]link.Link
+	defer func() {
+		for _, l := range pinned {
+			if l != nil {
+				l.Close()
+			}
+		}
+	}()
+	ours := map[ebpf.ProgramID]bool{}
+	for i, d := range directions {
+		if g.pinDir == "" {
+			continue
+		}
+		l, err := link.LoadPinnedLink(filepath.Join(g.pinDir, d.name), nil)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("strayguard: adopting the %s link pinned in %s: %w", d.name, g.pinDir, err)
+		}
+		pinned[i] = l
+		info, err := l.Info()
+		if err != nil {
+			return fmt.Errorf("strayguard: reading the %s link pinned in %s: %w", d.name, g.pinDir, err)
+		}
+		if tcx := info.TCX(); tcx == nil || int(tcx.Ifindex) != g.ifindex {
+			return fmt.Errorf("strayguard: the %s link pinned in %s is not at tcx %s of %s: %w", d.name, g.pinDir, d.name, g.iface, ErrGuarded)
+		}
+		ours[info.Program] = true
+	}
+	if err := g.checkOthers(ours); err != nil {
+		return err
+	}
+	var fresh [2]bool
+	undo := func() {
+		for i, l := range g.links {
+			if l != nil && fresh[i] {
+				if g.pinDir != "" {
+					l.Unpin()
+				}
+				l.Close()
+				g.links[i] = nil
+			}
+		}
+	}
+	for i, d := range directions {
+		prog := d.prog(&g.objs)
+		if l := pinned[i]; l != nil {
+			// The new programs take over the pinned links in place: no
+			// datagram passes unfiltered in between.
+			if err := l.Update(prog); err != nil {
+				undo()
+				return fmt.Errorf("strayguard: replacing the %s program: %w", d.name, err)
+			}
+			g.links[i], pinned[i] = l, nil
+			continue
+		}
+		l, err := link.AttachTCX(link.TCXOptions{Interface: g.ifindex, Program: prog, Attach: d.attach})
+		if err != nil {
+			undo()
+			return attachError(g.iface, d.name, err)
+		}
+		g.links[i], fresh[i] = l, true
+		if g.pinDir != "" {
+			if err := l.Pin(filepath.Join(g.pinDir, d.name)); err != nil {
+				undo()
+				return fmt.Errorf("strayguard: pinning the %s link in %s: %w", d.name, g.pinDir, err)
+			}
+		}
+	}
+	return nil
+}
+
+// checkOthers fails if a strayguard program other than ours (the pinned
+// links' programs, which we replace) watches one of our ports on the
+// interface: two of them would keep two quiet maps for one server.
+func (g *Guard) checkOthers(ours map[ebpf.ProgramID]bool) error {
+	for _, d := range directions {
+		res, err := link.QueryPrograms(link.QueryOptions{Target: g.ifindex, Attach: d.attach})
+		if err != nil {
+			return attachError(g.iface, d.name, err)
+		}
+		for _, ap := range res.Programs {
+			if ours[ap.ID] {
+				continue
+			}
+			if port, ok := guardedBy(ap.ID, g.ports); ok {
+				return fmt.Errorf("strayguard: port %d on %s is already guarded by BPF program %d (another strayguard): %w", port, g.iface, ap.ID, ErrGuarded)
+			}
+		}
+	}
+	return nil
+}
+
+// guardedBy reports the first of ports that program id, if it is one of
+// strayguard's, watches.
+func guardedBy(id ebpf.ProgramID, ports []uint16) (uint16, bool) {
+	prog, err := ebpf.NewProgramFromID(id)
+	if err != nil {
+		return 0, false // gone since the query
+	}
+	defer prog.Close()
+	info, err := prog.Info()
+	if err != nil || info.Name != ingressName && info.Name != egressName {
+		return 0, false
+	}
+	ids, _ := info.MapIDs()
+	for _, mid := range ids {
+		m, err := ebpf.NewMapFromID(mid)
+		if err != nil {
+			continue
+		}
+		mi, err := m.Info()
+		if err == nil && mi.Name == "ports" {
+			for _, p := range ports {
+				var w uint64
+				if m.Lookup(uint32(p/64), &w) == nil && w&(1<<(p%64)) != 0 {
+					m.Close()
+					return p, true
+				}
+			}
+		}
+		m.Close()
+	}
+	return 0, false
+}
+
+// Adopted reports whether Attach found a pinned quiet map and carried on
+// with its quiet clients.
+func (g *Guard) Adopted() bool { return g.adopted }
+
+// Interface and Ports say what the Guard watches.
+func (g *Guard) Interface() string { return g.iface }
+
+// Ports returns the guarded server ports.
+func (g *Guard) Ports() []uint16 { return slices.Clone(g.ports) }
+
+// Stats reads the counters and counts the quiet map's entries.
+func (g *Guard) Stats() (Stats, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var s Stats
+	if g.closed {
+		return s, net.ErrClosed
+	}
+	var sums [numCounters]uint64
+	per := make([]uint64, ebpf.MustPossibleCPU())
+	for i := range sums {
+		if err := g.objs.Counters.Lookup(uint32(i), &per); err != nil {
+			return s, fmt.Errorf("strayguard: reading counter %d: %w", i, err)
+		}
+		for _, v := range per {
+			sums[i] += v
+		}
+	}
+	s.fromCounters(&sums)
+	var (
+		k guardQuietKey
+		v guardQuietValue
+	)
+	it := g.objs.Quiet.Iterate()
+	for it.Next(&k, &v) {
+		s.QuietClients++
+	}
+	if err := it.Err(); err != nil {
+		return s, fmt.Errorf("strayguard: counting quiet clients: %w", err)
+	}
+	return s, nil
+}
+
+// Quiet reports how much of its quiet period client has left with the
+// server on serverPort, and whether it is quiet at all.
+func (g *Guard) Quiet(client netip.AddrPort, serverPort uint16) (time.Duration, bool, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return 0, false, net.ErrClosed
+	}
+	var v guardQuietValue
+	err := g.objs.Quiet.Lookup(quietKey(client, serverPort), &v)
+	if errors.Is(err, ebpf.ErrKeyNotExist) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("strayguard: looking up %v: %w", client, err)
+	}
+	left := time.Duration(int64(v.Deadline) - monotonicNow())
+	return left, left > 0, nil
+}
+
+// Programs returns the ingress and egress programs, for their run-time
+// statistics (ebpf.EnableStats, Program.Stats). They stay the Guard's.
+func (g *Guard) Programs() (ingress, egress *ebpf.Program) {
+	return g.objs.StrayIngress, g.objs.StrayEgress
+}
+
+// Close releases the Guard. Unpinned, its programs are detached; pinned
+// (WithPinDir), they go on filtering with their state until the next Attach
+// with the same pin directory adopts them, or Detach.
+func (g *Guard) Close() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return nil
+	}
+	g.closed = true
+	return g.release()
+}
+
+// Detach removes the programs from the interface and, if pinned, their pins
+// and state.
+func (g *Guard) Detach() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return net.ErrClosed
+	}
+	g.closed = true
+	var errs []error
+	if g.pinDir != "" {
+		for _, l := range g.links {
+			if l != nil {
+				errs = append(errs, l.Unpin())
+			}
+		}
+		errs = append(errs, g.objs.Quiet.Unpin(), g.objs.Counters.Unpin())
+	}
+	errs = append(errs, g.release())
+	if g.pinDir != "" {
+		errs = append(errs, os.Remove(g.pinDir))
+	}
+	return errors.Join(errs...)
+}
+
+// release closes every descriptor the Guard holds.
+func (g *Guard) release() error {
+	var errs []error
+	for i, l := range g.links {
+		if l != nil {
+			errs = append(errs, l.Close())
+			g.links[i] = nil
+		}
+	}
+	errs = append(errs, g.objs.Close())
+	if g.lock != nil {
+		errs = append(errs, g.lock.Close())
+		g.lock = nil
+	}
+	return errors.Join(errs...)
+}
+
+// quietKey is the quiet map's key for client and the server's port.
+func quietKey(client netip.AddrPort, serverPort uint16) guardQuietKey {
+	return guardQuietKey{
+		Addr:       client.Addr().As16(),
+		ClientPort: networkOrder(client.Port()),
+		ServerPort: networkOrder(serverPort),
+	}
+}
+
+// networkOrder is p as the programs hold it: its big-endian bytes read in
+// the host's order.
+func networkOrder(p uint16) uint16 {
+	var b [2]byte
+	binary.BigEndian.PutUint16(b[:], p)
+	return binary.NativeEndian.Uint16(b[:])
+}
+
+// monotonicNow is bpf_ktime_get_ns's clock.
+func monotonicNow() int64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return ts.Nano()
+}
+
+// linkHeaderLen is how many bytes precede the IP header in what tc sees on
+// the interface.
+func linkHeaderLen(iface string) (int, error) {
+	b, err := os.ReadFile(filepath.Join("/sys/class/net", iface, "type"))
+	if err != nil {
+		return 0, fmt.Errorf("strayguard: interface %q: reading its link type: %w", iface, err)
+	}
+	var typ int
+	if _, err := fmt.Sscan(string(b), &typ); err != nil {
+		return 0, fmt.Errorf("strayguard: interface %q: link type %q: %w", iface, b, err)
+	}
+	switch typ {
+	case unix.ARPHRD_ETHER, unix.ARPHRD_LOOPBACK:
+		return 14, nil
+	case unix.ARPHRD_NONE: // tun, WireGuard: bare IP packets
+		return 0, nil
+	}
+	return 0, fmt.Errorf("strayguard: interface %q has link type %d; Ethernet, loopback and bare-IP (tun, WireGuard) interfaces are supported: %w", iface, typ, ErrNotSupported)
+}
+
+func loadError(err error) error {
+	if errors.Is(err, unix.EPERM) || errors.Is(err, os.ErrPermission) {
+		return fmt.Errorf("strayguard: loading the BPF programs needs root, or CAP_BPF and CAP_NET_ADMIN: %w: %w", err, ErrPermission)
+	}
+	return fmt.Errorf("strayguard: loading the BPF programs: %w", err)
+}
+
+func attachError(iface, dir string, err error) error {
+	switch {
+	case errors.Is(err, ebpf.ErrNotSupported):
+		var u unix.Utsname
+		_ = unix.Uname(&u)
+		return fmt.Errorf("strayguard: kernel %s cannot attach at tcx (Linux 6.6 or later is needed): %w", unix.ByteSliceToString(u.Release[:]), ErrNotSupported)
+	case errors.Is(err, unix.EPERM) || errors.Is(err, os.ErrPermission):
+		return fmt.Errorf("strayguard: attaching at tcx %s of %s needs root, or CAP_NET_ADMIN: %w: %w", dir, iface, err, ErrPermission)
+	}
+	return fmt.Errorf("strayguard: attaching at tcx %s of %s: %w", dir, iface, err)
+}
