@@ -69,16 +69,9 @@ func Attach(iface string, ports []uint16, opts ...Option) (*Guard, error) {
 	if err != nil {
 		return nil, err
 	}
-	spec, err := loadGuard()
+	spec, err := newSpec(cfg, l2)
 	if err != nil {
-		return nil, fmt.Errorf("strayguard: reading the compiled programs: %w", err)
-	}
-	spec.Maps["quiet"].MaxEntries = uint32(cfg.maxPeers)
-	if err := spec.Variables["quiet_ns"].Set(uint64(cfg.quiet)); err != nil {
-		return nil, fmt.Errorf("strayguard: setting the quiet period: %w", err)
-	}
-	if err := spec.Variables["l2_len"].Set(uint32(l2)); err != nil {
-		return nil, fmt.Errorf("strayguard: setting the link header length: %w", err)
+		return nil, err
 	}
 	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
 	_ = rlimit.RemoveMemlock()
@@ -98,15 +91,45 @@ func Attach(iface string, ports []uint16, opts ...Option) (*Guard, error) {
 			return nil, err
 		}
 	}
-	var load ebpf.CollectionOptions
-	load.Maps.PinPath = g.pinDir
-	if g.pinDir == "" {
+	if err := load(spec, g.pinDir, ports, &g.objs); err != nil {
+		return nil, err
+	}
+	if err := g.attach(); err != nil {
+		return nil, err
+	}
+	ok = true
+	return g, nil
+}
+
+// newSpec is the compiled programs set up for cfg on an interface whose
+// link header is l2 bytes long.
+func newSpec(cfg config, l2 int) (*ebpf.CollectionSpec, error) {
+	spec, err := loadGuard()
+	if err != nil {
+		return nil, fmt.Errorf("strayguard: reading the compiled programs: %w", err)
+	}
+	spec.Maps["quiet"].MaxEntries = uint32(cfg.maxPeers)
+	if err := spec.Variables["quiet_ns"].Set(uint64(cfg.quiet)); err != nil {
+		return nil, fmt.Errorf("strayguard: setting the quiet period: %w", err)
+	}
+	if err := spec.Variables["l2_len"].Set(uint32(l2)); err != nil {
+		return nil, fmt.Errorf("strayguard: setting the link header length: %w", err)
+	}
+	return spec, nil
+}
+
+// load loads spec into objs, with its maps pinned in pinDir (none if
+// empty), and writes the ports the programs watch.
+func load(spec *ebpf.CollectionSpec, pinDir string, ports []uint16, objs *guardObjects) error {
+	var opts ebpf.CollectionOptions
+	opts.Maps.PinPath = pinDir
+	if pinDir == "" {
 		for _, m := range spec.Maps {
 			m.Pinning = ebpf.PinNone
 		}
 	}
-	if err := spec.LoadAndAssign(&g.objs, &load); err != nil {
-		return nil, loadError(err)
+	if err := spec.LoadAndAssign(objs, &opts); err != nil {
+		return loadError(err)
 	}
 	var bits [1024]uint64
 	for _, p := range ports {
@@ -114,16 +137,12 @@ func Attach(iface string, ports []uint16, opts ...Option) (*Guard, error) {
 	}
 	for i, w := range bits {
 		if w != 0 {
-			if err := g.objs.Ports.Put(uint32(i), w); err != nil {
-				return nil, fmt.Errorf("strayguard: writing the port map: %w", err)
+			if err := objs.Ports.Put(uint32(i), w); err != nil {
+				return fmt.Errorf("strayguard: writing the port map: %w", err)
 			}
 		}
 	}
-	if err := g.attach(); err != nil {
-		return nil, err
-	}
-	ok = true
-	return g, nil
+	return nil
 }
 
 // attach attaches both programs, or adopts the pinned links and swaps their

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -100,6 +101,36 @@ func readRecords(t testing.TB) []File {
 			t.Fatalf("%s: no expect line", f)
 		}
 		out = append(out, rf)
+	}
+	return out
+}
+
+// InspectCorpus returns the inputs of record's FuzzInspect corpus
+// (record/testdata/fuzz/FuzzInspect), the datagrams the fuzzer kept for
+// reaching new code in the record parser, for other parsers of the same
+// bytes to be held against it.
+func InspectCorpus(t testing.TB) [][]byte {
+	t.Helper()
+	dir := filepath.Join(filepath.Dir(Dir(t)), "fuzz", "FuzzInspect")
+	files, err := filepath.Glob(filepath.Join(dir, "*"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no corpus in %s (%v)", dir, err)
+	}
+	var out [][]byte
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// "go test fuzz v1" and one line: []byte("...").
+		_, lit, _ := strings.Cut(strings.TrimSpace(string(raw)), "\n")
+		lit, ok := strings.CutPrefix(lit, "[]byte(")
+		lit, ok2 := strings.CutSuffix(lit, ")")
+		s, err := strconv.Unquote(lit)
+		if !ok || !ok2 || err != nil {
+			t.Fatalf("%s: not a []byte corpus entry: %v", f, err)
+		}
+		out = append(out, []byte(s))
 	}
 	return out
 }
