@@ -4,14 +4,17 @@ package strayguard_test
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/straydtls/straydtls/internal/captured"
+	"github.com/straydtls/straydtls/internal/spoof"
 	"github.com/straydtls/straydtls/record"
 	"github.com/straydtls/straydtls/strayguard"
 )
@@ -132,5 +135,263 @@ func TestQuietPeriod(t *testing.T) {
 	want.Strays[record.ReasonApplicationData] = 1
 	if s != want {
 		t.Fatalf("stats %+v, want %+v", s, want)
+	}
+}
+
+// TestForgedDatagramsMakeNoState: what clients send never creates, extends
+// or ends a quiet period. 10,000 forged closing alerts, ClientHellos and
+// ServerHellos from random loopback sources add nothing to the map, and a
+// quiet client stays quiet through ClientHellos from its own address.
+func TestForgedDatagramsMakeNoState(t *testing.T) {
+	server, client := peer(t), peer(t)
+	g := attach(t, []uint16{addr(server).Port()}, strayguard.WithQuietPeriod(time.Hour))
+	alert := datagram(t, "openssl-s_client-07-client-alert-epoch1.hex")
+	hello := datagram(t, "openssl-s_client-00-client-ClientHello-frag0.hex")
+	serverHello := datagram(t, "openssl-s_client-03-server-ServerHello-frag0.hex")
+
+	send(t, server, addr(client), datagram(t, "openssl-s_client-08-server-alert-epoch1.hex"))
+	next(t, client)
+	before, _, _ := g.Quiet(addr(client), addr(server).Port())
+
+	kinds := [][]byte{alert, hello, serverHello}
+	go drain(server)
+	n, err := spoof.Flood(addr(server), 10000, 10000, 20000, func(i int) []byte { return kinds[i%3] }, nil)
+	if err != nil || n != 10000 {
+		t.Fatalf("sent %d forged datagrams: %v", n, err)
+	}
+	for range 3 {
+		send(t, client, addr(server), hello)
+	}
+	s, err := g.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.QuietClients != 1 || s.ClosingAlerts != 1 || s.ServerHellos != 0 {
+		t.Fatalf("after 10,000 forged datagrams: %d quiet clients, %d closing alerts, %d ServerHellos; want 1, 1, 0", s.QuietClients, s.ClosingAlerts, s.ServerHellos)
+	}
+	left, quiet, _ := g.Quiet(addr(client), addr(server).Port())
+	if !quiet || left > before {
+		t.Fatalf("the real client's quiet period: %v left (quiet %v), %v before the flood", left, quiet, before)
+	}
+}
+
+// drain reads c until it is closed.
+func drain(c *net.UDPConn) {
+	buf := make([]byte, 65536)
+	for {
+		c.SetReadDeadline(time.Time{})
+		if _, _, err := c.ReadFromUDPAddrPort(buf); err != nil {
+			return
+		}
+	}
+}
+
+// TestMapCapEvictsOldest: at WithMaxQuietPeers the kernel evicts the
+// clients quiet longest, never the newest.
+func TestMapCapEvictsOldest(t *testing.T) {
+	const limit, clients = 256, 1024
+	server := peer(t)
+	g := attach(t, []uint16{addr(server).Port()}, strayguard.WithQuietPeriod(time.Hour), strayguard.WithMaxQuietPeers(limit))
+	alert := datagram(t, "openssl-s_client-08-server-alert-epoch1.hex")
+	to := func(i int) netip.AddrPort {
+		return netip.AddrPortFrom(spoof.Source(i), 40000)
+	}
+	for i := range clients {
+		send(t, server, to(i), alert)
+	}
+	s, err := g.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.QuietClients > limit || s.ClosingAlerts != clients {
+		t.Fatalf("%d quiet clients after %d closing alerts, cap %d", s.QuietClients, s.ClosingAlerts, limit)
+	}
+	quiet := func(i int) bool {
+		_, ok, err := g.Quiet(to(i), addr(server).Port())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	for i := range clients - limit {
+		if quiet(i) {
+			t.Fatalf("client %d of %d is still quiet; with a cap of %d it should be evicted", i, clients, limit)
+		}
+	}
+	// The kernel's LRU frees in batches, per CPU: the newest half is safe.
+	for i := clients - limit/2; i < clients; i++ {
+		if !quiet(i) {
+			t.Fatalf("client %d of %d was evicted, one of the %d newest", i, clients, limit/2)
+		}
+	}
+	t.Logf("%d quiet clients of the last %d", s.QuietClients, limit)
+}
+
+// TestQuietPeriodExpires: after the quiet period the client's next
+// datagram passes and removes its entry.
+func TestQuietPeriodExpires(t *testing.T) {
+	server, client := peer(t), peer(t)
+	g := attach(t, []uint16{addr(server).Port()}, strayguard.WithQuietPeriod(50*time.Millisecond))
+	send(t, server, addr(client), datagram(t, "openssl-s_client-08-server-alert-epoch1.hex"))
+	next(t, client)
+	left, quiet, err := g.Quiet(addr(client), addr(server).Port())
+	if err != nil || !quiet {
+		t.Fatalf("not quiet after the server's alert (%v)", err)
+	}
+	time.Sleep(left + time.Millisecond)
+	appData := datagram(t, "openssl-s_client-06-client-application-data-epoch1.hex")
+	send(t, client, addr(server), appData)
+	if got := next(t, server); string(got) != string(appData) {
+		t.Fatal("the client's datagram was dropped after its quiet period")
+	}
+	if s, _ := g.Stats(); s.Expired != 1 || s.QuietClients != 0 || s.TotalStrays() != 0 {
+		t.Fatalf("stats %+v, want one expired entry, removed", s)
+	}
+}
+
+// TestBadArguments: what Attach refuses, and that it says what is wrong.
+func TestBadArguments(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		iface string
+		ports []uint16
+		opts  []strayguard.Option
+		want  string
+	}{
+		{"unknown interface", "nosuch0", []uint16{4433}, nil, `interface "nosuch0"`},
+		{"no ports", "lo", nil, nil, "0 ports given"},
+		{"port 0", "lo", []uint16{0}, nil, "port 0"},
+		{"quiet period", "lo", []uint16{4433}, []strayguard.Option{strayguard.WithQuietPeriod(0)}, "quiet period 0s"},
+		{"cap", "lo", []uint16{4433}, []strayguard.Option{strayguard.WithMaxQuietPeers(0)}, "max quiet peers 0"},
+		{"pin dir", "lo", []uint16{4433}, []strayguard.Option{strayguard.WithPinDir("relative")}, `pin directory "relative"`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			g, err := strayguard.Attach(c.iface, c.ports, c.opts...)
+			if err == nil {
+				g.Close()
+				t.Fatal("Attach succeeded")
+			}
+			if !errors.Is(err, strayguard.ErrInvalidOption) || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %q: want ErrInvalidOption naming %q", err, c.want)
+			}
+		})
+	}
+}
+
+// TestOneGuardPerPort: a second Guard for a port already guarded on the
+// interface is refused, and leaves nothing attached; another port is fine.
+func TestOneGuardPerPort(t *testing.T) {
+	a, b := peer(t), peer(t)
+	attach(t, []uint16{addr(a).Port()})
+	g, err := strayguard.Attach("lo", []uint16{addr(b).Port(), addr(a).Port()})
+	if err == nil {
+		g.Close()
+		t.Fatal("a second Guard took a guarded port")
+	}
+	if !errors.Is(err, strayguard.ErrGuarded) || !strings.Contains(err.Error(), fmt.Sprintf("port %d on lo", addr(a).Port())) {
+		t.Fatalf("error %q: want ErrGuarded naming the port", err)
+	}
+	attach(t, []uint16{addr(b).Port()})
+}
+
+// pinDir is a pin directory of the test's own, removed with what is pinned
+// in it when the test ends.
+func pinDir(t testing.TB) string {
+	t.Helper()
+	dir := fmt.Sprintf("%s/test-%s-%d", strayguard.DefaultPinRoot, strings.ReplaceAll(t.Name(), "/", "-"), time.Now().UnixNano())
+	t.Cleanup(func() {
+		if err := strayguard.Remove(dir); err != nil {
+			t.Error(err)
+		}
+	})
+	return dir
+}
+
+// TestPinnedGuardOutlivesItsProcess: with 1,000 quiet clients and a stray
+// every millisecond, a pinned Guard closed and attached again (what the
+// daemon does when it restarts or upgrades) lets no stray through, and
+// its counters carry on. Detach then removes the programs.
+func TestPinnedGuardOutlivesItsProcess(t *testing.T) {
+	const clients = 1000
+	dir := pinDir(t)
+	server := peer(t)
+	port := addr(server).Port()
+	opts := []strayguard.Option{strayguard.WithPinDir(dir), strayguard.WithQuietPeriod(time.Hour)}
+	g := attach(t, []uint16{port}, opts...)
+	if g.Adopted() {
+		t.Fatal("a fresh pin directory was adopted")
+	}
+	alert := datagram(t, "openssl-s_client-08-server-alert-epoch1.hex")
+	stray := datagram(t, "openssl-s_client-07-client-alert-epoch1.hex")
+	cs := make([]*net.UDPConn, clients)
+	for i := range cs {
+		cs[i] = peer(t)
+		send(t, server, addr(cs[i]), alert)
+	}
+	var reached atomic.Int64
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			if _, _, err := server.ReadFromUDPAddrPort(buf); err != nil {
+				return
+			}
+			reached.Add(1)
+		}
+	}()
+	stop, sent := make(chan struct{}), make(chan int)
+	go func() {
+		n := 0
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				sent <- n
+				return
+			case <-tick.C:
+				cs[n%clients].WriteToUDPAddrPort(stray, addr(server))
+				n++
+			}
+		}
+	}()
+	time.Sleep(50 * time.Millisecond)
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // no process holds the Guard now
+	g = attach(t, []uint16{port}, opts...)
+	if !g.Adopted() {
+		t.Fatal("the pinned quiet map was not adopted")
+	}
+	time.Sleep(50 * time.Millisecond)
+	close(stop)
+	n := <-sent
+	waitFor(t, "every stray counted", func() bool {
+		s, err := g.Stats()
+		return err == nil && s.TotalStrays() == uint64(n)
+	})
+	s, _ := g.Stats()
+	if reached.Load() != 0 || s.ClosingAlerts != clients || s.QuietClients != clients {
+		t.Fatalf("%d of %d strays reached the server; %d closing alerts and %d quiet clients counted, want %d", reached.Load(), n, s.ClosingAlerts, s.QuietClients, clients)
+	}
+	t.Logf("%d strays across the restart, all dropped", n)
+
+	if err := g.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	cs[0].WriteToUDPAddrPort(stray, addr(server))
+	waitFor(t, "a datagram through once detached", func() bool { return reached.Load() == 1 })
+}
+
+// waitFor polls cond for up to 10 s: for counters the kernel updates as
+// datagrams cross loopback.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for: %s", what)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
