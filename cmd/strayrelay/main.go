@@ -19,14 +19,13 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"runtime"
-	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/straydtls/straydtls/adapters/relay"
+	"github.com/straydtls/straydtls/cmd/internal/daemon"
 	"github.com/straydtls/straydtls/conntrack"
 )
 
@@ -136,7 +135,7 @@ func parse(args []string, stderr io.Writer) (flags, error) {
 		}
 	}
 	if f.expvarAddr != "" {
-		if err := loopbackOnly(f.expvarAddr); err != nil {
+		if err := daemon.LoopbackOnly(f.expvarAddr); err != nil {
 			return f, fmt.Errorf("-expvar %q: %w", f.expvarAddr, err)
 		}
 	}
@@ -149,68 +148,14 @@ func parse(args []string, stderr io.Writer) (flags, error) {
 		if f.metricsAddr == "" {
 			return f, errors.New("-pprof needs -metrics: it serves on that listener")
 		}
-		if err := loopbackOnly(f.metricsAddr); err != nil {
+		if err := daemon.LoopbackOnly(f.metricsAddr); err != nil {
 			return f, fmt.Errorf("-metrics %q with -pprof (profiles show the process's memory): %w", f.metricsAddr, err)
 		}
 	}
-	if f.logFormat != "text" && f.logFormat != "json" {
-		return f, fmt.Errorf("-log-format %q: want text or json", f.logFormat)
+	if err := daemon.CheckLog(f.logLevel, f.logFormat); err != nil {
+		return f, err
 	}
 	return f, nil
-}
-
-// loopbackOnly accepts addresses whose host is a loopback IP or localhost:
-// the counters tell who talks to the server, which is not for the network.
-func loopbackOnly(addr string) error {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return err
-	}
-	if host == "localhost" {
-		return nil
-	}
-	ip := net.ParseIP(host)
-	if ip == nil || !ip.IsLoopback() {
-		return errors.New("host must be a loopback address (127.0.0.1, ::1 or localhost)")
-	}
-	return nil
-}
-
-func parseLevel(s string) (slog.Level, error) {
-	var l slog.Level
-	err := l.UnmarshalText([]byte(s))
-	if err != nil {
-		return l, fmt.Errorf("-log-level %q: want debug, info, warn or error", s)
-	}
-	return l, nil
-}
-
-// version is the module version the binary was built from, with the VCS
-// revision when there is one (a build from a checkout says "(devel)").
-func version() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "strayrelay (unknown version) " + runtime.Version()
-	}
-	v := bi.Main.Version
-	if v == "" {
-		v = "(devel)"
-	}
-	var rev, modified string
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.modified":
-			if s.Value == "true" {
-				modified = "+dirty"
-			}
-		}
-	}
-	if rev != "" {
-		v += " " + rev + modified
-	}
-	return "strayrelay " + v + " " + runtime.Version()
 }
 
 // run is main without the process: it returns the exit code. hup delivers
@@ -225,20 +170,10 @@ func run(ctx context.Context, hup <-chan os.Signal, args []string, stderr io.Wri
 		return 2
 	}
 	if f.version {
-		fmt.Fprintln(stderr, version())
+		fmt.Fprintln(stderr, daemon.Version("strayrelay"))
 		return 0
 	}
-	level, err := parseLevel(f.logLevel)
-	if err != nil {
-		fmt.Fprintf(stderr, "strayrelay: %v\n", err)
-		return 2
-	}
-	hopts := &slog.HandlerOptions{Level: level}
-	var h slog.Handler = slog.NewTextHandler(stderr, hopts)
-	if f.logFormat == "json" {
-		h = slog.NewJSONHandler(stderr, hopts)
-	}
-	log := slog.New(h)
+	log := daemon.Logger(stderr, f.logLevel, f.logFormat)
 
 	r, err := relay.Listen(f.network, f.listen, f.upstream,
 		relay.WithQuietPeriod(f.quiet), relay.WithMaxQuietPeers(f.maxQuiet),
@@ -264,7 +199,7 @@ func run(ctx context.Context, hup <-chan os.Signal, args []string, stderr io.Wri
 			mux.Handle("/debug/vars", expvar.Handler())
 			return mux
 		}},
-		{"-metrics", f.metricsAddr, "/metrics", func() http.Handler { return metricsHandler(r, &serving, f.pprof) }},
+		{"-metrics", f.metricsAddr, "/metrics", func() http.Handler { return daemon.MetricsHandler(newCollector(r), &serving, f.pprof) }},
 	} {
 		if l.addr == "" {
 			continue
@@ -285,8 +220,8 @@ func run(ctx context.Context, hup <-chan os.Signal, args []string, stderr io.Wri
 	go func() { served <- r.Serve() }()
 	serving.Store(true)
 	log.Info("relaying", "listen", r.Addr().String(), "upstream", r.Upstream().String(),
-		"quiet", f.quiet, "idle", f.idle, "max_associations", f.maxAssoc, "version", version())
-	if err := sdNotify("READY=1"); err != nil {
+		"quiet", f.quiet, "idle", f.idle, "max_associations", f.maxAssoc, "version", daemon.Version("strayrelay"))
+	if err := daemon.Notify("READY=1"); err != nil {
 		log.Warn("telling systemd the relay is ready failed", "err", err)
 	}
 
@@ -311,7 +246,7 @@ func run(ctx context.Context, hup <-chan os.Signal, args []string, stderr io.Wri
 			return 0
 		case <-ctx.Done():
 			serving.Store(false)
-			sdNotify("STOPPING=1")
+			daemon.Notify("STOPPING=1")
 			r.Close()
 			<-served
 			log.Info("stopped", statsArgs(r.Stats())...)

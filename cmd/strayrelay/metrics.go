@@ -1,17 +1,10 @@
 package main
 
 import (
-	"fmt"
-	"net/http"
-	"net/http/pprof"
-	"strings"
-	"sync/atomic"
-
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/straydtls/straydtls/adapters/relay"
+	"github.com/straydtls/straydtls/cmd/internal/daemon"
 	"github.com/straydtls/straydtls/record"
 )
 
@@ -104,33 +97,6 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// metricsHandler serves /metrics (the relay's metrics and the Go runtime's
-// and process's), /healthz (200 while serving is true, else 503), and with
-// withPprof net/http/pprof under /debug/pprof/.
-func metricsHandler(r *relay.Relay, serving *atomic.Bool, withPprof bool) http.Handler {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(newCollector(r),
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		if !serving.Load() {
-			http.Error(w, "not serving", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
-	if withPprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	}
-	return mux
-}
-
 // statsArgs is the stats line: every metric /metrics exports, under the
 // same name, and the strays by reason.
 func statsArgs(s relay.Stats) []any {
@@ -139,14 +105,5 @@ func statsArgs(s relay.Stats) []any {
 	for _, m := range metrics {
 		args = append(args, metricPrefix+m.name, vals[m.key])
 	}
-	var b strings.Builder
-	for i, v := range s.Strays {
-		if v != 0 {
-			if b.Len() > 0 {
-				b.WriteByte(',')
-			}
-			fmt.Fprintf(&b, "%s=%d", record.Reason(i), v)
-		}
-	}
-	return append(args, metricPrefix+straysName, s.TotalStrays(), "strays_by_reason", b.String())
+	return append(args, metricPrefix+straysName, s.TotalStrays(), "strays_by_reason", daemon.StraysByReason(&s.Strays))
 }
