@@ -338,10 +338,26 @@ func (g *Guard) Quiet(client netip.AddrPort, serverPort uint16) (time.Duration, 
 	return left, left > 0, nil
 }
 
-// Programs returns the ingress and egress programs, for their run-time
-// statistics (ebpf.EnableStats, Program.Stats). They stay the Guard's.
-func (g *Guard) Programs() (ingress, egress *ebpf.Program) {
-	return g.objs.StrayIngress, g.objs.StrayEgress
+// ProgramStats reads the kernel's run statistics of the two programs,
+// which it keeps only while sysctl kernel.bpf_stats_enabled is 1 (or a
+// process holds ebpf.EnableStats).
+func (g *Guard) ProgramStats() (ingress, egress ProgramStats, err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return ingress, egress, net.ErrClosed
+	}
+	for _, p := range []struct {
+		prog *ebpf.Program
+		out  *ProgramStats
+	}{{g.objs.StrayIngress, &ingress}, {g.objs.StrayEgress, &egress}} {
+		s, err := p.prog.Stats()
+		if err != nil {
+			return ingress, egress, fmt.Errorf("strayguard: program statistics: %w", err)
+		}
+		*p.out = ProgramStats{Runs: s.RunCount, RunTime: s.Runtime}
+	}
+	return ingress, egress, nil
 }
 
 // Close releases the Guard. Unpinned, its programs are detached; pinned

@@ -35,3 +35,8 @@ func (g *Guard) Stats() (Stats, error) { return Stats{}, ErrNotSupported }
 func (g *Guard) Quiet(netip.AddrPort, uint16) (time.Duration, bool, error) {
 	return 0, false, ErrNotSupported
 }
+
+// ProgramStats fails with ErrNotSupported.
+func (g *Guard) ProgramStats() (ingress, egress ProgramStats, err error) {
+	return ingress, egress, ErrNotSupported
+}

@@ -26,7 +26,10 @@ func lockPinDir(dir string) (*os.File, error) {
 		return nil, err
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("strayguard: pin directory: %w", err)
+		if errors.Is(err, os.ErrPermission) {
+			return nil, fmt.Errorf("strayguard: pin directory %s: pinning needs root, or CAP_BPF and CAP_NET_ADMIN: %w: %w", dir, err, ErrPermission)
+		}
+		return nil, fmt.Errorf("strayguard: pin directory %s: %w", dir, err)
 	}
 	f, err := os.Open(dir)
 	if err != nil {

@@ -1,6 +1,10 @@
 package strayguard
 
-import "github.com/straydtls/straydtls/record"
+import (
+	"time"
+
+	"github.com/straydtls/straydtls/record"
+)
 
 // The programs' counters (bpf/guard.c's enum counter): the first
 // record.NumReasons count drops by record.Reason, the rest follow.
@@ -68,4 +72,18 @@ func (s *Stats) fromCounters(c *[numCounters]uint64) {
 	s.Expired = c[counterExpired]
 	s.Hellos = c[counterHellos]
 	s.Foreign = c[counterForeign]
+}
+
+// ProgramStats is what the kernel counted of one program's runs.
+type ProgramStats struct {
+	Runs    uint64
+	RunTime time.Duration
+}
+
+// PerRun is the mean run time, 0 before the first counted run.
+func (p ProgramStats) PerRun() time.Duration {
+	if p.Runs == 0 {
+		return 0
+	}
+	return p.RunTime / time.Duration(p.Runs)
 }

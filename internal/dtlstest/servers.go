@@ -89,6 +89,11 @@ func (s *ExternalServer) Count(prefix string) int {
 	return n
 }
 
+// Contains reports whether the server printed line.
+func (s *ExternalServer) Contains(line string) bool {
+	return slices.Contains(s.Lines(), line)
+}
+
 // WaitFor waits until the server prints a line that matches, and fails
 // the test with everything it printed if none does within
 // HandshakeTimeout.

@@ -102,6 +102,16 @@ int main(int argc, char **argv) {
             fail("accept", ret);
             continue;
         }
+        {
+            /* The client's address as the server sees it: a relay in
+             * front hides it, strayguard does not. */
+            struct sockaddr_in peer;
+            socklen_t peer_len = sizeof(peer);
+            char ip[INET_ADDRSTRLEN];
+            if (getpeername(client_fd.fd, (struct sockaddr *) &peer, &peer_len) == 0 && peer.sin_family == AF_INET) {
+                printf("client %s:%d\n", inet_ntop(AF_INET, &peer.sin_addr, ip, sizeof(ip)), ntohs(peer.sin_port));
+            }
+        }
         if ((ret = mbedtls_ssl_set_client_transport_id(&ssl, client_ip, cliip_len)) != 0) {
             fail("transport id", ret);
             continue;

@@ -1,0 +1,17 @@
+package main
+
+import (
+	"io"
+	"testing"
+
+	"github.com/straydtls/straydtls/cmd/internal/daemon/daemontest"
+)
+
+// TestSystemdUnit: the shipped unit starts strayguard with flags it accepts,
+// and systemd-analyze verify finds nothing wrong with it.
+func TestSystemdUnit(t *testing.T) {
+	daemontest.VerifyUnit(t, "strayguard.service", func(args []string) error {
+		_, err := parse(args, io.Discard)
+		return err
+	})
+}
