@@ -25,6 +25,7 @@ import (
 	"github.com/straydtls/straydtls/adapters/relay"
 	"github.com/straydtls/straydtls/internal/dtlstest"
 	"github.com/straydtls/straydtls/record"
+	"github.com/straydtls/straydtls/strayguard"
 )
 
 // BenchmarkRelay is the relay benchmark: 16 clients, each with one record
@@ -157,9 +158,15 @@ func runRelayLoad(b *testing.B, clients []relayClient, p *relayProcess) {
 	b.ReportMetric(n/elapsed.Seconds(), "records/s")
 	b.ReportMetric(float64(all[len(all)/2])/1e3, "p50-µs")
 	b.ReportMetric(float64(all[len(all)*99/100])/1e3, "p99-µs")
-	if p != nil {
+	if p != nil && !p.noCPU {
 		// Each record crosses the relay twice: there and back.
 		b.ReportMetric(float64(p.cpu(b)-cpu0)/1e3/n, "relay-µs/rec")
+		if p.guard != nil {
+			// On lo each datagram passes egress and then ingress; both
+			// programs run for it, one of them only to find a port it
+			// does not guard.
+			b.ReportMetric(float64(p.cpu(b)-cpu0)/(2*n), "guard-ns/datagram")
+		}
 		if p.metrics != "" {
 			b.ReportMetric((p.allocs(b)-allocs0)/n, "relay-allocs/rec")
 		}
@@ -288,6 +295,11 @@ var relayImpls = []struct {
 	start func(b *testing.B, server netip.AddrPort) *relayProcess
 }{
 	{"direct", nil},
+	// No relay: the server's own port, with strayguard's programs at lo;
+	// with the kernel's BPF statistics on, for the programs' run time
+	// (which the statistics' clock reads make dearer).
+	{"strayguard", func(b *testing.B, server netip.AddrPort) *relayProcess { return startStrayguard(b, server, false) }},
+	{"strayguard-stats", func(b *testing.B, server netip.AddrPort) *relayProcess { return startStrayguard(b, server, true) }},
 	{"strayrelay", func(b *testing.B, server netip.AddrPort) *relayProcess { return startStrayrelay(b, server) }},
 	// Two SO_REUSEPORT readers (-readers 2): does a second reading
 	// goroutine pay on this machine?
@@ -309,16 +321,26 @@ var relayImpls = []struct {
 	{"nginx", startNginx},
 }
 
-// relayProcess is a relay running as a process of its own.
+// relayProcess is a relay running as a process of its own, or strayguard's
+// programs, which have none.
 type relayProcess struct {
 	cmd     *exec.Cmd
 	addr    netip.AddrPort
-	metrics string // strayrelay's /metrics URL
+	metrics string            // strayrelay's /metrics URL
+	guard   *strayguard.Guard // instead of cmd
+	noCPU   bool              // nothing measures the CPU it takes
 }
 
 // cpu is the user and system time of the process and its children (nginx's
-// worker), from /proc.
+// worker), from /proc; for strayguard, the run time of its programs.
 func (p *relayProcess) cpu(b *testing.B) time.Duration {
+	if p.guard != nil {
+		in, out, err := p.guard.ProgramStats()
+		if err != nil {
+			b.Fatal(err)
+		}
+		return in.RunTime + out.RunTime
+	}
 	pids := []int{p.cmd.Process.Pid}
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
@@ -451,6 +473,33 @@ func startStrayrelayEnv(b *testing.B, server netip.AddrPort, env []string, extra
 		b.Fatal(err)
 	}
 	return &relayProcess{cmd: cmd, addr: addr, metrics: metrics}
+}
+
+// startStrayguard attaches strayguard's programs at lo for the server's
+// port and, with stats, turns on the kernel's BPF run-time statistics until
+// the benchmark ends (they cost each run two clock reads).
+func startStrayguard(b *testing.B, server netip.AddrPort, stats bool) *relayProcess {
+	g, err := strayguard.Attach("lo", []uint16{server.Port()})
+	if errors.Is(err, strayguard.ErrNotSupported) || errors.Is(err, strayguard.ErrPermission) {
+		b.Skip(err)
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { g.Close() })
+	if !stats {
+		return &relayProcess{addr: server, guard: g, noCPU: true}
+	}
+	const sysctl = "/proc/sys/kernel/bpf_stats_enabled"
+	was, err := os.ReadFile(sysctl)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(sysctl, []byte("1"), 0); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { os.WriteFile(sysctl, was, 0) })
+	return &relayProcess{addr: server, guard: g}
 }
 
 func startNaiveRelay(b *testing.B, server netip.AddrPort) *relayProcess {

@@ -15,13 +15,25 @@ typedef unsigned long long __u64;
 typedef int __s32;
 typedef long long __s64;
 
-/* struct __sk_buff, up to the last field read here (protocol). */
+/* struct __sk_buff, up to the last field read here (data_end). */
 struct __sk_buff {
 	__u32 len;
 	__u32 pkt_type;
 	__u32 mark;
 	__u32 queue_mapping;
 	__u32 protocol;
+	__u32 vlan_present;
+	__u32 vlan_tci;
+	__u32 vlan_proto;
+	__u32 priority;
+	__u32 ingress_ifindex;
+	__u32 ifindex;
+	__u32 tc_index;
+	__u32 cb[5];
+	__u32 hash;
+	__u32 tc_classid;
+	__u32 data;
+	__u32 data_end;
 };
 
 enum {
@@ -66,6 +78,7 @@ static long (*bpf_map_update_elem)(void *map, const void *key, const void *value
 static long (*bpf_map_delete_elem)(void *map, const void *key) = (void *)3;
 static __u64 (*bpf_ktime_get_ns)(void) = (void *)5;
 static long (*bpf_skb_load_bytes)(const void *skb, __u32 offset, void *to, __u32 len) = (void *)26;
+static long (*bpf_skb_pull_data)(void *skb, __u32 len) = (void *)39;
 static long (*bpf_loop)(__u32 nr_loops, void *callback_fn, void *callback_ctx, __u64 flags) = (void *)181;
 
 #endif

@@ -113,18 +113,31 @@ struct flow {
 	struct quiet_key key;
 };
 
+// The longest IP and UDP headers parse reads: IPv4 with options.
+#define MAX_HEADERS (60 + 8)
+
 // parse finds the UDP datagram of a guarded port in skb: on egress the
 // server's port is the source and the client the destination, on ingress
 // the other way round (on loopback a datagram passes both). IP fragments
 // and IPv6 extension headers are left alone: only a first fragment holds a
-// UDP header, and only the whole datagram says what it is.
+// UDP header, and only the whole datagram says what it is. The headers
+// are read in place, where the kernel almost always has them; a packet
+// that holds them elsewhere has them pulled in first.
 static __always_inline int parse(struct __sk_buff *skb, struct flow *f, int egress)
 {
 	__u32 off = l2_len;
+	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+	if (data + off + MAX_HEADERS > end && skb->len > end - data) {
+		__u32 want = off + MAX_HEADERS;
+		if (bpf_skb_pull_data(skb, want < skb->len ? want : skb->len))
+			return 0;
+		data = (void *)(long)skb->data;
+		end = (void *)(long)skb->data_end;
+	}
 	__builtin_memset(&f->key, 0, sizeof(f->key));
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
-		__u8 ip[20];
-		if (bpf_skb_load_bytes(skb, off, ip, sizeof(ip)))
+		__u8 *ip = data + off;
+		if ((void *)(ip + 20) > end)
 			return 0;
 		__u32 ihl = (ip[0] & 0xf) * 4;
 		if (ip[0] >> 4 != 4 || ihl < 20 || ip[9] != IPPROTO_UDP)
@@ -136,8 +149,8 @@ static __always_inline int parse(struct __sk_buff *skb, struct flow *f, int egre
 		__builtin_memcpy(&f->key.addr[12], egress ? &ip[16] : &ip[12], 4);
 		off += ihl;
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
-		__u8 ip6[40];
-		if (bpf_skb_load_bytes(skb, off, ip6, sizeof(ip6)))
+		__u8 *ip6 = data + off;
+		if ((void *)(ip6 + 40) > end)
 			return 0;
 		if (ip6[0] >> 4 != 6 || ip6[6] != IPPROTO_UDP)
 			return 0;
@@ -146,8 +159,8 @@ static __always_inline int parse(struct __sk_buff *skb, struct flow *f, int egre
 	} else {
 		return 0;
 	}
-	__u16 udp[4];
-	if (bpf_skb_load_bytes(skb, off, udp, sizeof(udp)))
+	__u16 *udp = data + off;
+	if ((void *)(udp + 4) > end)
 		return 0;
 	__u16 server = egress ? udp[0] : udp[1];
 	if (!guarded(server))
