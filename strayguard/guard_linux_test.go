@@ -51,9 +51,16 @@ func datagram(t testing.TB, suffix string) []byte {
 }
 
 // peer is a UDP socket on loopback.
-func peer(t testing.TB) *net.UDPConn {
+func peer(t testing.TB) *net.UDPConn { return peerOn(t, "udp4") }
+
+// peerOn is a UDP socket on the loopback address of network (udp4, udp6).
+func peerOn(t testing.TB, network string) *net.UDPConn {
 	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	ip := net.IPv4(127, 0, 0, 1)
+	if network == "udp6" {
+		ip = net.IPv6loopback
+	}
+	c, err := net.ListenUDP(network, &net.UDPAddr{IP: ip})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +95,13 @@ func next(t testing.TB, c *net.UDPConn) []byte {
 // Loopback keeps a socket pair's datagrams in order, so the datagram the
 // server reads after a stray shows the stray was dropped.
 func TestQuietPeriod(t *testing.T) {
-	server, client := peer(t), peer(t)
+	for _, network := range []string{"udp4", "udp6"} {
+		t.Run(network, func(t *testing.T) { testQuietPeriod(t, network) })
+	}
+}
+
+func testQuietPeriod(t *testing.T, network string) {
+	server, client := peerOn(t, network), peerOn(t, network)
 	g := attach(t, []uint16{addr(server).Port()}, strayguard.WithQuietPeriod(time.Hour))
 	alert := datagram(t, "openssl-s_client-08-server-alert-epoch1.hex")
 	appData := datagram(t, "openssl-s_client-06-client-application-data-epoch1.hex")

@@ -236,3 +236,35 @@ func FuzzKernelAgreesWithRecord(f *testing.F) {
 		agree(t, objects(t), d)
 	})
 }
+
+// TestFragmentsAndExtensionHeadersPass: a quiet client's datagram in IP
+// fragments, or behind an IPv6 extension header, passes: the program sees
+// no UDP header it could trust, and judges nothing it cannot read whole.
+func TestFragmentsAndExtensionHeadersPass(t *testing.T) {
+	objs := objects(t)
+	appData := []byte{23, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 1, 0, 4, 1, 2, 3, 4}
+	for _, client := range []netip.AddrPort{testClient, testClient6} {
+		key := quietKey(client, testServer.Port())
+		if err := objs.Quiet.Put(key, guardQuietValue{Deadline: uint64(monotonicNow()) + 3600e9}); err != nil {
+			t.Fatal(err)
+		}
+		defer objs.Quiet.Delete(key)
+	}
+	whole := frame(testClient, testServer, appData)
+	if ret := run(t, objs.StrayIngress, whole); ret != tcxDrop {
+		t.Fatalf("the whole datagram from a quiet client: %d, want a drop", int32(ret))
+	}
+	first := append([]byte(nil), whole...)
+	first[14+6] |= 0x20 // more fragments
+	later := append([]byte(nil), whole...)
+	later[14+7] = 0x10 // fragment offset 128 bytes
+	hop := frame(testClient6, testServer6, appData)
+	// A hop-by-hop options header (8 bytes of padding) before the UDP header.
+	hop = append(hop[:14+40], append([]byte{17, 0, 1, 4, 0, 0, 0, 0}, hop[14+40:]...)...)
+	hop[14+6] = 0
+	for name, pkt := range map[string][]byte{"first fragment": first, "later fragment": later, "IPv6 hop-by-hop header": hop} {
+		if ret := run(t, objs.StrayIngress, pkt); ret != tcxNext {
+			t.Errorf("%s: %d, want it passed", name, int32(ret))
+		}
+	}
+}
