@@ -78,14 +78,22 @@ func Attach(iface string, ports []uint16, opts ...Option) (*Guard, error) {
 
 	g := &Guard{ifindex: ifi.Index, iface: ifi.Name, ports: slices.Clone(ports), pinDir: cfg.pinDir}
 	ok := false
+	var before []string // what was pinned before this Attach, which a failure leaves
 	defer func() {
 		if !ok {
 			g.release()
+			if g.pinDir != "" {
+				unpinNew(g.pinDir, before)
+			}
 		}
 	}()
 	if g.pinDir != "" {
+		_, statErr := os.Stat(g.pinDir)
 		if g.lock, err = lockPinDir(g.pinDir); err != nil {
 			return nil, err
+		}
+		if statErr == nil {
+			before, _ = filepath.Glob(filepath.Join(g.pinDir, "*"))
 		}
 		if g.adopted, err = adoptMaps(spec, g.pinDir); err != nil {
 			return nil, err

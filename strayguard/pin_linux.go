@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/cilium/ebpf"
@@ -142,4 +143,19 @@ func Remove(dir string) error {
 	}
 	errs = append(errs, os.Remove(dir))
 	return errors.Join(errs...)
+}
+
+// unpinNew removes what a failed Attach pinned in dir, keeping the pins
+// that were there before it (a running filter's), and dir itself if it was
+// not there either.
+func unpinNew(dir string, before []string) {
+	now, _ := filepath.Glob(filepath.Join(dir, "*"))
+	for _, p := range now {
+		if !slices.Contains(before, p) {
+			os.Remove(p)
+		}
+	}
+	if len(before) == 0 {
+		os.Remove(dir) // only if empty
+	}
 }

@@ -188,8 +188,8 @@ func TestFailedStartsAttachNothing(t *testing.T) {
 	if after := guardPrograms(t); after != before {
 		t.Fatalf("%d strayguard programs on lo after the failed starts, %d before", after, before)
 	}
-	if _, err := os.Stat(dir + "/ingress"); err == nil {
-		t.Fatal("a failed start left a pinned link")
+	if _, err := os.Stat(dir); err == nil {
+		t.Fatal("a failed start left its pin directory")
 	}
 }
 
