@@ -26,6 +26,11 @@
 // datagrams behind IPv6 extension headers; the segments after the first of
 // a UDP GSO or GRO train, which tc sees as one packet.
 //
+// Direction is told by port: the server's datagrams leave from its port.
+// So a local process that sends from another address with the server's
+// port (on lo, where every datagram passes egress too) is taken for the
+// server; no remote sender can do that.
+//
 // A Guard with WithPinDir pins its links and maps, so it outlives its
 // process: the daemon (cmd/strayguard) stops or upgrades without a moment
 // unfiltered, and the next start adopts the quiet clients and counters.

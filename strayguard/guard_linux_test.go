@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/straydtls/straydtls/internal/captured"
+	"github.com/straydtls/straydtls/internal/dtlstest"
 	"github.com/straydtls/straydtls/internal/spoof"
 	"github.com/straydtls/straydtls/record"
 	"github.com/straydtls/straydtls/strayguard"
@@ -179,7 +180,16 @@ func TestForgedDatagramsMakeNoState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.QuietClients != 1 || s.ClosingAlerts != 1 || s.ServerHellos != 0 {
+	// On lo a datagram passes egress too, so a forged source that the
+	// kernel gave the server's own port (1 in 28,000 or so each) looks
+	// like the server sending: its alerts quiet the server's own address,
+	// where no client is. Only a local process can send so on a real
+	// interface; what the test forbids is any other entry.
+	self := 0
+	if _, quiet, _ := g.Quiet(addr(server), addr(server).Port()); quiet {
+		self = 1
+	}
+	if s.QuietClients != 1+self || s.ServerHellos != 0 || self == 0 && s.ClosingAlerts != 1 {
 		t.Fatalf("after 10,000 forged datagrams: %d quiet clients, %d closing alerts, %d ServerHellos; want 1, 1, 0", s.QuietClients, s.ClosingAlerts, s.ServerHellos)
 	}
 	left, quiet, _ := g.Quiet(addr(client), addr(server).Port())
@@ -379,7 +389,7 @@ func TestPinnedGuardOutlivesItsProcess(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	close(stop)
 	n := <-sent
-	waitFor(t, "every stray counted", func() bool {
+	dtlstest.WaitFor(t, "every stray counted", func() bool {
 		s, err := g.Stats()
 		return err == nil && s.TotalStrays() == uint64(n)
 	})
@@ -393,18 +403,5 @@ func TestPinnedGuardOutlivesItsProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	cs[0].WriteToUDPAddrPort(stray, addr(server))
-	waitFor(t, "a datagram through once detached", func() bool { return reached.Load() == 1 })
-}
-
-// waitFor polls cond for up to 10 s: for counters the kernel updates as
-// datagrams cross loopback.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for: %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	dtlstest.WaitFor(t, "a datagram through once detached", func() bool { return reached.Load() == 1 })
 }

@@ -127,18 +127,8 @@ func parse(args []string, stderr io.Writer) (flags, error) {
 	if f.statsInterval < 0 {
 		return f, fmt.Errorf("-stats-interval %v: must be positive, or 0 for none", f.statsInterval)
 	}
-	if f.metricsAddr != "" {
-		if _, _, err := net.SplitHostPort(f.metricsAddr); err != nil {
-			return f, fmt.Errorf("-metrics %q: %w", f.metricsAddr, err)
-		}
-	}
-	if f.pprof {
-		if f.metricsAddr == "" {
-			return f, errors.New("-pprof needs -metrics: it serves on that listener")
-		}
-		if err := daemon.LoopbackOnly(f.metricsAddr); err != nil {
-			return f, fmt.Errorf("-metrics %q with -pprof (profiles show the process's memory): %w", f.metricsAddr, err)
-		}
+	if err := daemon.CheckMetrics(f.metricsAddr, f.pprof); err != nil {
+		return f, err
 	}
 	return f, daemon.CheckLog(f.logLevel, f.logFormat)
 }
@@ -186,10 +176,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%v\n", err)
 		return 1
 	}
+	exp := newExporter(g)
 	var serving atomic.Bool
 	serving.Store(true)
 	if ln != nil {
-		srv := &http.Server{Handler: daemon.MetricsHandler(newCollector(g), &serving, f.pprof), ReadHeaderTimeout: 5 * time.Second}
+		srv := &http.Server{Handler: daemon.MetricsHandler(&serving, f.pprof, exp, newProgramCollector(g)), ReadHeaderTimeout: 5 * time.Second}
 		go srv.Serve(ln)
 		defer srv.Close()
 		log.Info("serving metrics", "url", "http://"+ln.Addr().String()+"/metrics")
@@ -209,10 +200,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	for {
 		select {
 		case <-tick:
-			log.Info("stats", statsArgs(g)...)
+			log.Info("stats", exp.StatsArgs()...)
 		case <-ctx.Done():
 			daemon.Notify("STOPPING=1")
-			stats := statsArgs(g)
+			stats := exp.StatsArgs()
 			serving.Store(false)
 			if err := g.Close(); err != nil {
 				log.Warn("releasing the programs", "err", err)

@@ -139,18 +139,8 @@ func parse(args []string, stderr io.Writer) (flags, error) {
 			return f, fmt.Errorf("-expvar %q: %w", f.expvarAddr, err)
 		}
 	}
-	if f.metricsAddr != "" {
-		if _, _, err := net.SplitHostPort(f.metricsAddr); err != nil {
-			return f, fmt.Errorf("-metrics %q: %w", f.metricsAddr, err)
-		}
-	}
-	if f.pprof {
-		if f.metricsAddr == "" {
-			return f, errors.New("-pprof needs -metrics: it serves on that listener")
-		}
-		if err := daemon.LoopbackOnly(f.metricsAddr); err != nil {
-			return f, fmt.Errorf("-metrics %q with -pprof (profiles show the process's memory): %w", f.metricsAddr, err)
-		}
+	if err := daemon.CheckMetrics(f.metricsAddr, f.pprof); err != nil {
+		return f, err
 	}
 	if err := daemon.CheckLog(f.logLevel, f.logFormat); err != nil {
 		return f, err
@@ -185,6 +175,7 @@ func run(ctx context.Context, hup <-chan os.Signal, args []string, stderr io.Wri
 		fmt.Fprintf(stderr, "strayrelay: %v\n", err)
 		return 1
 	}
+	exp := newExporter(r)
 
 	var serving atomic.Bool
 	// Listeners are bound before the relay serves, so an address in use
@@ -199,7 +190,7 @@ func run(ctx context.Context, hup <-chan os.Signal, args []string, stderr io.Wri
 			mux.Handle("/debug/vars", expvar.Handler())
 			return mux
 		}},
-		{"-metrics", f.metricsAddr, "/metrics", func() http.Handler { return daemon.MetricsHandler(newCollector(r), &serving, f.pprof) }},
+		{"-metrics", f.metricsAddr, "/metrics", func() http.Handler { return daemon.MetricsHandler(&serving, f.pprof, exp) }},
 	} {
 		if l.addr == "" {
 			continue
@@ -234,7 +225,7 @@ func run(ctx context.Context, hup <-chan os.Signal, args []string, stderr io.Wri
 	for {
 		select {
 		case <-tick:
-			log.Info("stats", statsArgs(r.Stats())...)
+			log.Info("stats", exp.StatsArgs()...)
 		case <-hup:
 			reresolve(log, r, f.network, f.upstream)
 		case err := <-served:
@@ -249,7 +240,7 @@ func run(ctx context.Context, hup <-chan os.Signal, args []string, stderr io.Wri
 			daemon.Notify("STOPPING=1")
 			r.Close()
 			<-served
-			log.Info("stopped", statsArgs(r.Stats())...)
+			log.Info("stopped", exp.StatsArgs()...)
 			return 0
 		}
 	}

@@ -319,12 +319,12 @@ func readNotify(t *testing.T, c *net.UnixConn) string {
 func TestMetricsCoverStats(t *testing.T) {
 	keys := map[string]bool{}
 	for _, m := range metrics {
-		if keys[m.key] {
-			t.Errorf("%s exported twice", m.key)
+		if keys[m.Key] {
+			t.Errorf("%s exported twice", m.Key)
 		}
-		keys[m.key] = true
-		if !m.gauge && !strings.HasSuffix(m.name, "_total") {
-			t.Errorf("counter %s does not end in _total", m.name)
+		keys[m.Key] = true
+		if !m.Gauge && !strings.HasSuffix(m.Name, "_total") {
+			t.Errorf("counter %s does not end in _total", m.Name)
 		}
 	}
 	for k := range (relay.Stats{}).Map() {

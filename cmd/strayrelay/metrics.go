@@ -1,109 +1,52 @@
 package main
 
 import (
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/straydtls/straydtls/adapters/relay"
 	"github.com/straydtls/straydtls/cmd/internal/daemon"
-	"github.com/straydtls/straydtls/record"
 )
-
-// metric is one of the relay's counters or gauges, as /metrics exports it
-// and the stats line names it. key is its name in relay.Stats.Map, so both
-// read the same number and a counter added to the relay without a metric
-// here fails TestMetricsCoverStats.
-type metric struct {
-	name  string // without the strayrelay_ prefix; counters end in _total
-	key   string
-	gauge bool
-	help  string
-}
 
 const metricPrefix = "strayrelay_"
 
-var metrics = []metric{
-	{"associations", "associations", true, "Associations now, of every state."},
-	{"unverified_associations", "unverified", true, "Associations whose client has not yet proved its address (what forged ClientHellos can hold)."},
-	{"pending_associations", "pending", true, "Associations of proved clients whose handshake has not completed."},
-	{"live_associations", "live", true, "Associations whose handshake completed, closing ones included."},
-	{"closing_associations", "closing", true, "Live associations whose client sent a closing alert."},
-	{"quiet_clients", "quiet_peers", true, "Clients in their quiet period after the server closed their association."},
-	{"opened_total", "opened", false, "Associations opened, each on a fresh upstream socket."},
-	{"verified_total", "verified", false, "Clients that proved their address."},
-	{"server_closed_total", "server_closed", false, "Associations ended by the server's closing alert."},
-	{"idle_closed_total", "idle_closed", false, "Associations ended after the idle timeout."},
-	{"handshake_timeouts_total", "handshake_timeouts", false, "Proved handshakes that did not complete in time."},
-	{"client_aborted_total", "client_aborted", false, "Proved handshakes the client gave up with a fatal alert."},
-	{"unverified_timeouts_total", "unverified_timeouts", false, "Unverified associations that timed out."},
-	{"evicted_total", "evicted", false, "Unverified associations evicted at their cap."},
-	{"lingered_total", "lingered", false, "Associations ended after the client's closing alert and the close linger."},
-	{"reclaimed_total", "reclaimed", false, "Closing associations ended early to make room."},
-	{"rehandshakes_total", "rehandshakes", false, "Handshakes a client started from the addr:port of a live association (RFC 6347 4.2.8)."},
-	{"replaced_total", "replaced", false, "Live associations ended because the client's new handshake completed."},
-	{"refused_total", "refused", false, "Cookie echoes refused at the cap on associations."},
-	{"dial_errors_total", "dial_errors", false, "ClientHellos for which no upstream socket could be opened."},
-	{"from_clients_total", "from_clients", false, "Datagrams read from clients."},
-	{"to_server_total", "to_server", false, "Datagrams forwarded to the server."},
-	{"to_client_total", "to_client", false, "Datagrams forwarded to clients."},
-	{"dropped_unknown_total", "dropped_unknown", false, "Datagrams no association took from clients that are not quiet."},
-	{"dropped_invalid_total", "dropped_invalid", false, "Epoch-0 alerts and application data sent to a completed association (RFC 6347 4.1.2.7)."},
-	{"write_errors_total", "write_errors", false, "Datagrams a socket refused to send."},
-	{"upstream_errors_total", "upstream_errors", false, "ICMP reports that the upstream refused a datagram or is unreachable."},
-	{"echoes_total", "echoes", false, "Closing alerts sent again to quiet clients that kept sending."},
-	{"quiet_evictions_total", "quiet_evictions", false, "Quiet clients evicted at the cap before their quiet period ended."},
+// metrics are the relay's counters and gauges; a counter added to the
+// relay without a metric here fails TestMetricsCoverStats.
+var metrics = []daemon.Metric{
+	{Name: "associations", Key: "associations", Gauge: true, Help: "Associations now, of every state."},
+	{Name: "unverified_associations", Key: "unverified", Gauge: true, Help: "Associations whose client has not yet proved its address (what forged ClientHellos can hold)."},
+	{Name: "pending_associations", Key: "pending", Gauge: true, Help: "Associations of proved clients whose handshake has not completed."},
+	{Name: "live_associations", Key: "live", Gauge: true, Help: "Associations whose handshake completed, closing ones included."},
+	{Name: "closing_associations", Key: "closing", Gauge: true, Help: "Live associations whose client sent a closing alert."},
+	{Name: "quiet_clients", Key: "quiet_peers", Gauge: true, Help: "Clients in their quiet period after the server closed their association."},
+	{Name: "opened_total", Key: "opened", Help: "Associations opened, each on a fresh upstream socket."},
+	{Name: "verified_total", Key: "verified", Help: "Clients that proved their address."},
+	{Name: "server_closed_total", Key: "server_closed", Help: "Associations ended by the server's closing alert."},
+	{Name: "idle_closed_total", Key: "idle_closed", Help: "Associations ended after the idle timeout."},
+	{Name: "handshake_timeouts_total", Key: "handshake_timeouts", Help: "Proved handshakes that did not complete in time."},
+	{Name: "client_aborted_total", Key: "client_aborted", Help: "Proved handshakes the client gave up with a fatal alert."},
+	{Name: "unverified_timeouts_total", Key: "unverified_timeouts", Help: "Unverified associations that timed out."},
+	{Name: "evicted_total", Key: "evicted", Help: "Unverified associations evicted at their cap."},
+	{Name: "lingered_total", Key: "lingered", Help: "Associations ended after the client's closing alert and the close linger."},
+	{Name: "reclaimed_total", Key: "reclaimed", Help: "Closing associations ended early to make room."},
+	{Name: "rehandshakes_total", Key: "rehandshakes", Help: "Handshakes a client started from the addr:port of a live association (RFC 6347 4.2.8)."},
+	{Name: "replaced_total", Key: "replaced", Help: "Live associations ended because the client's new handshake completed."},
+	{Name: "refused_total", Key: "refused", Help: "Cookie echoes refused at the cap on associations."},
+	{Name: "dial_errors_total", Key: "dial_errors", Help: "ClientHellos for which no upstream socket could be opened."},
+	{Name: "from_clients_total", Key: "from_clients", Help: "Datagrams read from clients."},
+	{Name: "to_server_total", Key: "to_server", Help: "Datagrams forwarded to the server."},
+	{Name: "to_client_total", Key: "to_client", Help: "Datagrams forwarded to clients."},
+	{Name: "dropped_unknown_total", Key: "dropped_unknown", Help: "Datagrams no association took from clients that are not quiet."},
+	{Name: "dropped_invalid_total", Key: "dropped_invalid", Help: "Epoch-0 alerts and application data sent to a completed association (RFC 6347 4.1.2.7)."},
+	{Name: "write_errors_total", Key: "write_errors", Help: "Datagrams a socket refused to send."},
+	{Name: "upstream_errors_total", Key: "upstream_errors", Help: "ICMP reports that the upstream refused a datagram or is unreachable."},
+	{Name: "echoes_total", Key: "echoes", Help: "Closing alerts sent again to quiet clients that kept sending."},
+	{Name: "quiet_evictions_total", Key: "quiet_evictions", Help: "Quiet clients evicted at the cap before their quiet period ended."},
 }
 
-// strays is exported with a reason label; the stats line gives the total
-// and the reasons.
-const straysName = "strays_total"
-
-// collector exports a relay's counters at each scrape, read from one
-// Stats snapshot: nothing is kept between scrapes.
-type collector struct {
-	r      *relay.Relay
-	descs  []*prometheus.Desc
-	strays *prometheus.Desc
-}
-
-func newCollector(r *relay.Relay) *collector {
-	c := &collector{r: r}
-	for _, m := range metrics {
-		c.descs = append(c.descs, prometheus.NewDesc(metricPrefix+m.name, m.help, nil, nil))
-	}
-	c.strays = prometheus.NewDesc(metricPrefix+straysName,
-		"Datagrams dropped from quiet clients that no association took, by what they were.", []string{"reason"}, nil)
-	return c
-}
-
-func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range c.descs {
-		ch <- d
-	}
-	ch <- c.strays
-}
-
-func (c *collector) Collect(ch chan<- prometheus.Metric) {
-	s := c.r.Stats()
-	vals := s.Map()
-	for i, m := range metrics {
-		kind := prometheus.CounterValue
-		if m.gauge {
-			kind = prometheus.GaugeValue
-		}
-		ch <- prometheus.MustNewConstMetric(c.descs[i], kind, float64(vals[m.key]))
-	}
-	for i, v := range s.Strays {
-		ch <- prometheus.MustNewConstMetric(c.strays, prometheus.CounterValue, float64(v), record.Reason(i).String())
-	}
-}
-
-// statsArgs is the stats line: every metric /metrics exports, under the
-// same name, and the strays by reason.
-func statsArgs(s relay.Stats) []any {
-	vals := s.Map()
-	args := make([]any, 0, 2*len(metrics)+4)
-	for _, m := range metrics {
-		args = append(args, metricPrefix+m.name, vals[m.key])
-	}
-	return append(args, metricPrefix+straysName, s.TotalStrays(), "strays_by_reason", daemon.StraysByReason(&s.Strays))
+// newExporter exports r's counters (/metrics and the stats line).
+func newExporter(r *relay.Relay) *daemon.Exporter {
+	return daemon.NewExporter(metricPrefix, metrics,
+		"Datagrams dropped from quiet clients that no association took, by what they were.",
+		func() (daemon.Counters, error) {
+			s := r.Stats()
+			return daemon.Counters{Values: s.Map(), Strays: s.Strays}, nil
+		})
 }

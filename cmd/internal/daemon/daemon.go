@@ -113,13 +113,13 @@ func Notify(state string) error {
 	return err
 }
 
-// MetricsHandler serves /metrics (c's metrics and the Go runtime's and
+// MetricsHandler serves /metrics (cs' metrics and the Go runtime's and
 // process's), /healthz (200 while serving is true, else 503), and with
 // withPprof net/http/pprof under /debug/pprof/.
-func MetricsHandler(c prometheus.Collector, serving *atomic.Bool, withPprof bool) http.Handler {
+func MetricsHandler(serving *atomic.Bool, withPprof bool, cs ...prometheus.Collector) http.Handler {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(c,
-		collectors.NewGoCollector(),
+	reg.MustRegister(cs...)
+	reg.MustRegister(collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
