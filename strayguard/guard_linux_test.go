@@ -209,8 +209,8 @@ func drain(c *net.UDPConn) {
 	}
 }
 
-// TestMapCapEvictsOldest: at WithMaxQuietPeers the kernel evicts the
-// clients quiet longest, never the newest.
+// TestMapCapEvictsOldest: at WithMaxQuietPeers the kernel evicts mostly
+// the clients quiet longest, never the newest.
 func TestMapCapEvictsOldest(t *testing.T) {
 	const limit, clients = 256, 1024
 	server := peer(t)
@@ -236,18 +236,25 @@ func TestMapCapEvictsOldest(t *testing.T) {
 		}
 		return ok
 	}
+	// The kernel's LRU map frees in batches from lists kept per CPU, so a
+	// few old entries may outlive newer ones when the sender moves between
+	// CPUs (up to 57 of these 768 in 30 runs under the race detector), but
+	// most of the oldest go and the newest half all stay.
+	old := 0
 	for i := range clients - limit {
 		if quiet(i) {
-			t.Fatalf("client %d of %d is still quiet; with a cap of %d it should be evicted", i, clients, limit)
+			old++
 		}
 	}
-	// The kernel's LRU frees in batches, per CPU: the newest half is safe.
+	if old >= limit/2 {
+		t.Fatalf("%d of the %d oldest clients are still quiet, with a cap of %d", old, clients-limit, limit)
+	}
 	for i := clients - limit/2; i < clients; i++ {
 		if !quiet(i) {
 			t.Fatalf("client %d of %d was evicted, one of the %d newest", i, clients, limit/2)
 		}
 	}
-	t.Logf("%d quiet clients of the last %d", s.QuietClients, limit)
+	t.Logf("%d quiet clients; %d of the oldest %d", s.QuietClients, old, clients-limit)
 }
 
 // TestQuietPeriodExpires: after the quiet period the client's next
