@@ -2,6 +2,7 @@ package relay_test
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -180,6 +181,67 @@ func TestGnuTLSAtTheCap(t *testing.T) {
 	t.Logf("relay %+v", s)
 	if s.Reclaimed < 5 || s.Refused != 0 {
 		t.Fatalf("stats %+v: want closing associations reclaimed and nothing refused", s)
+	}
+}
+
+// TestGnuTLSAtTheCapWithOpenSSL is TestGnuTLSAtTheCap with the README's
+// client, `echo hi | openssl s_client -dtls1_2 -quiet -no_ign_eof`, which
+// sends its close_notify right behind its message: gnutls-serv's echo
+// crosses the close_notify, and used to make the association live again,
+// for the idle timeout, so the sixth client was refused. The server's
+// datagrams now restart the linger without undoing the client's alert.
+func TestGnuTLSAtTheCapWithOpenSSL(t *testing.T) {
+	dtlstest.RequireOpenSSL(t)
+	gnutls := dtlstest.StartGnuTLS(t)
+	r := start(t, "127.0.0.1:0", gnutls.Addr, relay.WithMaxAssociations(5))
+	for i := range 10 {
+		msg := fmt.Sprintf("hi %d", i)
+		if out, err := dtlstest.OpenSSLClient(addrOf(r), msg+"\n", "-quiet", "-no_ign_eof"); err != nil {
+			t.Fatalf("client %d of 10: %v\n%s\nrelay %+v", i+1, err, out, r.Stats())
+		}
+		gnutls.WaitFor(t, "client "+fmt.Sprint(i+1)+"'s message", func(l string) bool { return strings.HasSuffix(l, "command: "+msg) })
+		dtlstest.WaitFor(t, "the client's close_notify seen", func() bool {
+			s := r.Stats()
+			return uint64(s.Closing)+s.Reclaimed+s.Lingered == uint64(i+1)
+		})
+	}
+	s := r.Stats()
+	t.Logf("relay %+v", s)
+	if s.Refused != 0 || s.Live > 5 {
+		t.Fatalf("stats %+v: want nothing refused", s)
+	}
+}
+
+// TestRefusedClientIsLogged: a client turned away at the cap on
+// associations gets a warn line naming the cap, at most one a second
+// however many are refused, besides the counter.
+func TestRefusedClientIsLogged(t *testing.T) {
+	server := dtlstest.NewNaiveServer(t, 5*time.Second, true)
+	var logs syncBuffer
+	r := start(t, "127.0.0.1:0", server.Addr(), relay.WithMaxAssociations(1),
+		relay.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	dial := dtlstest.DialV3(t, 5*time.Second)
+	uc, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(addrOf(r)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	live, err := dial(uc) // holds the one association
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	begin := time.Now()
+	refused := dtlstest.ConnectOnce(t, addrOf(r), dtlstest.DialV3(t, 500*time.Millisecond))
+	for range 3 {
+		if _, err := refused(); err == nil {
+			t.Fatal("a client was served past the cap")
+		}
+	}
+	out := logs.String()
+	warns := strings.Count(out, "refused a client that proved its address")
+	most := 1 + int(time.Since(begin)/time.Second)
+	if s := r.Stats(); s.Refused < 3 || warns < 1 || warns > most || !strings.Contains(out, "max_associations=1") {
+		t.Fatalf("%d refused, %d warn lines (want 1 to %d naming max_associations=1):\n%s\n%+v", s.Refused, warns, most, out, s)
 	}
 }
 

@@ -87,12 +87,16 @@
 //   - A forged ClientHello from a live client's addr:port opens its own
 //     association beside the client's and ends at the unverified timeout,
 //     touching nothing.
-//   - A forged alert at epoch ≥ 1 makes an association closing; any
-//     datagram crossing before the linger ends makes it live again, so on a
-//     busy association it changes nothing. On one idle for longer than the
-//     linger it ends the association, as the client's own close_notify
-//     would: the relay cannot tell the two apart. The client's next
-//     datagram is then dropped and it has to shake hands again.
+//   - A forged alert at epoch ≥ 1 makes an association closing; the
+//     client's next datagram makes it live again, and the server's restart
+//     the linger, so on an association either side keeps busy it changes
+//     nothing. On one idle for longer than the linger it ends the
+//     association, as the client's own close_notify would: the relay
+//     cannot tell the two apart. The client's next datagram is then
+//     dropped and it has to shake hands again. (The server's datagrams do
+//     not make it live again because they may be its answers to what the
+//     client sent before a real close_notify, crossing it: GnuTLS's echo
+//     did, and kept every finished association for the idle timeout.)
 //   - A forged epoch-0 alert, application data, heartbeat or record of a
 //     type no stack knows on a completed association is dropped, wherever
 //     it sits in the datagram.

@@ -555,7 +555,12 @@ func (r *Relay) drop(from netip.AddrPort, d []byte, why assoc.Drop) {
 	case why == assoc.DropInvalid:
 		r.counters.droppedInvalid.Add(1)
 	case why == assoc.DropRefused:
-		// Counted by the machine.
+		// Counted by the machine; said at most once a second, because
+		// an operator whose clients are turned away needs to know why.
+		if r.warnNow(warnRefused) {
+			r.log.Warn("refused a client that proved its address: every association is live or handshaking, none closing to reclaim",
+				"client", from, "max_associations", r.cfg.maxAssoc, "fix", "raise -max-associations, or lower -idle so finished associations end sooner")
+		}
 	case r.table.Quiet(from):
 		rec := record.Inspect(d)
 		r.dropQuiet[rec.Reason()].Add(1)
@@ -757,6 +762,7 @@ const (
 	warnUpstreamWrite
 	warnClientWrite
 	warnUpstreamDown
+	warnRefused
 	numWarnings
 )
 

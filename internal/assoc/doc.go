@@ -72,9 +72,13 @@
 //     any content type it does not know (it answers with a fatal alert).
 //  6. Closing (relay): a client's alert at epoch ≥ 1 on an established
 //     association makes it Closing. It ends after CloseLinger if nothing
-//     crosses in either direction meanwhile; any datagram makes it
-//     established again, so a forged alert on a busy association changes
-//     nothing. At the association cap, Closing associations are reclaimed
+//     crosses in either direction meanwhile. Any other datagram from the
+//     client makes it established again, so a forged alert on an
+//     association whose client talks changes nothing; a datagram from the
+//     server restarts the linger, because the server's answers to what the
+//     client sent before its alert cross it, and a server that does not
+//     answer a close_notify (GnuTLS) sends nothing more; a server that
+//     keeps sending keeps the association. At the association cap, Closing associations are reclaimed
 //     before a cookie echo is refused. Because a client's alert is remote
 //     input, an association that ends this way quiets nobody.
 //  7. Completion is reported by the shell (Completed: the stack said so)

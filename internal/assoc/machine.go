@@ -288,7 +288,12 @@ func (m *Machine[T]) Server(now int64, a *Assoc[T], d []byte) Verdict {
 	forward := true
 	switch a.state {
 	case Closing:
-		m.unclose(a)
+		// Rule 6: the server's datagrams restart the linger but do not
+		// undo the client's alert: they may be its answers to what the
+		// client sent before the alert, and a server that does not answer
+		// a close_notify (GnuTLS) sends nothing after them. One that keeps
+		// sending keeps the association.
+		a.since = now
 	case Unverified, Handshaking:
 		var rec record.Record
 		rec.Parse(d)

@@ -654,6 +654,9 @@ func (mo *model) serverEvent(a *Assoc[int], kind byte) {
 	if before == Unverified && a.state != Unverified && a.state != Ended {
 		mo.fail("a server datagram verified %d", a.Handle)
 	}
+	if before == Closing && a.state != Closing && a.state != Ended {
+		mo.fail("a server datagram undid the client's alert on %d: %v", a.Handle, a.state)
+	}
 }
 
 // hasProvedOther: the peer of a (already ended) still has a proved association.
