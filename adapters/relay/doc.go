@@ -6,8 +6,11 @@
 // NAT, it gives every client association its own upstream socket, so the
 // server sees one peer per association. On Linux one goroutine reads every
 // upstream socket through an epoll set of its own, so an association costs
-// a socket and under 1 KiB, not a goroutine, and what one wake-up reads
+// a socket and a small struct, not a goroutine, and what one wake-up reads
 // goes to the clients in one sendmmsg; elsewhere a goroutine reads each.
+// What that costs, against nginx and no relay at all, is measured in
+// benchmarks (BenchmarkRelay, BenchmarkUnverifiedCost; figures in
+// benchmarks/README.md).
 // Unlike a NAT, it watches what crosses, with the association state
 // machine the in-process adapters share (internal/assoc, whose
 // documentation lists the rules):
@@ -66,9 +69,8 @@
 // address.
 //
 //   - A forged ClientHello opens one unverified association: an upstream
-//     socket in the relay's epoll set, under 1 KiB of heap and no goroutine
-//     on Linux (elsewhere a goroutine parked on the socket and 4 KiB of
-//     stack; benchmarks, BenchmarkUnverifiedCost), for at most
+//     socket in the relay's epoll set and no goroutine on Linux (elsewhere
+//     a goroutine parked on the socket; BenchmarkUnverifiedCost), for at most
 //     WithUnverifiedTimeout (5 s). They have a cap of their own
 //     (WithMaxUnverified, 1,024): at the cap the oldest is evicted, so a
 //     ClientHello is never refused, and forged ClientHellos never take the
