@@ -180,8 +180,11 @@ func runRelayLoad(b *testing.B, clients []relayClient, p *relayProcess) {
 // ClientHello without a cookie with a HelloVerifyRequest, one with the
 // cookie with an encrypted-looking record (so a relay sees the handshake
 // complete), and echoes anything else.
-func rawEchoServer(b *testing.B) netip.AddrPort {
-	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+func rawEchoServer(b *testing.B) netip.AddrPort { return rawEchoServerAt(b, net.IPv4(127, 0, 0, 1)) }
+
+// rawEchoServerAt is rawEchoServer on the address ip.
+func rawEchoServerAt(b *testing.B, ip net.IP) netip.AddrPort {
+	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: ip})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -237,8 +240,11 @@ func raiseBuffers(c *net.UDPConn) {
 	c.SetWriteBuffer(4 << 20)
 }
 
-func dtlsEchoServer(b *testing.B) netip.AddrPort {
-	ln, err := dtlsv3.Listen("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, dtlstest.ServerV3(b))
+func dtlsEchoServer(b *testing.B) netip.AddrPort { return dtlsEchoServerAt(b, net.IPv4(127, 0, 0, 1)) }
+
+// dtlsEchoServerAt is dtlsEchoServer on the address ip.
+func dtlsEchoServerAt(b *testing.B, ip net.IP) netip.AddrPort {
+	ln, err := dtlsv3.Listen("udp4", &net.UDPAddr{IP: ip}, dtlstest.ServerV3(b))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -19,7 +19,7 @@ benchstat=${BENCHSTAT:-go run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200
 loopback='.name:(LoopbackRead OR LoopbackBatch OR HotPath)'
 demux='.name:Demux'
 tables='.name:TableImpl'
-relays='.name:Relay'
+relays='.name:(Relay OR GuardVeth)'
 pion='.name:(Handshakes OR Echo)'
 
 bin=$(mktemp -d)/benchmarks.test

@@ -18,7 +18,14 @@ func startTCXNoop(b *testing.B, server netip.AddrPort) *relayProcess {
 	if os.Geteuid() != 0 {
 		b.Skip("attaching at tcx needs root")
 	}
-	lo, err := net.InterfaceByName("lo")
+	attachTCXNoop(b, "lo")
+	return &relayProcess{addr: server, noCPU: true}
+}
+
+// attachTCXNoop attaches the do-nothing program at tcx ingress and egress
+// of iface until the benchmark ends.
+func attachTCXNoop(b *testing.B, iface string) {
+	ifi, err := net.InterfaceByName(iface)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -32,11 +39,10 @@ func startTCXNoop(b *testing.B, server netip.AddrPort) *relayProcess {
 	}
 	b.Cleanup(func() { prog.Close() })
 	for _, at := range []ebpf.AttachType{ebpf.AttachTCXIngress, ebpf.AttachTCXEgress} {
-		l, err := link.AttachTCX(link.TCXOptions{Interface: lo.Index, Program: prog, Attach: at})
+		l, err := link.AttachTCX(link.TCXOptions{Interface: ifi.Index, Program: prog, Attach: at})
 		if err != nil {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { l.Close() })
 	}
-	return &relayProcess{addr: server, noCPU: true}
 }

@@ -448,23 +448,29 @@ func monotonicNow() int64 {
 }
 
 // linkHeaderLen is how many bytes precede the IP header in what tc sees on
-// the interface.
+// the interface. The link type comes from SIOCGIFHWADDR, which answers for
+// the caller's network namespace (sysfs shows the one it was mounted in).
 func linkHeaderLen(iface string) (int, error) {
-	b, err := os.ReadFile(filepath.Join("/sys/class/net", iface, "type"))
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return 0, fmt.Errorf("strayguard: interface %q: reading its link type: %w", iface, err)
 	}
-	var typ int
-	if _, err := fmt.Sscan(string(b), &typ); err != nil {
-		return 0, fmt.Errorf("strayguard: interface %q: link type %q: %w", iface, b, err)
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq(iface)
+	if err == nil {
+		err = unix.IoctlIfreq(fd, unix.SIOCGIFHWADDR, ifr)
 	}
-	switch typ {
+	if err != nil {
+		return 0, fmt.Errorf("strayguard: interface %q: reading its link type: %w", iface, err)
+	}
+	switch typ := ifr.Uint16(); typ { // the hardware address's sa_family
 	case unix.ARPHRD_ETHER, unix.ARPHRD_LOOPBACK:
 		return 14, nil
 	case unix.ARPHRD_NONE: // tun, WireGuard: bare IP packets
 		return 0, nil
+	default:
+		return 0, fmt.Errorf("strayguard: interface %q has link type %d; Ethernet, loopback and bare-IP (tun, WireGuard) interfaces are supported: %w", iface, typ, ErrNotSupported)
 	}
-	return 0, fmt.Errorf("strayguard: interface %q has link type %d; Ethernet, loopback and bare-IP (tun, WireGuard) interfaces are supported: %w", iface, typ, ErrNotSupported)
 }
 
 func loadError(err error) error {
