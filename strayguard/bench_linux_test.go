@@ -3,6 +3,7 @@
 package strayguard
 
 import (
+	"errors"
 	"net/netip"
 	"testing"
 	"time"
@@ -54,6 +55,43 @@ func BenchmarkPrograms(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.ReportMetric(float64(d.Nanoseconds()), "kernel-ns/run")
+		})
+	}
+}
+
+// BenchmarkCountQuiet counts a full quiet map of 65,536 entries, as each
+// Stats call (each scrape, each stats line) does: in batches, and entry by
+// entry, which kernels without batch lookups leave.
+func BenchmarkCountQuiet(b *testing.B) {
+	spec, err := newSpec(config{quiet: DefaultQuietPeriod, maxPeers: DefaultMaxQuietPeers}, 14)
+	if err != nil {
+		b.Fatal(err)
+	}
+	objs := new(guardObjects)
+	if err := load(spec, "", []uint16{4433}, objs); err != nil {
+		if errors.Is(err, ErrPermission) {
+			b.Skip(err)
+		}
+		b.Fatal(err)
+	}
+	defer objs.Close()
+	for i := range DefaultMaxQuietPeers {
+		ap := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 5000)
+		if err := objs.Quiet.Put(quietKey(ap, 4433), guardQuietValue{Deadline: 1}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, impl := range []struct {
+		name  string
+		count func(*ebpf.Map) (int, error)
+	}{{"batch", countEntries}, {"iterate", countByIterating}} {
+		b.Run("impl="+impl.name, func(b *testing.B) {
+			for b.Loop() {
+				n, err := impl.count(objs.Quiet)
+				if err != nil || n < DefaultMaxQuietPeers*9/10 {
+					b.Fatalf("counted %d: %v", n, err)
+				}
+			}
 		})
 	}
 }

@@ -312,18 +312,48 @@ func (g *Guard) Stats() (Stats, error) {
 		}
 	}
 	s.fromCounters(&sums)
+	n, err := countEntries(g.objs.Quiet)
+	if err != nil {
+		return s, fmt.Errorf("strayguard: counting quiet clients: %w", err)
+	}
+	s.QuietClients = n
+	return s, nil
+}
+
+// countEntries counts the quiet map's entries, thousands to a system call
+// (a batch lookup), where iterating takes one or two per entry.
+func countEntries(m *ebpf.Map) (int, error) {
+	const batch = 4096
+	keys := make([]guardQuietKey, batch)
+	vals := make([]guardQuietValue, batch)
+	var cursor ebpf.MapBatchCursor
+	n := 0
+	for {
+		c, err := m.BatchLookup(&cursor, keys, vals, nil)
+		n += c
+		switch {
+		case errors.Is(err, ebpf.ErrKeyNotExist):
+			return n, nil
+		case errors.Is(err, ebpf.ErrNotSupported):
+			return countByIterating(m)
+		case err != nil:
+			return n, err
+		}
+	}
+}
+
+// countByIterating is countEntries for kernels without batch lookups.
+func countByIterating(m *ebpf.Map) (int, error) {
 	var (
 		k guardQuietKey
 		v guardQuietValue
 	)
-	it := g.objs.Quiet.Iterate()
+	n := 0
+	it := m.Iterate()
 	for it.Next(&k, &v) {
-		s.QuietClients++
+		n++
 	}
-	if err := it.Err(); err != nil {
-		return s, fmt.Errorf("strayguard: counting quiet clients: %w", err)
-	}
-	return s, nil
+	return n, it.Err()
 }
 
 // Quiet reports how much of its quiet period client has left with the
