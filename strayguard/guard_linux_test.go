@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -358,32 +357,8 @@ func TestPinnedGuardOutlivesItsProcess(t *testing.T) {
 		cs[i] = peer(t)
 		send(t, server, addr(cs[i]), alert)
 	}
-	var reached atomic.Int64
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			if _, _, err := server.ReadFromUDPAddrPort(buf); err != nil {
-				return
-			}
-			reached.Add(1)
-		}
-	}()
-	stop, sent := make(chan struct{}), make(chan int)
-	go func() {
-		n := 0
-		tick := time.NewTicker(time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				sent <- n
-				return
-			case <-tick.C:
-				cs[n%clients].WriteToUDPAddrPort(stray, addr(server))
-				n++
-			}
-		}
-	}()
+	reached := dtlstest.CountReads(server)
+	stop := dtlstest.SendEvery(cs, addr(server), stray, time.Millisecond)
 	time.Sleep(50 * time.Millisecond)
 	if err := g.Close(); err != nil {
 		t.Fatal(err)
@@ -394,8 +369,7 @@ func TestPinnedGuardOutlivesItsProcess(t *testing.T) {
 		t.Fatal("the pinned quiet map was not adopted")
 	}
 	time.Sleep(50 * time.Millisecond)
-	close(stop)
-	n := <-sent
+	n := stop()
 	dtlstest.WaitFor(t, "every stray counted", func() bool {
 		s, err := g.Stats()
 		return err == nil && s.TotalStrays() == uint64(n)

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -206,32 +205,8 @@ func TestRestartUnderStrays(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var reached atomic.Int64
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			if _, _, err := server.ReadFromUDPAddrPort(buf); err != nil {
-				return
-			}
-			reached.Add(1)
-		}
-	}()
-	stop, sent := make(chan struct{}), make(chan int)
-	go func() {
-		n := 0
-		tick := time.NewTicker(time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				sent <- n
-				return
-			case <-tick.C:
-				cs[n%clients].WriteToUDPAddrPort(alert, srv) // the client's late close_notify
-				n++
-			}
-		}
-	}()
+	reached := dtlstest.CountReads(server)
+	stop := dtlstest.SendEvery(cs, srv, alert, time.Millisecond)
 	time.Sleep(50 * time.Millisecond)
 	d.stop(t)
 	if !strings.Contains(d.log(), "the programs stay attached") {
@@ -243,8 +218,7 @@ func TestRestartUnderStrays(t *testing.T) {
 		t.Fatalf("the restart did not adopt the pinned state:\n%s", d.log())
 	}
 	time.Sleep(50 * time.Millisecond)
-	close(stop)
-	n := <-sent
+	n := stop()
 
 	out, err := command(context.Background(), "-iface", "lo", "-pin-dir", dir, "-detach").CombinedOutput()
 	if code := exitCode(t, err); code != 1 || !strings.Contains(string(out), "held by another running strayguard") {
