@@ -19,6 +19,7 @@ import (
 	"github.com/straydtls/straydtls/adapters/pionv3"
 	"github.com/straydtls/straydtls/adapters/pionv4"
 	"github.com/straydtls/straydtls/internal/dtlstest"
+	"github.com/straydtls/straydtls/internal/fixture"
 )
 
 // The pion benchmarks put each adapter beside pion's own listener of the
@@ -43,9 +44,9 @@ func pionStacks() []stack {
 				var ln net.Listener
 				var err error
 				if adapter {
-					ln, err = pionv4.ListenAddr("udp", loopbackAddr, dtlstest.ServerV4At(b, v)...)
+					ln, err = pionv4.ListenAddr("udp", loopbackAddr, fixture.ServerV4At(b, v)...)
 				} else {
-					ln, err = dtlsv4.ListenAddr("udp", loopbackAddr, dtlstest.ServerV4At(b, v)...)
+					ln, err = dtlsv4.ListenAddr("udp", loopbackAddr, fixture.ServerV4At(b, v)...)
 				}
 				if err != nil {
 					b.Fatal(err)
@@ -53,7 +54,7 @@ func pionStacks() []stack {
 				return ln
 			},
 			dial: func(b *testing.B) func(uc *net.UDPConn) (net.Conn, error) {
-				return dtlstest.DialV4(dtlstest.ClientV4At(b, v), 10*time.Second)
+				return dtlstest.DialV4(fixture.ClientV4At(b, v), 10*time.Second)
 			}}
 	}
 	return []stack{
@@ -62,9 +63,9 @@ func pionStacks() []stack {
 				var ln net.Listener
 				var err error
 				if adapter {
-					ln, err = pionv3.Listen("udp", loopbackAddr, dtlstest.ServerV3(b))
+					ln, err = pionv3.Listen("udp", loopbackAddr, fixture.ServerV3(b))
 				} else {
-					ln, err = dtlsv3.Listen("udp", loopbackAddr, dtlstest.ServerV3(b))
+					ln, err = dtlsv3.Listen("udp", loopbackAddr, fixture.ServerV3(b))
 				}
 				if err != nil {
 					b.Fatal(err)
@@ -72,7 +73,7 @@ func pionStacks() []stack {
 				return ln
 			},
 			dial: func(b *testing.B) func(uc *net.UDPConn) (net.Conn, error) {
-				cfg := dtlstest.ClientV3(b)
+				cfg := fixture.ClientV3(b)
 				return func(uc *net.UDPConn) (net.Conn, error) {
 					c, err := dtlsv3.Client(dtlsnetv3.PacketConnFromConn(uc), uc.RemoteAddr(), cfg)
 					if err != nil {

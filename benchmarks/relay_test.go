@@ -24,6 +24,7 @@ import (
 
 	"github.com/straydtls/straydtls/adapters/relay"
 	"github.com/straydtls/straydtls/internal/dtlstest"
+	"github.com/straydtls/straydtls/internal/fixture"
 	"github.com/straydtls/straydtls/record"
 	"github.com/straydtls/straydtls/strayguard"
 )
@@ -244,7 +245,7 @@ func dtlsEchoServer(b *testing.B) netip.AddrPort { return dtlsEchoServerAt(b, ne
 
 // dtlsEchoServerAt is dtlsEchoServer on the address ip.
 func dtlsEchoServerAt(b *testing.B, ip net.IP) netip.AddrPort {
-	ln, err := dtlsv3.Listen("udp4", &net.UDPAddr{IP: ip}, dtlstest.ServerV3(b))
+	ln, err := dtlsv3.Listen("udp4", &net.UDPAddr{IP: ip}, fixture.ServerV3(b))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -283,7 +284,7 @@ func dtlsEchoServerAt(b *testing.B, ip net.IP) netip.AddrPort {
 }
 
 func newDTLSClient(b *testing.B, to netip.AddrPort) relayClient {
-	c, err := dtlsv3.Dial("udp4", net.UDPAddrFromAddrPort(to), dtlstest.ClientV3(b))
+	c, err := dtlsv3.Dial("udp4", net.UDPAddrFromAddrPort(to), fixture.ClientV3(b))
 	if err != nil {
 		b.Fatal(err)
 	}

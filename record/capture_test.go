@@ -23,7 +23,7 @@ import (
 	"github.com/pion/dtls/v3/pkg/protocol/recordlayer"
 
 	"github.com/straydtls/straydtls/internal/captured"
-	"github.com/straydtls/straydtls/internal/dtlstest"
+	"github.com/straydtls/straydtls/internal/fixture"
 	"github.com/straydtls/straydtls/udprelay"
 )
 
@@ -143,12 +143,12 @@ func mustCapture(t *testing.T, ln net.Listener, client func(relay netip.AddrPort
 // captureV2 captures a pion v2 association: a handshake, one message each
 // way, and a close from the client.
 func captureV2(t *testing.T, tweak func(*dtlsv2.Config)) []capturedDatagram {
-	ln, err := dtlsv2.Listen("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, dtlstest.ServerV2(t))
+	ln, err := dtlsv2.Listen("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, fixture.ServerV2(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return mustCapture(t, ln, func(relay netip.AddrPort) {
-		cfg := dtlstest.ClientV2(t)
+		cfg := fixture.ClientV2(t)
 		if tweak != nil {
 			tweak(cfg)
 		}
@@ -163,14 +163,14 @@ func captureV2(t *testing.T, tweak func(*dtlsv2.Config)) []capturedDatagram {
 
 // captureV3CID is the same with pion v3 and connection IDs both ways.
 func captureV3CID(t *testing.T) []capturedDatagram {
-	scfg := dtlstest.ServerV3(t)
+	scfg := fixture.ServerV3(t)
 	scfg.ConnectionIDGenerator = dtlsv3.RandomCIDGenerator(8)
 	ln, err := dtlsv3.Listen("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, scfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return mustCapture(t, ln, func(relay netip.AddrPort) {
-		ccfg := dtlstest.ClientV3(t)
+		ccfg := fixture.ClientV3(t)
 		ccfg.ConnectionIDGenerator = dtlsv3.RandomCIDGenerator(8)
 		c, err := dtlsv3.Dial("udp", net.UDPAddrFromAddrPort(relay), ccfg)
 		if err != nil {
@@ -184,7 +184,7 @@ func captureV3CID(t *testing.T) []capturedDatagram {
 // captureOpenSSL is `echo hello | openssl s_client -dtls1_2` against a pion
 // v2 server.
 func captureOpenSSL(t *testing.T) []capturedDatagram {
-	ln, err := dtlsv2.Listen("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, dtlstest.ServerV2(t))
+	ln, err := dtlsv2.Listen("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, fixture.ServerV2(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,5 +312,5 @@ func atoi(t testing.TB, s string) int {
 	return n
 }
 
-// loadRecords is dtlstest.Records, read afresh after a capture.
+// loadRecords is captured.Records, read afresh after a capture.
 func loadRecords(t testing.TB) []captured.File { return captured.Records(t, *capture) }

@@ -11,8 +11,7 @@ import (
 	dtlsv4 "github.com/pion/dtls/v4"
 	"github.com/pion/dtls/v4/pkg/protocol"
 	recordv4 "github.com/pion/dtls/v4/pkg/protocol/recordlayer"
-
-	"github.com/straydtls/straydtls/internal/dtlstest"
+	"github.com/straydtls/straydtls/internal/fixture"
 )
 
 // v4Captures are the pion/dtls v4 associations TestCapture records: DTLS
@@ -36,8 +35,8 @@ var v4Captures = []struct {
 // cidLen > 0 the server makes CIDs of that length and the client sends
 // them (it asks for none itself).
 func captureV4(t *testing.T, version protocol.Version, cidLen int) []capturedDatagram {
-	sopts := dtlstest.ServerV4At(t, version)
-	copts := dtlstest.ClientV4At(t, version)
+	sopts := fixture.ServerV4At(t, version)
+	copts := fixture.ClientV4At(t, version)
 	if cidLen > 0 {
 		sopts = append(sopts, dtlsv4.WithConnectionID(dtlsv4.RandomCIDGenerator(cidLen), dtlsv4.CIDPathMigrationReject))
 		copts = append(copts, dtlsv4.WithConnectionID(dtlsv4.OnlySendCIDGenerator(), dtlsv4.CIDPathMigrationReject))

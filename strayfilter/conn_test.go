@@ -15,7 +15,6 @@ import (
 	dtlsv3 "github.com/pion/dtls/v3"
 
 	"github.com/straydtls/straydtls/conntrack"
-	"github.com/straydtls/straydtls/internal/dtlstest"
 	"github.com/straydtls/straydtls/internal/fixture"
 	"github.com/straydtls/straydtls/record"
 	"github.com/straydtls/straydtls/strayfilter"
@@ -102,12 +101,12 @@ func serveOne(t *testing.T, sc *fixture.Shared, peer net.Addr, echoed <-chan str
 	done := make(chan error, 1)
 	lent := sc.Lend()
 	go func() {
-		srv, err := dtlsv3.Server(lent, peer, dtlstest.ServerV3(t))
+		srv, err := dtlsv3.Server(lent, peer, fixture.ServerV3(t))
 		if err != nil {
 			done <- err
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), dtlstest.HandshakeTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), fixture.HandshakeTimeout)
 		defer cancel()
 		if err := srv.HandshakeContext(ctx); err != nil {
 			done <- err
@@ -121,7 +120,7 @@ func serveOne(t *testing.T, sc *fixture.Shared, peer net.Addr, echoed <-chan str
 		if echoed != nil && err == nil {
 			select {
 			case <-echoed:
-			case <-time.After(dtlstest.HandshakeTimeout):
+			case <-time.After(fixture.HandshakeTimeout):
 				err = errors.New("the client never read the echo")
 			}
 		}
@@ -138,11 +137,11 @@ func serveOne(t *testing.T, sc *fixture.Shared, peer net.Addr, echoed <-chan str
 // set, is closed once the echo was read.
 func clientEcho(t *testing.T, pc net.PacketConn, server net.Addr, afterWrite func(), echoed chan<- struct{}) *dtlsv3.Conn {
 	t.Helper()
-	cli, err := dtlsv3.Client(pc, server, dtlstest.ClientV3(t))
+	cli, err := dtlsv3.Client(pc, server, fixture.ClientV3(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), dtlstest.HandshakeTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), fixture.HandshakeTimeout)
 	defer cancel()
 	if err := cli.HandshakeContext(ctx); err != nil {
 		t.Fatal(err)

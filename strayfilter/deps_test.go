@@ -20,12 +20,20 @@ func TestLibraryDependencies(t *testing.T) {
 		return strings.Fields(string(out))
 	}
 	for _, d := range deps("github.com/straydtls/straydtls/strayfilter/...", "github.com/straydtls/straydtls/conntrack/...",
-		"github.com/straydtls/straydtls/adapters/...", "github.com/straydtls/straydtls/record/...") {
+		"github.com/straydtls/straydtls/adapters/...", "github.com/straydtls/straydtls/record/...",
+		"github.com/straydtls/straydtls/strayguard/...") {
 		if strings.Contains(d, "go-coap") || strings.Contains(d, "prometheus") {
 			t.Errorf("a library package depends on %s", d)
 		}
 	}
 	if got := deps("github.com/straydtls/straydtls/record"); len(got) != 1 {
 		t.Errorf("record depends on %v; want the standard library only", got[1:])
+	}
+	// The lowest packages' tests use the shared fixtures, not the
+	// association machinery's suites, so they build and fail on their own.
+	for _, d := range deps("-test", "github.com/straydtls/straydtls/record", "github.com/straydtls/straydtls/strayfilter") {
+		if strings.Contains(d, "/adapters/demux") || strings.Contains(d, "/internal/assoc") {
+			t.Errorf("the record and strayfilter tests link %s", d)
+		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/straydtls/straydtls/adapters/demux"
 	"github.com/straydtls/straydtls/adapters/pionv2"
 	"github.com/straydtls/straydtls/internal/dtlstest"
+	"github.com/straydtls/straydtls/internal/fixture"
 )
 
 // TestChaos runs clients that open, exchange, close and reconnect (every
@@ -26,6 +27,6 @@ import (
 // go test -run TestChaos ./adapters/pionv2 -args -chaos.seed=N.
 func TestChaos(t *testing.T) {
 	dtlstest.RunChaosAdapter(t, func(opts ...demux.Option) (*demux.Listener, error) {
-		return pionv2.Listen("udp", loopback, dtlstest.ServerV2(t), opts...)
+		return pionv2.Listen("udp", loopback, fixture.ServerV2(t), opts...)
 	}, dtlstest.DialV2(t, 5*time.Second), false)
 }

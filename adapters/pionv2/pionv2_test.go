@@ -16,6 +16,7 @@ import (
 	"github.com/straydtls/straydtls/adapters/demux"
 	"github.com/straydtls/straydtls/adapters/pionv2"
 	"github.com/straydtls/straydtls/internal/dtlstest"
+	"github.com/straydtls/straydtls/internal/fixture"
 	"github.com/straydtls/straydtls/record"
 	"github.com/straydtls/straydtls/strayfilter"
 	"github.com/straydtls/straydtls/udprelay"
@@ -25,7 +26,7 @@ var loopback = &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}
 
 func listen(t *testing.T, opts ...demux.Option) *demux.Listener {
 	t.Helper()
-	ln, err := pionv2.Listen("udp", loopback, dtlstest.ServerV2(t), opts...)
+	ln, err := pionv2.Listen("udp", loopback, fixture.ServerV2(t), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +38,7 @@ func addrPort(a net.Addr) netip.AddrPort { return a.(*net.UDPAddr).AddrPort() }
 
 func dial(t *testing.T, addr netip.AddrPort) *dtls.Conn {
 	t.Helper()
-	c, err := dtls.Dial("udp", net.UDPAddrFromAddrPort(addr), dtlstest.ClientV2(t))
+	c, err := dtls.Dial("udp", net.UDPAddrFromAddrPort(addr), fixture.ClientV2(t))
 	if err != nil {
 		t.Fatalf("dial %v: %v", addr, err)
 	}
@@ -115,7 +116,7 @@ func TestPionListenerStallsOnStray(t *testing.T) {
 		t.Skip("takes pion's handshake timeout")
 	}
 	timeout := *pionStallTimeout
-	cfg := dtlstest.ServerV2(t)
+	cfg := fixture.ServerV2(t)
 	cfg.ConnectContextMaker = dtlstest.Timeout(timeout)
 	ln, err := dtls.Listen("udp", loopback, cfg)
 	if err != nil {
@@ -143,8 +144,8 @@ func TestPionListenerStallsOnStray(t *testing.T) {
 
 	// B waits longer than the server's timeout, so the stall is measured
 	// whole instead of B giving up first.
-	clientCfg := dtlstest.ClientV2(t)
-	clientCfg.ConnectContextMaker = dtlstest.Timeout(timeout + dtlstest.HandshakeTimeout)
+	clientCfg := fixture.ClientV2(t)
+	clientCfg.ConnectContextMaker = dtlstest.Timeout(timeout + fixture.HandshakeTimeout)
 	start := time.Now()
 	b, err := dtls.Dial("udp", net.UDPAddrFromAddrPort(relay.Addr()), clientCfg)
 	took := time.Since(start)
@@ -180,7 +181,7 @@ func TestPortReuse(t *testing.T) {
 		}
 		local = uc.LocalAddr().(*net.UDPAddr) // reuse the same port next time
 		start := time.Now()
-		c, err := dtls.Client(uc, dtlstest.ClientV2(t))
+		c, err := dtls.Client(uc, fixture.ClientV2(t))
 		if err != nil {
 			t.Fatalf("association %d from %v: %v", i, local, err)
 		}
@@ -244,7 +245,7 @@ func TestListenerCloseKeepsAcceptedConns(t *testing.T) {
 	}()
 	dtlstest.EchoOnce(t, c, "after listener close")
 	// New clients are not served.
-	cfg := dtlstest.ClientV2(t)
+	cfg := fixture.ClientV2(t)
 	cfg.ConnectContextMaker = func() (context.Context, func()) {
 		return context.WithTimeout(context.Background(), 300*time.Millisecond)
 	}
@@ -261,7 +262,7 @@ func TestConfigIsRequired(t *testing.T) {
 	if _, err := pionv2.Listen("udp", loopback, nil); err == nil || !strings.Contains(err.Error(), "config is nil") {
 		t.Fatalf("Listen(nil config) = %v", err)
 	}
-	if _, err := pionv2.Listen("udp", loopback, dtlstest.ServerV2(t), demux.WithBacklog(0)); !errors.Is(err, strayfilter.ErrInvalidOption) {
+	if _, err := pionv2.Listen("udp", loopback, fixture.ServerV2(t), demux.WithBacklog(0)); !errors.Is(err, strayfilter.ErrInvalidOption) {
 		t.Fatalf("Listen(backlog 0) = %v", err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/pion/dtls/v2"
 
 	"github.com/straydtls/straydtls/internal/dtlstest"
+	"github.com/straydtls/straydtls/internal/fixture"
 )
 
 // TestRehandshake is RFC 6347 §4.2.8 against the v2 adapter: a client that
@@ -26,7 +27,7 @@ func TestRehandshake(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			cfg := dtlstest.ClientV2(t)
+			cfg := fixture.ClientV2(t)
 			cfg.ConnectContextMaker = dtlstest.Timeout(timeout)
 			c, err := dtls.Client(uc, cfg)
 			if err != nil {
@@ -40,7 +41,7 @@ func TestRehandshake(t *testing.T) {
 
 // pionListen starts pion's own listener on loopback, for contrast.
 func pionListen(t *testing.T) net.Listener {
-	ln, err := dtls.Listen("udp", loopback, dtlstest.ServerV2(t))
+	ln, err := dtls.Listen("udp", loopback, fixture.ServerV2(t))
 	if err != nil {
 		t.Fatal(err)
 	}

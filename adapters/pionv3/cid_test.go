@@ -11,12 +11,13 @@ import (
 	"github.com/straydtls/straydtls/adapters/demux"
 	"github.com/straydtls/straydtls/adapters/pionv3"
 	"github.com/straydtls/straydtls/internal/dtlstest"
+	"github.com/straydtls/straydtls/internal/fixture"
 	"github.com/straydtls/straydtls/udprelay"
 )
 
 func listenCID(t *testing.T, opts ...demux.Option) *demux.Listener {
 	t.Helper()
-	ln, err := pionv3.Listen("udp", loopback, dtlstest.ServerV3CID(t), opts...)
+	ln, err := pionv3.Listen("udp", loopback, fixture.ServerV3CID(t), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +35,7 @@ func cidClient(t *testing.T, ln net.Listener) (*udprelay.Relay, *dtlstest.InFlig
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { relay.Close() })
-	uc, c := dtlstest.DialThrough(t, relay, dtlstest.DialV3With(dtlstest.ClientV3CID(t), 5*time.Second))
+	uc, c := dtlstest.DialThrough(t, relay, dtlstest.DialV3With(fixture.ClientV3CID(t), 5*time.Second))
 	return relay, capt, uc, c
 }
 
@@ -53,20 +54,20 @@ func TestRebindingClient(t *testing.T) {
 		client func(t testing.TB) *dtls.Config
 		want   int
 	}{
-		{"adapter", func(t *testing.T) net.Listener { return listenCID(t) }, dtlstest.ClientV3CID, after},
+		{"adapter", func(t *testing.T) net.Listener { return listenCID(t) }, fixture.ClientV3CID, after},
 		{"pion", func(t *testing.T) net.Listener {
-			ln, err := dtls.Listen("udp", loopback, dtlstest.ServerV3CID(t))
+			ln, err := dtls.Listen("udp", loopback, fixture.ServerV3CID(t))
 			if err != nil {
 				t.Fatal(err)
 			}
 			return ln
-		}, dtlstest.ClientV3CID, after},
+		}, fixture.ClientV3CID, after},
 		{"packet-listener-under-pion", func(t *testing.T) net.Listener {
 			pc, err := net.ListenUDP("udp", loopback)
 			if err != nil {
 				t.Fatal(err)
 			}
-			cfg := dtlstest.ServerV3CID(t)
+			cfg := fixture.ServerV3CID(t)
 			inner, err := pionv3.NewPacketListener(pc, pionv3.ConnectionIDs(cfg))
 			if err != nil {
 				t.Fatal(err)
@@ -76,8 +77,8 @@ func TestRebindingClient(t *testing.T) {
 				t.Fatal(err)
 			}
 			return ln
-		}, dtlstest.ClientV3CID, after},
-		{"adapter-without-cids", func(t *testing.T) net.Listener { return listen(t) }, dtlstest.ClientV3CID, 0},
+		}, fixture.ClientV3CID, after},
+		{"adapter-without-cids", func(t *testing.T) net.Listener { return listen(t) }, fixture.ClientV3CID, 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			ln := c.listen(t)
@@ -157,7 +158,7 @@ func liveCIDClient(t *testing.T) (*demux.Listener, net.Conn, [][]byte) {
 // it), and changes nothing: the server's answers still go to the client.
 func TestForgedCIDRecordFromANewAddress(t *testing.T) {
 	ln, c, genuine := liveCIDClient(t)
-	cid := genuine[0][11 : 11+dtlstest.CIDLength]
+	cid := genuine[0][11 : 11+fixture.CIDLength]
 	forged := append(append([]byte{25, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0x7f, 0}, cid...), 0, 40)
 	forged = append(forged, bytes.Repeat([]byte{0xa5}, 40)...)
 	dtlstest.RunCIDRecordsFromANewAddress(t, ln, c, append(genuine, forged))
@@ -169,7 +170,7 @@ func TestForgedCIDRecordFromANewAddress(t *testing.T) {
 // client, which keeps echoing throughout.
 func TestForgedCIDFlood(t *testing.T) {
 	ln, c, genuine := liveCIDClient(t)
-	cid := genuine[0][11 : 11+dtlstest.CIDLength]
+	cid := genuine[0][11 : 11+fixture.CIDLength]
 	dtlstest.RunForgedCIDFlood(t, ln, c, 5000, func(i int) []byte {
 		d := []byte{25, 0xfe, 0xfd, 0, 1, 0, 0, 0, byte(i >> 16), byte(i >> 8), byte(i)}
 		if i%2 == 0 {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/straydtls/straydtls/adapters/demux"
 	"github.com/straydtls/straydtls/internal/dtlstest"
+	"github.com/straydtls/straydtls/internal/fixture"
 )
 
 // TestForgedHelloFlood: 20,000 forged ClientHellos from as many loopback
@@ -25,7 +26,7 @@ func TestPionListenerUnderFlood(t *testing.T) {
 	if !*dtlstest.FloodContrast {
 		t.Skip("pion's own listener keeps every forged handshake; run with -flood.contrast")
 	}
-	ln, err := dtls.Listen("udp", loopback, dtlstest.ServerV3(t))
+	ln, err := dtls.Listen("udp", loopback, fixture.ServerV3(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/pion/dtls/v3"
 
 	"github.com/straydtls/straydtls/internal/dtlstest"
+	"github.com/straydtls/straydtls/internal/fixture"
 )
 
 // cidMode switches this package's server and client configs to Connection
@@ -17,16 +18,16 @@ var cidMode bool
 
 func serverConfig(t testing.TB) *dtls.Config {
 	if cidMode {
-		return dtlstest.ServerV3CID(t)
+		return fixture.ServerV3CID(t)
 	}
-	return dtlstest.ServerV3(t)
+	return fixture.ServerV3(t)
 }
 
 func clientConfig(t testing.TB) *dtls.Config {
 	if cidMode {
-		return dtlstest.ClientV3CID(t)
+		return fixture.ClientV3CID(t)
 	}
-	return dtlstest.ClientV3(t)
+	return fixture.ClientV3(t)
 }
 
 // dialV3 is dtlstest.DialV3 with the mode's client config.

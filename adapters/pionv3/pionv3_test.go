@@ -13,6 +13,7 @@ import (
 	"github.com/straydtls/straydtls/adapters/demux"
 	"github.com/straydtls/straydtls/adapters/pionv3"
 	"github.com/straydtls/straydtls/internal/dtlstest"
+	"github.com/straydtls/straydtls/internal/fixture"
 	"github.com/straydtls/straydtls/record"
 	"github.com/straydtls/straydtls/strayfilter"
 	"github.com/straydtls/straydtls/udprelay"
@@ -38,7 +39,7 @@ func dial(t *testing.T, addr netip.AddrPort) *dtls.Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := dtlstest.Handshake(c, dtlstest.HandshakeTimeout); err != nil {
+	if err := dtlstest.Handshake(c, fixture.HandshakeTimeout); err != nil {
 		t.Fatalf("handshake with %v: %v", addr, err)
 	}
 	return c
@@ -140,7 +141,7 @@ func (a acceptSpy) Accept() (net.Conn, error) {
 // listener: the same stray comes out of Accept as a connection whose
 // handshake can never complete.
 func TestPionListenerHandsOutStray(t *testing.T) {
-	ln, err := dtls.Listen("udp", loopback, dtlstest.ServerV3(t))
+	ln, err := dtls.Listen("udp", loopback, fixture.ServerV3(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +182,7 @@ func TestManyClientsConcurrently(t *testing.T) {
 
 func TestPortReuse(t *testing.T) {
 	dtlstest.RunPortReuse(t, listen, func(pc net.PacketConn, addr net.Addr) (net.Conn, error) {
-		c, err := dtls.Client(pc, addr, dtlstest.ClientV3(t))
+		c, err := dtls.Client(pc, addr, fixture.ClientV3(t))
 		if err != nil {
 			return nil, err
 		}
@@ -220,7 +221,7 @@ func TestPacketListenerUnderPionListener(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := dtls.NewListener(inner, dtlstest.ServerV3(t))
+	ln, err := dtls.NewListener(inner, fixture.ServerV3(t))
 	if err != nil {
 		t.Fatal(err)
 	}

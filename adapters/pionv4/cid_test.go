@@ -14,6 +14,7 @@ import (
 	"github.com/straydtls/straydtls/adapters/demux"
 	"github.com/straydtls/straydtls/adapters/pionv4"
 	"github.com/straydtls/straydtls/internal/dtlstest"
+	"github.com/straydtls/straydtls/internal/fixture"
 	"github.com/straydtls/straydtls/record"
 	"github.com/straydtls/straydtls/udprelay"
 )
@@ -230,7 +231,7 @@ func liveCIDClient(t *testing.T) (*demux.Listener, net.Conn, [][]byte) {
 
 // cidOf is the CID a captured client datagram carries.
 func cidOf(t *testing.T, d []byte) []byte {
-	cid, ok := record.ConnectionID(d, dtlstest.CIDLength)
+	cid, ok := record.ConnectionID(d, fixture.CIDLength)
 	if !ok {
 		t.Fatalf("% x carries no CID", d[:min(len(d), 16)])
 	}
@@ -286,7 +287,7 @@ func TestForgedCIDFlood(t *testing.T) {
 func TestConnectionIDOptionIsRead(t *testing.T) {
 	calls := 0
 	gen := func() []byte { calls++; return []byte("cid-1234") }
-	got, ok := pionv4.PeekConnectionID(append(dtlstest.ServerV4(t), dtls.WithConnectionID(gen, dtls.CIDPathMigrationRRC)))
+	got, ok := pionv4.PeekConnectionID(append(fixture.ServerV4(t), dtls.WithConnectionID(gen, dtls.CIDPathMigrationRRC)))
 	if !ok || got.Policy != dtls.CIDPathMigrationRRC {
 		t.Fatalf("dtls.WithConnectionID not read: %+v %v", got, ok)
 	}
@@ -294,7 +295,7 @@ func TestConnectionIDOptionIsRead(t *testing.T) {
 	if id := got.Generator(); string(id) != "cid-1234" || calls != before+1 {
 		t.Fatalf("the generator read is not the one given: %q", id)
 	}
-	if _, ok := pionv4.PeekConnectionID(dtlstest.ServerV4(t)); ok {
+	if _, ok := pionv4.PeekConnectionID(fixture.ServerV4(t)); ok {
 		t.Fatal("a generator read where none was given")
 	}
 }

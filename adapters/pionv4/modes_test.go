@@ -9,6 +9,7 @@ import (
 	"github.com/pion/dtls/v4/pkg/protocol"
 
 	"github.com/straydtls/straydtls/internal/dtlstest"
+	"github.com/straydtls/straydtls/internal/fixture"
 )
 
 // mode is what the package's helpers make configs for: a DTLS version,
@@ -41,9 +42,9 @@ var (
 
 // serverOptions are the mode's server options.
 func serverOptions(t testing.TB) []dtls.ServerOption {
-	opts := dtlstest.ServerV4At(t, cur.version)
+	opts := fixture.ServerV4At(t, cur.version)
 	if cur.cid {
-		opts = append(opts, dtls.WithConnectionID(dtls.RandomCIDGenerator(dtlstest.CIDLength), cur.policy))
+		opts = append(opts, dtls.WithConnectionID(dtls.RandomCIDGenerator(fixture.CIDLength), cur.policy))
 	}
 	return opts
 }
@@ -51,7 +52,7 @@ func serverOptions(t testing.TB) []dtls.ServerOption {
 // clientOptions are the matching client options: a client with CIDs sends
 // the server's and asks for none itself, as most IoT clients do.
 func clientOptions(t testing.TB) []dtls.ClientOption {
-	opts := dtlstest.ClientV4At(t, cur.version)
+	opts := fixture.ClientV4At(t, cur.version)
 	if cur.cid {
 		opts = append(opts, dtls.WithConnectionID(dtls.OnlySendCIDGenerator(), cur.policy))
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/straydtls/straydtls/adapters/demux"
 	"github.com/straydtls/straydtls/adapters/pionv4"
 	"github.com/straydtls/straydtls/internal/dtlstest"
+	"github.com/straydtls/straydtls/internal/fixture"
 	"github.com/straydtls/straydtls/record"
 	"github.com/straydtls/straydtls/strayfilter"
 	"github.com/straydtls/straydtls/udprelay"
@@ -60,7 +61,7 @@ func dial(t *testing.T, addr netip.AddrPort) *dtls.Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := dtlstest.Handshake(c, dtlstest.HandshakeTimeout); err != nil {
+	if err := dtlstest.Handshake(c, fixture.HandshakeTimeout); err != nil {
 		t.Fatalf("handshake with %v: %v", addr, err)
 	}
 	return c
@@ -366,7 +367,7 @@ func TestGnuTLSClientsWithLateCloseNotify(t *testing.T) {
 }
 
 func TestInvalidInput(t *testing.T) {
-	if _, err := pionv4.Listen(nil, dtlstest.ServerV4(t)...); !errors.Is(err, strayfilter.ErrInvalidOption) {
+	if _, err := pionv4.Listen(nil, fixture.ServerV4(t)...); !errors.Is(err, strayfilter.ErrInvalidOption) {
 		t.Fatalf("Listen(nil) = %v", err)
 	}
 	pc, err := net.ListenUDP("udp", loopback)
@@ -377,7 +378,7 @@ func TestInvalidInput(t *testing.T) {
 	if _, err := pionv4.NewListener(pc, nil, demux.WithHandshakeTimeout(-1)); !errors.Is(err, strayfilter.ErrInvalidOption) {
 		t.Fatalf("a negative handshake timeout: %v", err)
 	}
-	if _, err := pionv4.ListenAddr("udp", &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1)}, dtlstest.ServerV4(t)...); err == nil {
+	if _, err := pionv4.ListenAddr("udp", &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1)}, fixture.ServerV4(t)...); err == nil {
 		t.Fatal("ListenAddr bound an address this host does not have")
 	}
 }
@@ -426,7 +427,7 @@ func (h handshaking) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), dtlstest.HandshakeTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), fixture.HandshakeTimeout)
 	defer cancel()
 	if err := c.(*dtls.Conn).HandshakeContext(ctx); err != nil {
 		c.Close()

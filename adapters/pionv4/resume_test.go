@@ -86,7 +86,7 @@ func TestResumption(t *testing.T) {
 			t.Fatal(err)
 		}
 		var full atomic.Int32
-		cert := dtlstest.Certificate(t)
+		cert := fixture.Certificate(t)
 		ln, err := pionv4.Listen(pc, append(serverOptions(t), dtls.WithSessionStore(newStore()),
 			dtls.WithGetCertificate(func(*dtls.ClientHelloInfo) (*tls.Certificate, error) {
 				full.Add(1)

@@ -13,6 +13,7 @@ import (
 	"github.com/straydtls/straydtls/adapters/pionv3"
 	"github.com/straydtls/straydtls/adapters/relay"
 	"github.com/straydtls/straydtls/internal/dtlstest"
+	"github.com/straydtls/straydtls/internal/fixture"
 	"github.com/straydtls/straydtls/udprelay"
 )
 
@@ -107,7 +108,7 @@ func TestHelloFloodStraightAtMbedTLS(t *testing.T) {
 // timeout), and the relay gives every forged ClientHello an address of
 // its own.
 func TestHelloFloodInFrontOfPion(t *testing.T) {
-	ln, err := pionv3.Listen("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, dtlstest.ServerV3(t))
+	ln, err := pionv3.Listen("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, fixture.ServerV3(t))
 	if err != nil {
 		t.Fatal(err)
 	}

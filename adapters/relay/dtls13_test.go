@@ -23,7 +23,7 @@ import (
 // client coming back from the same port meanwhile is served at once (its
 // new handshake replaces the old association).
 func TestDTLS13ThroughRelay(t *testing.T) {
-	ln, err := dtls.ListenAddr("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, dtlstest.ServerV4At(t, protocol.Version1_3)...)
+	ln, err := dtls.ListenAddr("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, fixture.ServerV4At(t, protocol.Version1_3)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +34,7 @@ func TestDTLS13ThroughRelay(t *testing.T) {
 	})
 	const idle = 300 * time.Millisecond
 	r := start(t, "127.0.0.1:0", ln.Addr().(*net.UDPAddr).AddrPort(), relay.WithIdleTimeout(idle))
-	client := dtlstest.ClientV4At(t, protocol.Version1_3)
+	client := fixture.ClientV4At(t, protocol.Version1_3)
 
 	// Three clients, each from a port of its own.
 	for i := range 3 {

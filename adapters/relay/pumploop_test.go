@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/straydtls/straydtls/adapters/relay"
-	"github.com/straydtls/straydtls/internal/dtlstest"
+	"github.com/straydtls/straydtls/internal/fixture"
 )
 
 // TestOneGoroutineReadsEveryUpstreamSocket: on Linux the relay's upstream
@@ -68,7 +68,7 @@ func oneGoroutine(t *testing.T, network, listen string, client netip.Addr) {
 		msg := fmt.Sprint("client ", i)
 		buf := make([]byte, 64)
 		c.Write([]byte(msg))
-		c.SetReadDeadline(time.Now().Add(dtlstest.HandshakeTimeout))
+		c.SetReadDeadline(time.Now().Add(fixture.HandshakeTimeout))
 		if n, err := c.Read(buf); err != nil || string(buf[:n]) != msg {
 			t.Fatalf("client %d: read %q, %v; want its echo", i, buf[:n], err)
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/straydtls/straydtls/adapters/relay"
 	"github.com/straydtls/straydtls/conntrack"
 	"github.com/straydtls/straydtls/internal/dtlstest"
+	"github.com/straydtls/straydtls/internal/fixture"
 	"github.com/straydtls/straydtls/record"
 	"github.com/straydtls/straydtls/strayfilter"
 	"github.com/straydtls/straydtls/udprelay"
@@ -133,11 +134,11 @@ func TestUnfilteredRelayShowsTheBug(t *testing.T) {
 // dialV3 runs a pion v3 client over pc to addr and checks one echo.
 func dialV3(t *testing.T, pc net.PacketConn, addr netip.AddrPort, msg string) *dtlsv3.Conn {
 	t.Helper()
-	c, err := dtlsv3.Client(pc, net.UDPAddrFromAddrPort(addr), dtlstest.ClientV3(t))
+	c, err := dtlsv3.Client(pc, net.UDPAddrFromAddrPort(addr), fixture.ClientV3(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), dtlstest.HandshakeTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), fixture.HandshakeTimeout)
 	defer cancel()
 	if err := c.HandshakeContext(ctx); err != nil {
 		t.Fatalf("handshake through the relay: %v", err)
@@ -225,12 +226,12 @@ func TestReconnectBeforeServerCloseArrives(t *testing.T) {
 	c.Close()
 
 	pc = listenLoopback(t, local)
-	c, err = dtlsv3.Client(pc, r.Addr(), dtlstest.ClientV3(t))
+	c, err = dtlsv3.Client(pc, r.Addr(), fixture.ClientV3(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), dtlstest.HandshakeTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), fixture.HandshakeTimeout)
 	defer cancel()
 	if err := c.HandshakeContext(ctx); err != nil {
 		t.Fatalf("second handshake: %v", err)
@@ -455,7 +456,7 @@ func TestOptionsAndAddresses(t *testing.T) {
 // the kernel hashes it to, and Close stops them all.
 func TestReaders(t *testing.T) {
 	check := dtlstest.CheckGoroutines(t)
-	ln, err := pionv3.Listen("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, dtlstest.ServerV3(t))
+	ln, err := pionv3.Listen("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, fixture.ServerV3(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -599,7 +600,7 @@ func TestReconnectAfterALateServerFlight(t *testing.T) {
 
 	phase.Store(swapFlight)
 	pc = listenLoopback(t, local)
-	c2, err := dtlsv3.Client(pc, net.UDPAddrFromAddrPort(front.Addr()), dtlstest.ClientV3(t))
+	c2, err := dtlsv3.Client(pc, net.UDPAddrFromAddrPort(front.Addr()), fixture.ClientV3(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -625,7 +626,7 @@ func TestReconnectAfterALateServerFlight(t *testing.T) {
 // gives up with a plaintext fatal alert (bad_certificate).
 func giveUp(t *testing.T, pc net.PacketConn, server net.Addr) {
 	t.Helper()
-	cfg := dtlstest.ClientV3(t)
+	cfg := fixture.ClientV3(t)
 	cfg.InsecureSkipVerify = false
 	c, err := dtlsv3.Client(pc, server, cfg)
 	if err != nil {
@@ -639,7 +640,7 @@ func giveUp(t *testing.T, pc net.PacketConn, server net.Addr) {
 // completes.
 func handshakeFails(t *testing.T, c *dtlsv3.Conn, why string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), dtlstest.HandshakeTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), fixture.HandshakeTimeout)
 	defer cancel()
 	if err := c.HandshakeContext(ctx); err == nil {
 		t.Fatal(why)

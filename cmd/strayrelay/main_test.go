@@ -22,6 +22,7 @@ import (
 
 	"github.com/straydtls/straydtls/adapters/relay"
 	"github.com/straydtls/straydtls/internal/dtlstest"
+	"github.com/straydtls/straydtls/internal/fixture"
 )
 
 // The test binary doubles as strayrelay: started with STRAYRELAY_MAIN=1 it
@@ -262,12 +263,12 @@ func TestRelayProcess(t *testing.T) {
 // which echoes one message and closes.
 func relayOnce(t *testing.T, ctx context.Context, addr netip.AddrPort, naive *dtlstest.NaiveServer, msg string) {
 	t.Helper()
-	c, err := dtlsv3.Dial("udp", net.UDPAddrFromAddrPort(addr), dtlstest.ClientV3(t))
+	c, err := dtlsv3.Dial("udp", net.UDPAddrFromAddrPort(addr), fixture.ClientV3(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	hctx, hcancel := context.WithTimeout(ctx, dtlstest.HandshakeTimeout)
+	hctx, hcancel := context.WithTimeout(ctx, fixture.HandshakeTimeout)
 	defer hcancel()
 	if err := c.HandshakeContext(hctx); err != nil {
 		t.Fatalf("handshake through strayrelay: %v", err)

@@ -5,43 +5,17 @@ package dtlstest
 
 import (
 	"context"
-	"crypto/tls"
 	"net"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	dtlsv2 "github.com/pion/dtls/v2"
-	"github.com/pion/dtls/v2/pkg/crypto/selfsign"
 	dtlsv3 "github.com/pion/dtls/v3"
 	dtlsnet "github.com/pion/dtls/v3/pkg/net"
+	"github.com/straydtls/straydtls/internal/fixture"
 )
-
-var (
-	certOnce sync.Once
-	cert     tls.Certificate
-	certErr  error
-)
-
-// Certificate returns a self-signed ECDSA certificate, made once per process.
-func Certificate(t testing.TB) tls.Certificate {
-	t.Helper()
-	certOnce.Do(func() { cert, certErr = selfsign.GenerateSelfSigned() })
-	if certErr != nil {
-		t.Fatal(certErr)
-	}
-	return cert
-}
-
-// HandshakeTimeout bounds every handshake a test runs, so that a failure
-// shows up as an error instead of pion's 30 s default.
-const HandshakeTimeout = 10 * time.Second
-
-func connectContext() (context.Context, func()) {
-	return context.WithTimeout(context.Background(), HandshakeTimeout)
-}
 
 // Handshaker is a pion v3 or v4 conn: its handshake runs on HandshakeContext.
 type Handshaker interface {
@@ -64,63 +38,6 @@ func Handshake(c Handshaker, d time.Duration) error {
 // Timeout is a pion ConnectContextMaker that gives up after d.
 func Timeout(d time.Duration) func() (context.Context, func()) {
 	return func() (context.Context, func()) { return context.WithTimeout(context.Background(), d) }
-}
-
-// ServerV2 is a pion/dtls v2 server config with a cookie exchange, as
-// pion ships it.
-func ServerV2(t testing.TB) *dtlsv2.Config {
-	return &dtlsv2.Config{
-		Certificates:         []tls.Certificate{Certificate(t)},
-		ExtendedMasterSecret: dtlsv2.RequireExtendedMasterSecret,
-		ConnectContextMaker:  connectContext,
-	}
-}
-
-// ClientV2 is the matching pion/dtls v2 client config.
-func ClientV2(t testing.TB) *dtlsv2.Config {
-	return &dtlsv2.Config{
-		Certificates:         []tls.Certificate{Certificate(t)},
-		InsecureSkipVerify:   true,
-		ExtendedMasterSecret: dtlsv2.RequireExtendedMasterSecret,
-		ConnectContextMaker:  connectContext,
-	}
-}
-
-// ServerV3 is a pion/dtls v3 server config.
-func ServerV3(t testing.TB) *dtlsv3.Config {
-	return &dtlsv3.Config{
-		Certificates:         []tls.Certificate{Certificate(t)},
-		ExtendedMasterSecret: dtlsv3.RequireExtendedMasterSecret,
-	}
-}
-
-// ClientV3 is the matching pion/dtls v3 client config.
-func ClientV3(t testing.TB) *dtlsv3.Config {
-	return &dtlsv3.Config{
-		Certificates:         []tls.Certificate{Certificate(t)},
-		InsecureSkipVerify:   true,
-		ExtendedMasterSecret: dtlsv3.RequireExtendedMasterSecret,
-	}
-}
-
-// CIDLength is the length of the Connection IDs the CID configs' servers
-// make.
-const CIDLength = 8
-
-// ServerV3CID is ServerV3 with Connection IDs (RFC 9146): the server makes
-// 8-byte CIDs, which its clients put in every record they protect.
-func ServerV3CID(t testing.TB) *dtlsv3.Config {
-	cfg := ServerV3(t)
-	cfg.ConnectionIDGenerator = dtlsv3.RandomCIDGenerator(CIDLength)
-	return cfg
-}
-
-// ClientV3CID is ClientV3 offering Connection IDs: it sends the server's
-// CID and asks for none itself, as most IoT clients do.
-func ClientV3CID(t testing.TB) *dtlsv3.Config {
-	cfg := ClientV3(t)
-	cfg.ConnectionIDGenerator = dtlsv3.OnlySendCIDGenerator()
-	return cfg
 }
 
 // CheckGoroutines returns a function that fails t if goroutines started
@@ -190,7 +107,7 @@ func trimStacks(s string) string {
 // to the server, giving up after timeout.
 func DialV2(t testing.TB, timeout time.Duration) func(uc *net.UDPConn) (net.Conn, error) {
 	return func(uc *net.UDPConn) (net.Conn, error) {
-		cfg := ClientV2(t)
+		cfg := fixture.ClientV2(t)
 		cfg.ConnectContextMaker = Timeout(timeout)
 		return dtlsv2.Client(uc, cfg)
 	}
@@ -199,7 +116,7 @@ func DialV2(t testing.TB, timeout time.Duration) func(uc *net.UDPConn) (net.Conn
 // DialV3 runs a pion/dtls v3 client handshake over uc, a socket connected
 // to the server, giving up after timeout.
 func DialV3(t testing.TB, timeout time.Duration) func(uc *net.UDPConn) (net.Conn, error) {
-	return DialV3With(ClientV3(t), timeout)
+	return DialV3With(fixture.ClientV3(t), timeout)
 }
 
 // DialV3With is DialV3 with a client config of the caller's.

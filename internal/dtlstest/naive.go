@@ -13,6 +13,7 @@ import (
 
 	dtlsv3 "github.com/pion/dtls/v3"
 	"github.com/pion/transport/v2/packetio"
+	"github.com/straydtls/straydtls/internal/fixture"
 	"github.com/straydtls/straydtls/record"
 )
 
@@ -72,7 +73,7 @@ func NewNaiveServer(t testing.TB, handshakeTimeout time.Duration, echoAll bool) 
 	s := &NaiveServer{
 		pc:      pc,
 		barrier: barrier,
-		cfg:     ServerV3(t),
+		cfg:     fixture.ServerV3(t),
 		timeout: handshakeTimeout,
 		echoAll: echoAll,
 		conns:   map[netip.AddrPort]*naiveConn{},
@@ -212,7 +213,7 @@ func (s *NaiveServer) serve(c *naiveConn) {
 			conn.Write(msg[:n])
 		}
 	}
-	conn.SetReadDeadline(time.Now().Add(HandshakeTimeout))
+	conn.SetReadDeadline(time.Now().Add(fixture.HandshakeTimeout))
 	n, err := conn.Read(msg)
 	if err != nil {
 		s.Failures.Add(1)

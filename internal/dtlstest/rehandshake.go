@@ -12,6 +12,7 @@ import (
 	"time"
 
 	dtlsv2 "github.com/pion/dtls/v2"
+	"github.com/straydtls/straydtls/internal/fixture"
 )
 
 // ClientHello returns the first datagram a real pion v2 client sends: an
@@ -19,7 +20,7 @@ import (
 func ClientHello(t testing.TB) []byte {
 	t.Helper()
 	return firstDatagram(t, func(ctx context.Context, uc *net.UDPConn) {
-		cfg := ClientV2(t)
+		cfg := fixture.ClientV2(t)
 		cfg.ConnectContextMaker = func() (context.Context, func()) { return ctx, func() {} }
 		if c, err := dtlsv2.Client(uc, cfg); err == nil {
 			c.Close()
@@ -105,7 +106,7 @@ func (s *OpenSSLSession) Echo(t testing.TB, line string) {
 	if _, err := io.WriteString(s.in, line+"\n"); err != nil {
 		t.Fatal(err)
 	}
-	timeout := time.After(HandshakeTimeout)
+	timeout := time.After(fixture.HandshakeTimeout)
 	var seen []string
 	for {
 		select {

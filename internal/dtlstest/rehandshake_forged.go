@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/straydtls/straydtls/adapters/demux"
+	"github.com/straydtls/straydtls/internal/fixture"
 	"github.com/straydtls/straydtls/record"
 	"github.com/straydtls/straydtls/udprelay"
 )
@@ -136,7 +137,7 @@ func (s Rehandshake) cookieRequestCrossingAReboot(t *testing.T) {
 	WaitFor(t, "the spoofed handshake's cookie request held", func() bool { return front.Held() == 1 })
 	d.crash()
 	rebooting.Store(true)
-	uc, c, err := s.Client(t, d.local, front.Addr(), HandshakeTimeout)
+	uc, c, err := s.Client(t, d.local, front.Addr(), fixture.HandshakeTimeout)
 	defer uc.Close()
 	if err == nil {
 		c.Close()

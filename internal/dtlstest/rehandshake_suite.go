@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/straydtls/straydtls/adapters/demux"
+	"github.com/straydtls/straydtls/internal/fixture"
 	"github.com/straydtls/straydtls/record"
 	"github.com/straydtls/straydtls/udprelay"
 )
@@ -78,7 +79,7 @@ type device struct {
 func (d *device) boot(t *testing.T, server netip.AddrPort, msg string) time.Duration {
 	t.Helper()
 	start := time.Now()
-	uc, c, err := d.s.Client(t, d.local, server, HandshakeTimeout)
+	uc, c, err := d.s.Client(t, d.local, server, fixture.HandshakeTimeout)
 	took := time.Since(start)
 	d.uc, d.local = uc, uc.LocalAddr().(*net.UDPAddr).AddrPort()
 	if err != nil {
@@ -248,7 +249,7 @@ func (s Rehandshake) liveEndsDuringRehandshake(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		uc, c, err := s.Client(t, d.local, front.Addr(), HandshakeTimeout)
+		uc, c, err := s.Client(t, d.local, front.Addr(), fixture.HandshakeTimeout)
 		done <- result{uc, c, err}
 	}()
 	WaitFor(t, "the new handshake pending, its second flight held", func() bool {

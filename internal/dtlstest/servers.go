@@ -19,6 +19,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/straydtls/straydtls/internal/fixture"
 )
 
 // requireTool skips t when a command the test runs is not installed, but
@@ -40,7 +42,7 @@ func requireTool(t testing.TB, name, pkg string) {
 // temporary directory, for servers outside Go.
 func CertFiles(t testing.TB) (certPath, keyPath string) {
 	t.Helper()
-	cert := Certificate(t)
+	cert := fixture.Certificate(t)
 	key, ok := cert.PrivateKey.(*ecdsa.PrivateKey)
 	if !ok {
 		t.Fatalf("test key is %T, want ECDSA", cert.PrivateKey)
@@ -99,7 +101,7 @@ func (s *ExternalServer) Contains(line string) bool {
 // HandshakeTimeout.
 func (s *ExternalServer) WaitFor(t testing.TB, what string, match func(line string) bool) {
 	t.Helper()
-	timeout := time.After(HandshakeTimeout)
+	timeout := time.After(fixture.HandshakeTimeout)
 	for !slices.ContainsFunc(s.Lines(), match) {
 		select {
 		case <-s.seen:

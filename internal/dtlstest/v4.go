@@ -22,35 +22,6 @@ type V4 struct {
 // V4Versions are the versions the v4 suites run in.
 var V4Versions = []V4{{"dtls12", protocol.Version1_2}, {"dtls13", protocol.Version1_3}}
 
-// ServerV4 is a pion/dtls v4 server's options: the test certificate and
-// extended master secret required (1.2 only), as ServerV3. It speaks both
-// versions; append WithMinVersion/WithMaxVersion to pin one.
-func ServerV4(t testing.TB) []dtlsv4.ServerOption {
-	return []dtlsv4.ServerOption{
-		dtlsv4.WithCertificates(Certificate(t)),
-		dtlsv4.WithExtendedMasterSecret(dtlsv4.RequireExtendedMasterSecret),
-	}
-}
-
-// ClientV4 is the matching pion/dtls v4 client's options.
-func ClientV4(t testing.TB) []dtlsv4.ClientOption {
-	return []dtlsv4.ClientOption{
-		dtlsv4.WithCertificates(Certificate(t)),
-		dtlsv4.WithInsecureSkipVerify(true),
-		dtlsv4.WithExtendedMasterSecret(dtlsv4.RequireExtendedMasterSecret),
-	}
-}
-
-// ServerV4At is ServerV4 held to one version.
-func ServerV4At(t testing.TB, version protocol.Version) []dtlsv4.ServerOption {
-	return append(ServerV4(t), dtlsv4.WithMinVersion(version), dtlsv4.WithMaxVersion(version))
-}
-
-// ClientV4At is ClientV4 held to one version.
-func ClientV4At(t testing.TB, version protocol.Version) []dtlsv4.ClientOption {
-	return append(ClientV4(t), dtlsv4.WithMinVersion(version), dtlsv4.WithMaxVersion(version))
-}
-
 // DialV4 runs a pion/dtls v4 client handshake with opts over uc, a socket
 // connected to the server, giving up after timeout.
 func DialV4(opts []dtlsv4.ClientOption, timeout time.Duration) func(uc *net.UDPConn) (net.Conn, error) {
