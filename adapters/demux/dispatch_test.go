@@ -115,8 +115,24 @@ func TestSoleRouteFollowsTheMachine(t *testing.T) {
 // reader. Each CID's first record takes the locked path; the rest take the
 // lock-free route (mux.soleCID) it sets up.
 func BenchmarkDispatchCID(b *testing.B) {
+	m, conns, peers, recs := completedPeers(b, []Option{WithConnectionIDs(8)}, func(c *Conn, cid []byte) []byte {
+		c.Write(serverHelloCID(cid))
+		// Room behind it, as in the read loop's batch buffers.
+		return append(make([]byte, 0, 64), cidRecord(cid, 1)...)
+	})
+	dispatchLoop(b, m, conns, peers, recs)
+	if s := m.snapshot(); s.BufferFull != 0 || s.UnknownCID != 0 {
+		b.Fatalf("buffers overflowed (%d) or CIDs unknown (%d)", s.BufferFull, s.UnknownCID)
+	}
+}
+
+// completedPeers opens a mux with opts and completes a handshake from each
+// of 256 peers (10.1.x.y:5684), letting record write what the server says
+// (a ServerHello naming cid, say) and return the record that peer sends
+// once established.
+func completedPeers(b *testing.B, opts []Option, record func(c *Conn, cid []byte) []byte) (*mux, []*Conn, []netip.AddrPort, [][]byte) {
 	const n = 256
-	cfg, err := buildConfig([]Option{WithConnectionIDs(8)})
+	cfg, err := buildConfig(opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -134,18 +150,12 @@ func BenchmarkDispatchCID(b *testing.B) {
 		m.dispatch(m.now(), peers[i], hello)
 		c := conns[i]
 		c.ReadFrom(buf)
-		cid := []byte{'c', 'i', 'd', 0, 0, 0, byte(i >> 8), byte(i)}
-		c.Write(serverHelloCID(cid))
+		recs[i] = record(c, []byte{'c', 'i', 'd', 0, 0, 0, byte(i >> 8), byte(i)})
 		if !m.completed(c) {
 			b.Fatal("not completed")
 		}
-		// Room behind it, as in the read loop's batch buffers.
-		recs[i] = append(make([]byte, 0, 64), cidRecord(cid, 1)...)
 	}
-	dispatchLoop(b, m, conns, peers, recs)
-	if s := m.snapshot(); s.BufferFull != 0 || s.UnknownCID != 0 {
-		b.Fatalf("buffers overflowed (%d) or CIDs unknown (%d)", s.BufferFull, s.UnknownCID)
-	}
+	return m, conns, peers, recs
 }
 
 // dispatchLoop times dispatching recs[i] from peers[i] in turn, each to
@@ -176,34 +186,9 @@ func dispatchLoop(b *testing.B, m *mux, conns []*Conn, peers []netip.AddrPort, r
 // its source to the reader), for a DTLS 1.2 record, a DTLS 1.3 one, and a
 // DTLS 1.3 one routed by its CID: 0 allocations each.
 func BenchmarkDispatchV4(b *testing.B) {
-	const n = 256
 	for _, kind := range []string{"dtls12", "dtls13", "dtls13-cid"} {
 		b.Run("record="+kind, func(b *testing.B) {
-			cfg, err := buildConfig([]Option{WithDTLS13(true), WithConnectionIDs(LearnLength)})
-			if err != nil {
-				b.Fatal(err)
-			}
-			var conns []*Conn
-			m, err := newMux(idleConn{}, cfg, false, func(c *Conn) { conns = append(conns, c) })
-			if err != nil {
-				b.Fatal(err)
-			}
-			hello := []byte{0x16, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
-			recs := make([][]byte, n)
-			peers := make([]netip.AddrPort, n)
-			buf := make([]byte, 128)
-			for i := range n {
-				peers[i] = netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), 5684)
-				m.dispatch(m.now(), peers[i], hello)
-				c := conns[i]
-				c.ReadFrom(buf)
-				cid := []byte{'c', 'i', 'd', 0, 0, 0, byte(i >> 8), byte(i)}
-				if kind == "dtls13-cid" {
-					c.Write(serverHelloCID(cid))
-				}
-				if !m.completed(c) {
-					b.Fatal("not completed")
-				}
+			m, conns, peers, recs := completedPeers(b, []Option{WithDTLS13(true), WithConnectionIDs(LearnLength)}, func(c *Conn, cid []byte) []byte {
 				var rec []byte
 				switch kind {
 				case "dtls12":
@@ -211,11 +196,12 @@ func BenchmarkDispatchV4(b *testing.B) {
 				case "dtls13":
 					rec = []byte{0x2f, 0, 7, 0x00, 0x18} // epoch 3, 16-bit sequence, length
 				default:
+					c.Write(serverHelloCID(cid))
 					rec = append(append([]byte{0x3f}, cid...), 0, 7, 0x00, 0x18)
 				}
 				// Room behind it, as in the read loop's batch buffers.
-				recs[i] = append(append(make([]byte, 0, 96), rec...), make([]byte, 24)...)
-			}
+				return append(append(make([]byte, 0, 96), rec...), make([]byte, 24)...)
+			})
 			dispatchLoop(b, m, conns, peers, recs)
 			if s := m.snapshot(); s.BufferFull != 0 || s.UnknownCID != 0 || s.Invalid != 0 {
 				b.Fatalf("buffers overflowed (%d), CIDs unknown (%d) or records invalid (%d)", s.BufferFull, s.UnknownCID, s.Invalid)
