@@ -358,18 +358,18 @@ func TestPinnedGuardOutlivesItsProcess(t *testing.T) {
 		send(t, server, addr(cs[i]), alert)
 	}
 	reached := dtlstest.CountReads(server)
-	stop := dtlstest.SendEvery(cs, addr(server), stray, time.Millisecond)
-	time.Sleep(50 * time.Millisecond)
+	strays := dtlstest.SendEvery(cs, addr(server), stray, time.Millisecond)
+	strays.Await(t, 20)
 	if err := g.Close(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond) // no process holds the Guard now
+	strays.Await(t, 20) // no process holds the Guard meanwhile
 	g = attach(t, []uint16{port}, opts...)
 	if !g.Adopted() {
 		t.Fatal("the pinned quiet map was not adopted")
 	}
-	time.Sleep(50 * time.Millisecond)
-	n := stop()
+	strays.Await(t, 20)
+	n := strays.Stop()
 	dtlstest.WaitFor(t, "every stray counted", func() bool {
 		s, err := g.Stats()
 		return err == nil && s.TotalStrays() == uint64(n)

@@ -206,19 +206,19 @@ func TestRestartUnderStrays(t *testing.T) {
 		}
 	}
 	reached := dtlstest.CountReads(server)
-	stop := dtlstest.SendEvery(cs, srv, alert, time.Millisecond)
-	time.Sleep(50 * time.Millisecond)
+	strays := dtlstest.SendEvery(cs, srv, alert, time.Millisecond)
+	strays.Await(t, 20)
 	d.stop(t)
 	if !strings.Contains(d.log(), "the programs stay attached") {
 		t.Fatalf("no word that the programs stay:\n%s", d.log())
 	}
-	time.Sleep(50 * time.Millisecond) // no strayguard runs
+	strays.Await(t, 20) // no strayguard runs meanwhile
 	d = start(t, args...)
 	if !strings.Contains(d.log(), "adopted=true") {
 		t.Fatalf("the restart did not adopt the pinned state:\n%s", d.log())
 	}
-	time.Sleep(50 * time.Millisecond)
-	n := stop()
+	strays.Await(t, 20)
+	n := strays.Stop()
 
 	out, err := command(context.Background(), "-iface", "lo", "-pin-dir", dir, "-detach").CombinedOutput()
 	if code := exitCode(t, err); code != 1 || !strings.Contains(string(out), "held by another running strayguard") {

@@ -1,9 +1,11 @@
 package dtlstest
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"sync/atomic"
+	"testing"
 	"time"
 )
 
@@ -23,27 +25,45 @@ func CountReads(c *net.UDPConn) *atomic.Int64 {
 	return &n
 }
 
+// Sender sends one datagram per interval until stopped (SendEvery).
+type Sender struct {
+	sent atomic.Int64
+	quit chan struct{}
+	done chan struct{}
+}
+
 // SendEvery sends payload to to once per interval, from each of from in
-// turn, until stop is called; stop returns how many it sent.
-func SendEvery(from []*net.UDPConn, to netip.AddrPort, payload []byte, interval time.Duration) (stop func() int) {
-	quit, sent := make(chan struct{}), make(chan int)
+// turn, until Stop.
+func SendEvery(from []*net.UDPConn, to netip.AddrPort, payload []byte, interval time.Duration) *Sender {
+	s := &Sender{quit: make(chan struct{}), done: make(chan struct{})}
 	go func() {
-		n := 0
+		defer close(s.done)
 		tick := time.NewTicker(interval)
 		defer tick.Stop()
-		for {
+		for n := 0; ; n++ {
 			select {
-			case <-quit:
-				sent <- n
+			case <-s.quit:
 				return
 			case <-tick.C:
 				from[n%len(from)].WriteToUDPAddrPort(payload, to)
-				n++
+				s.sent.Add(1)
 			}
 		}
 	}()
-	return func() int {
-		close(quit)
-		return <-sent
-	}
+	return s
+}
+
+// Await waits until k more datagrams have gone out, failing t after 10 s:
+// so that a test phase (a restart, a gap) provably saw traffic.
+func (s *Sender) Await(t testing.TB, k int64) {
+	t.Helper()
+	want := s.sent.Load() + k
+	WaitFor(t, fmt.Sprintf("%d more datagrams sent", k), func() bool { return s.sent.Load() >= want })
+}
+
+// Stop stops sending and returns how many datagrams went out.
+func (s *Sender) Stop() int {
+	close(s.quit)
+	<-s.done
+	return int(s.sent.Load())
 }
