@@ -91,8 +91,10 @@
 //     touching nothing.
 //   - A forged alert at epoch ≥ 1 makes an association closing; the
 //     client's next datagram makes it live again, and the server's restart
-//     the linger, so on an association either side keeps busy it changes
-//     nothing. On one idle for longer than the linger it ends the
+//     the linger, so on an association either side keeps busy it does not
+//     end. One that only the server talks on stays closing meanwhile, and
+//     so can be reclaimed for a proved client at the association cap. On
+//     one idle for longer than the linger it ends the
 //     association, as the client's own close_notify would: the relay
 //     cannot tell the two apart. The client's next datagram is then
 //     dropped and it has to shake hands again. (The server's datagrams do

@@ -78,9 +78,11 @@
 //     server restarts the linger, because the server's answers to what the
 //     client sent before its alert cross it, and a server that does not
 //     answer a close_notify (GnuTLS) sends nothing more; a server that
-//     keeps sending keeps the association. At the association cap, Closing associations are reclaimed
-//     before a cookie echo is refused. Because a client's alert is remote
-//     input, an association that ends this way quiets nobody.
+//     keeps sending keeps the association, closing (reclaimable at the
+//     cap) until the client speaks. At the association cap, Closing
+//     associations are reclaimed before a cookie echo is refused. Because
+//     a client's alert is remote input, an association that ends this way
+//     quiets nobody.
 //  7. Completion is reported by the shell (Completed: the stack said so)
 //     or, with Config.InferCompletion, inferred when the server sends a
 //     record under application traffic keys on a verified handshake: in
