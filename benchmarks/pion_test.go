@@ -2,10 +2,8 @@ package benchmarks
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -89,53 +87,15 @@ func pionStacks() []stack {
 	}
 }
 
-// serveEcho echoes on every connection ln accepts, completing pion's lazy
-// handshake first as an application that reads does; it returns when ln
-// is closed and every connection ended.
+// serveEcho echoes on every connection ln accepts (dtlstest.Serve), which
+// completes pion's lazy handshake first as an application that reads does;
+// stop closes ln and returns when every connection ended.
 func serveEcho(ln net.Listener) (stop func()) {
-	var wg sync.WaitGroup
-	var conns sync.Map
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				if isClosed(err) {
-					return
-				}
-				continue
-			}
-			conns.Store(c, nil)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer conns.Delete(c)
-				defer c.Close()
-				buf := make([]byte, 2048)
-				for {
-					n, err := c.Read(buf)
-					if err != nil {
-						return
-					}
-					if _, err := c.Write(buf[:n]); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
+	srv := dtlstest.Serve(ln, false, nil)
 	return func() {
 		ln.Close()
-		conns.Range(func(c, _ any) bool { c.(net.Conn).Close(); return true })
-		wg.Wait()
+		srv.Stop()
 	}
-}
-
-// isClosed recognises the closed-listener errors of net, the adapters and
-// pion (whose error types are internal).
-func isClosed(err error) bool {
-	return errors.Is(err, net.ErrClosed) || strings.HasSuffix(err.Error(), "listener closed")
 }
 
 // BenchmarkHandshakes is full handshakes a second, pion's own listener

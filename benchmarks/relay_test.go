@@ -249,37 +249,7 @@ func dtlsEchoServerAt(b *testing.B, ip net.IP) netip.AddrPort {
 	if err != nil {
 		b.Fatal(err)
 	}
-	done := make(chan struct{})
-	b.Cleanup(func() {
-		close(done)
-		ln.Close()
-	})
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				select {
-				case <-done: // pion's closed-listener error is its own
-					return
-				default:
-					continue // a failed handshake
-				}
-			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 2048)
-				for {
-					n, err := c.Read(buf)
-					if err != nil {
-						return
-					}
-					if _, err := c.Write(buf[:n]); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
+	b.Cleanup(serveEcho(ln))
 	return ln.Addr().(*net.UDPAddr).AddrPort()
 }
 
