@@ -19,4 +19,11 @@
 // connections open; the socket closes with the last of them. A client that
 // reconnects from the same address and port without closing (a reboot) is
 // served at once: see package demux on re-handshakes.
+//
+// One thing differs from pion's own listener: a connection's Close sends its
+// close_notify every time. pion/dtls v2.2.12's own Close cancels its read
+// loop before it writes the alert, and the read loop, woken by that, may
+// close the socket first, so that no close_notify leaves at all (v3 fixed
+// the order); under these listeners closing waits for the alert to be
+// written, for up to a second if pion fails to write it.
 package pionv2

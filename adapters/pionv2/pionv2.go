@@ -55,10 +55,12 @@ func Handshake(config *dtls.Config) demux.Handshake {
 			stop := context.AfterFunc(cctx, cancel)
 			defer stop()
 		}
-		dc, err := dtls.ServerWithContext(ctx, c, config)
+		co := newCloseOrder(c)
+		dc, err := dtls.ServerWithContext(ctx, co, config)
 		if err != nil {
 			return nil, err // not dc: a typed nil would look like a conn
 		}
+		co.established()
 		return dc, nil
 	}
 }
