@@ -1,6 +1,7 @@
 package dtlstest
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"sync/atomic"
@@ -21,7 +22,7 @@ import (
 // client handshake over a socket connected to the relay.
 func CloseEcho(t *testing.T, server netip.AddrPort, closed func() bool, dial func(uc *net.UDPConn) (net.Conn, error), wait time.Duration) (time.Duration, error) {
 	t.Helper()
-	return closeEcho(t, server, nil, closed, dial, wait)
+	return closeEcho(t, server, nil, closed, dial, wait, true)
 }
 
 // CloseEchoEncrypted is CloseEcho for a server whose close_notify hides
@@ -30,15 +31,20 @@ func CloseEcho(t *testing.T, server netip.AddrPort, closed func() bool, dial fun
 // the server sends after that, its close_notify.
 func CloseEchoEncrypted(t *testing.T, server netip.AddrPort, closeServer func(), closed func() bool, dial func(uc *net.UDPConn) (net.Conn, error), wait time.Duration) (time.Duration, error) {
 	t.Helper()
-	return closeEcho(t, server, closeServer, closed, dial, wait)
+	return closeEcho(t, server, closeServer, closed, dial, wait, true)
 }
 
-func closeEcho(t *testing.T, server netip.AddrPort, closeServer func(), closed func() bool, dial func(uc *net.UDPConn) (net.Conn, error), wait time.Duration) (time.Duration, error) {
+// closeEcho is CloseEcho and CloseEchoEncrypted; notifies says the server
+// is sure to send its close_notify, which the test then waits to see
+// dropped before the client writes.
+func closeEcho(t *testing.T, server netip.AddrPort, closeServer func(), closed func() bool, dial func(uc *net.UDPConn) (net.Conn, error), wait time.Duration, notifies bool) (time.Duration, error) {
 	t.Helper()
 	var armed, dropped atomic.Bool
 	var after atomic.Int32 // datagrams to the client after the dropped close_notify
+	tr := newTrace(t)
 	front, err := udprelay.New(server, func(p udprelay.Packet) udprelay.Verdict {
 		if p.Dir != udprelay.ToClient {
+			tr.add(p, false)
 			return udprelay.Verdict{}
 		}
 		if dropped.Load() {
@@ -50,7 +56,9 @@ func closeEcho(t *testing.T, server netip.AddrPort, closeServer func(), closed f
 		} else {
 			close = armed.Load()
 		}
-		return udprelay.Verdict{Drop: close && dropped.CompareAndSwap(false, true)}
+		drop := close && dropped.CompareAndSwap(false, true)
+		tr.add(p, drop)
+		return udprelay.Verdict{Drop: drop}
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -67,6 +75,7 @@ func closeEcho(t *testing.T, server netip.AddrPort, closeServer func(), closed f
 	}
 	defer c.Close()
 	EchoOnce(t, c, "before the close")
+	tr.mark("the client read its echo")
 	if closeServer != nil {
 		// Everything the server sent before the echo crossed the relay
 		// ahead of it: what it sends next is its close_notify.
@@ -74,8 +83,12 @@ func closeEcho(t *testing.T, server netip.AddrPort, closeServer func(), closed f
 		closeServer()
 	}
 	WaitFor(t, "the server closes", closed)
-	WaitFor(t, "the server's close_notify dropped on its way", dropped.Load)
+	tr.mark("the server closed")
+	if notifies {
+		WaitFor(t, "the server's close_notify dropped on its way", dropped.Load)
+	}
 	// The client does not know: it writes on, and waits for an answer.
+	tr.mark("the client writes again")
 	start := time.Now()
 	if _, err := c.Write([]byte("after the close")); err != nil {
 		if after.Load() > 0 {
@@ -91,6 +104,7 @@ func closeEcho(t *testing.T, server netip.AddrPort, closeServer func(), closed f
 	buf := make([]byte, 256)
 	_, err = c.Read(buf)
 	took := time.Since(start)
+	tr.mark(fmt.Sprintf("the client's read returned (%v)", err))
 	if err == nil {
 		t.Fatal("the closed association answered")
 	}
@@ -159,11 +173,18 @@ func (s CloseEchoSuite) Run(t *testing.T) {
 			server := ln.Addr().(*net.UDPAddr).AddrPort()
 			var took time.Duration
 			var err error
+			// pion's own listener under v2 (v2.2.12) at times sends no
+			// close_notify at all: its Close cancels its read loop before
+			// writing it, and the read loop may close the socket first
+			// (see package pionv2, closeOrder). Its client waits for its
+			// timeout either way; the relay drops the close_notify if one
+			// comes, whenever it comes.
+			notifies := c.name != "pion"
+			var closeServer func()
 			if s.Encrypted {
-				took, err = CloseEchoEncrypted(t, server, func() { srv.CloseOpen() }, closed, s.Dial, CloseEchoWait)
-			} else {
-				took, err = CloseEcho(t, server, closed, s.Dial, CloseEchoWait)
+				closeServer = func() { srv.CloseOpen() }
 			}
+			took, err = closeEcho(t, server, closeServer, closed, s.Dial, CloseEchoWait, notifies)
 			t.Logf("%s: the client's read ended %v after its write (%v)", c.name, took.Round(100*time.Microsecond), err)
 			if learned := err == nil; learned != c.learns {
 				t.Fatalf("client learned of the close: %v, want %v", learned, c.learns)
