@@ -2,12 +2,17 @@
 // The only line that differs from pion's own example is the Listen call.
 //
 //	go run ./examples/echo-v3 -listen 127.0.0.1:4444
-//	echo hello | openssl s_client -dtls1_2 -connect 127.0.0.1:4444
+//	echo hello | openssl s_client -dtls1_2 -quiet -connect 127.0.0.1:4444  # prints the echo; Ctrl-C ends it
+//
+// The server logs a line per connection, and the filter's counts when it
+// stops (Ctrl-C).
 package main
 
 import (
 	"crypto/tls"
+	"errors"
 	"flag"
+	"io"
 	"log"
 	"net"
 	"os"
@@ -55,18 +60,33 @@ func main() {
 		if err != nil {
 			return // closed
 		}
-		go func() {
-			defer conn.Close()
-			buf := make([]byte, 8192)
-			for {
-				n, err := conn.Read(buf)
-				if err != nil {
-					return
-				}
-				if _, err := conn.Write(buf[:n]); err != nil {
-					return
-				}
-			}
-		}()
+		go echo(conn)
 	}
+}
+
+func echo(conn net.Conn) {
+	defer conn.Close()
+	peer := conn.RemoteAddr()
+	log.Printf("%v: connected", peer)
+	buf := make([]byte, 8192)
+	n := 0
+	for {
+		m, err := conn.Read(buf)
+		if err != nil {
+			log.Printf("%v: closed after %d messages (%v)", peer, n, why(err))
+			return
+		}
+		n++
+		if _, err := conn.Write(buf[:m]); err != nil {
+			log.Printf("%v: write: %v", peer, err)
+			return
+		}
+	}
+}
+
+func why(err error) string {
+	if errors.Is(err, io.EOF) {
+		return "the client closed"
+	}
+	return err.Error()
 }
