@@ -4,12 +4,11 @@ import (
 	"context"
 	"net"
 	"net/netip"
-	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/straydtls/straydtls/conntrack"
 	"github.com/straydtls/straydtls/internal/assoc"
+	"github.com/straydtls/straydtls/internal/shell"
 	"github.com/straydtls/straydtls/record"
 	"github.com/straydtls/straydtls/strayfilter"
 )
@@ -34,23 +33,19 @@ type mux struct {
 	// length, read by the read loop without the lock.
 	sources bool
 	cidLen  atomic.Int32
-	base    time.Time
 	// start is told about a Conn made for a new association: the Listener
 	// runs its handshake, the PacketListener hands it to Accept.
 	start func(*Conn)
 	ctx   context.Context // ends every handshake when the listener closes
 	stop  context.CancelFunc
 
-	mu      sync.Mutex
+	// sh serialises events into the machine, sm, which the read loop also
+	// asks without the lock what depends on its configuration alone
+	// (SoleTakes, SoleCIDTakes). sh's lock guards what follows.
+	sh      *shell.Shell[*Conn]
 	sm      *assoc.Machine[*Conn]
 	all     map[*Conn]struct{} // Conns not yet closed
 	closing bool               // accepting stopped: close the socket with the last Conn
-	// ending collects the Conns the machine ended during one call; they
-	// are closed once mu is released.
-	ending  []*Conn
-	timer   *time.Timer
-	timerAt int64 // the due the timer is armed for
-	stopped bool  // the socket is gone: no more timers
 
 	readDone chan struct{}
 	readErr  error
@@ -67,7 +62,7 @@ type mux struct {
 	// assoc.Machine.SoleByCID).
 	soleCID    map[string]cidRoute
 	cidGen     atomic.Uint64
-	collisions uint64 // the machine's CIDCollisions when cidGen last moved; under mu
+	collisions uint64 // the machine's CIDCollisions when cidGen last moved; under sh's lock
 	// src holds a datagram with its source appended when the batch
 	// buffer has no room behind it (see withSource).
 	src []byte
@@ -104,7 +99,6 @@ func newMux(pc net.PacketConn, cfg config, inferCompletion bool, start func(*Con
 		fc:       fc,
 		cfg:      cfg,
 		sources:  cfg.cidLen != 0,
-		base:     time.Now(),
 		start:    start,
 		all:      make(map[*Conn]struct{}),
 		sole:     make(map[netip.AddrPort]*Conn),
@@ -113,7 +107,7 @@ func newMux(pc net.PacketConn, cfg config, inferCompletion bool, start func(*Con
 	}
 	m.ctx, m.stop = context.WithCancel(context.Background())
 	m.cidLen.Store(int32(max(cfg.cidLen, 0)))
-	m.sm, err = assoc.New(assoc.Config{
+	m.sm, err = assoc.New[*Conn](assoc.Config{
 		MaxUnverified:     cfg.maxUnverified,
 		UnverifiedTimeout: cfg.unverifiedTimeout,
 		MaxHandshakes:     cfg.maxPending,
@@ -123,20 +117,35 @@ func newMux(pc net.PacketConn, cfg config, inferCompletion bool, start func(*Con
 		CIDLength:         max(cfg.cidLen, 0),
 		LearnCIDLength:    cfg.cidLen == LearnLength,
 		DTLS13:            cfg.dtls13,
-	}, m.ended)
+	})
 	if err != nil {
 		m.stop()
 		return nil, invalid("%v", err)
 	}
+	m.sh = shell.New(m.sm, shell.Handler[*Conn](m))
 	return m, nil
 }
 
-// ended is the machine's end callback, run with m.mu held.
-func (m *mux) ended(a *assoc.Assoc[*Conn], why assoc.EndReason, quiet bool) {
-	c := a.Handle
-	if quiet {
+// Settled is the shell's: the read loop reads the CID length and whether
+// CIDs changed hands without the lock.
+func (m *mux) Settled(sm *assoc.Machine[*Conn]) {
+	if n := int32(sm.CIDLength()); n != m.cidLen.Load() {
+		m.cidLen.Store(n) // learned from a ServerHello (LearnLength)
+	}
+	if n := sm.CIDCollisions(); n != m.collisions {
+		// A CID changed hands (a ServerHello, or a verification that
+		// claimed one): every lock-free CID route asks again.
+		m.collisions = n
+		m.cidGen.Add(1)
+	}
+}
+
+// Ended is the shell's, run with its lock held.
+func (m *mux) Ended(e assoc.Ending[*Conn]) bool {
+	a, c := e.Assoc, e.Assoc.Handle
+	if e.Quiet {
 		// Quiet before unrouted: the machine has already unrouted the
-		// peer, but no datagram sees it until m.mu is released. The
+		// peer, but no datagram sees it until the lock is released. The
 		// random lets the filter tell a late copy of the association's
 		// ClientHello from the client's next one.
 		cl := conntrack.Closure{}
@@ -147,7 +156,7 @@ func (m *mux) ended(a *assoc.Assoc[*Conn], why assoc.EndReason, quiet bool) {
 		_ = m.fc.MarkClosedWith(a.Peer(), cl)
 	}
 	if c == nil {
-		return
+		return false
 	}
 	if c.sole.Swap(false) {
 		m.stale.Add(1)
@@ -155,23 +164,19 @@ func (m *mux) ended(a *assoc.Assoc[*Conn], why assoc.EndReason, quiet bool) {
 	if c.cidSole.Swap(false) {
 		m.stale.Add(1)
 	}
-	if why == assoc.EndClosed {
-		return // the Conn itself reported the close
+	if e.Why == assoc.EndClosed {
+		return false // the Conn itself reported the close
 	}
-	if why == assoc.EndRetired {
+	if e.Why == assoc.EndRetired {
 		c.retired.Store(true)
 	}
-	m.ending = append(m.ending, c)
+	return true
 }
 
-// closeEnded closes what the machine ended; called without m.mu.
-func (m *mux) closeEnded(cs []*Conn) {
-	for _, c := range cs {
-		c.Close()
-	}
-}
+// Release is the shell's: it closes a Conn the machine ended.
+func (m *mux) Release(c *Conn) { c.Close() }
 
-func (m *mux) now() int64 { return int64(time.Since(m.base)) }
+func (m *mux) now() int64 { return m.sh.Now() }
 
 // run begins reading; the caller has finished setting up what start
 // needs.
@@ -180,17 +185,14 @@ func (m *mux) run() { go m.readLoop() }
 func (m *mux) readLoop() {
 	defer close(m.readDone)
 	err := m.read()
-	m.mu.Lock()
+	m.sh.Lock()
 	m.readErr = err
-	m.stopped = true
-	if m.timer != nil {
-		m.timer.Stop()
-	}
+	m.sh.StopLocked()
 	all := make([]*Conn, 0, len(m.all))
 	for c := range m.all {
 		all = append(all, c)
 	}
-	m.mu.Unlock()
+	m.sh.Unlock()
 	// The socket is gone: every Conn's reader sees EOF once its buffer drains.
 	for _, c := range all {
 		c.buf.Close()
@@ -234,7 +236,7 @@ func (m *mux) dispatch(now int64, ap netip.AddrPort, p []byte) {
 		c.deliver(q)
 		return
 	}
-	m.mu.Lock()
+	m.sh.Lock()
 	r := m.sm.Client(now, ap, p)
 	var opened *Conn
 	if r.Open != nil {
@@ -258,9 +260,7 @@ func (m *mux) dispatch(now int64, ap netip.AddrPort, p []byte) {
 			delete(m.soleCID, string(cid))
 		}
 	}
-	ending := m.endingLocked()
-	m.mu.Unlock()
-	m.closeEnded(ending)
+	m.sh.Unlock()
 	if opened != nil {
 		m.start(opened)
 	}
@@ -296,8 +296,8 @@ func (m *mux) liveCID(_ netip.AddrPort, p []byte) bool {
 	if !ok {
 		return false
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.sh.Lock()
+	defer m.sh.Unlock()
 	return m.sm.ByCID(cid) != nil
 }
 
@@ -306,8 +306,8 @@ func (m *mux) liveCID(_ netip.AddrPort, p []byte) bool {
 // goes wherever the peer now is.
 func (m *mux) moved(c *Conn, ua *net.UDPAddr) *peerAddr {
 	to := unmapped(ua.AddrPort())
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.sh.Lock()
+	defer m.sh.Unlock()
 	m.sm.Moved(c.a, to)
 	if c.a.Peer() != to {
 		return c.cur.Load()
@@ -322,11 +322,9 @@ func (m *mux) moved(c *Conn, ua *net.UDPAddr) *peerAddr {
 
 // issueCID is Conn.IssueCID's.
 func (m *mux) issueCID(c *Conn, cid []byte) {
-	m.mu.Lock()
+	m.sh.Lock()
 	m.sm.IssueCID(c.a, cid)
-	ending := m.endingLocked()
-	m.mu.Unlock()
-	m.closeEnded(ending)
+	m.sh.Unlock()
 }
 
 // sweep drops the sole-route entries whose Conn ended. Only the read loop
@@ -346,85 +344,29 @@ func (m *mux) sweep() {
 	m.stale.Store(0)
 }
 
-// endingLocked re-arms the expiry timer and takes what the machine ended
-// during the call that just returned. Called with m.mu held, after every
-// call into the machine.
-func (m *mux) endingLocked() []*Conn {
-	m.armLocked()
-	if n := int32(m.sm.CIDLength()); n != m.cidLen.Load() {
-		m.cidLen.Store(n) // learned from a ServerHello (LearnLength)
-	}
-	if n := m.sm.CIDCollisions(); n != m.collisions {
-		// A CID changed hands (a ServerHello, or a verification that
-		// claimed one): every lock-free CID route asks again.
-		m.collisions = n
-		m.cidGen.Add(1)
-	}
-	if len(m.ending) == 0 {
-		return nil
-	}
-	e := m.ending
-	m.ending = nil
-	return e
-}
-
-// armLocked points the timer at the machine's next deadline. Timeouts are
-// worked off by the timer, not by reads, so an idle listener still ends
-// its stale handshakes.
-func (m *mux) armLocked() {
-	due, ok := m.sm.NextDue()
-	if !ok || due == m.timerAt || m.stopped {
-		return
-	}
-	m.timerAt = due
-	d := time.Duration(due - m.now())
-	if m.timer == nil {
-		m.timer = time.AfterFunc(d, m.expire)
-	} else {
-		m.timer.Reset(d)
-	}
-}
-
-func (m *mux) expire() {
-	m.mu.Lock()
-	if m.stopped {
-		m.mu.Unlock()
-		return
-	}
-	m.timerAt = -1
-	m.sm.Expire(m.now())
-	ending := m.endingLocked()
-	m.mu.Unlock()
-	m.closeEnded(ending)
-}
-
 // serverSent tells the machine what the stack sent on c before its
 // handshake completed (a HelloVerifyRequest's cookie, a ServerHello) and
 // reports whether it may go out.
 func (m *mux) serverSent(c *Conn, b []byte) bool {
-	m.mu.Lock()
+	m.sh.Lock()
 	v := m.sm.Server(m.now(), c.a, b)
 	if st := c.a.State(); st == assoc.Established || st == assoc.Ended {
 		c.settled.Store(true)
 	}
-	ending := m.endingLocked()
-	m.mu.Unlock()
-	m.closeEnded(ending)
+	m.sh.Unlock()
 	return v.Forward
 }
 
 // completed tells the machine c's handshake completed. It returns false if
 // c's association ended meanwhile.
 func (m *mux) completed(c *Conn) bool {
-	m.mu.Lock()
+	m.sh.Lock()
 	ok := m.sm.Completed(m.now(), c.a)
 	if ok {
 		c.dtls13.Store(c.a.DTLS13())
 		c.settled.Store(true)
 	}
-	ending := m.endingLocked()
-	m.mu.Unlock()
-	m.closeEnded(ending)
+	m.sh.Unlock()
 	return ok
 }
 
@@ -432,13 +374,11 @@ func (m *mux) completed(c *Conn) bool {
 // association quiets its peer unless another proved association of the
 // peer carries on (see package assoc, rule 3).
 func (m *mux) connClosed(c *Conn) {
-	m.mu.Lock()
+	m.sh.Lock()
 	m.sm.Closed(c.a)
 	delete(m.all, c)
 	closeSocket := m.closing && len(m.all) == 0
-	ending := m.endingLocked()
-	m.mu.Unlock()
-	m.closeEnded(ending)
+	m.sh.Unlock()
 	if closeSocket {
 		m.shutdown()
 	}
@@ -448,11 +388,11 @@ func (m *mux) connClosed(c *Conn) {
 // closes when the last Conn does (at once if there is none), so accepted
 // connections live on.
 func (m *mux) stopAccepting() {
-	m.mu.Lock()
+	m.sh.Lock()
 	m.sm.StopAccepting()
 	m.closing = true
 	closeNow := len(m.all) == 0
-	m.mu.Unlock()
+	m.sh.Unlock()
 	if closeNow {
 		m.shutdown()
 	}

@@ -34,12 +34,12 @@ func establishedMux(tb testing.TB, n int) (*mux, []netip.AddrPort) {
 		peers[i] = netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), 5684)
 		m.dispatch(m.now(), peers[i], hello)
 	}
-	m.mu.Lock()
+	m.sh.Lock()
 	conns := make([]*Conn, 0, n)
 	for c := range m.all {
 		conns = append(conns, c)
 	}
-	m.mu.Unlock()
+	m.sh.Unlock()
 	for _, c := range conns {
 		if !m.completed(c) {
 			tb.Fatal("not completed")

@@ -65,10 +65,10 @@ type Stats struct {
 }
 
 func (m *mux) snapshot() Stats {
-	m.mu.Lock()
+	m.sh.Lock()
 	g, c := m.sm.Gauges(), m.sm.Counters()
 	s := Stats{Peers: g.Peers, Conns: len(m.all), Unverified: g.Unverified, PendingHandshakes: g.Handshaking}
-	m.mu.Unlock()
+	m.sh.Unlock()
 	s.Filter = m.fc.Stats()
 	s.Created = c.Opened
 	s.Verified = c.Verified

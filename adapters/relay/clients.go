@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"os"
 	"syscall"
-	"time"
 
 	"github.com/straydtls/straydtls/conntrack"
 	"github.com/straydtls/straydtls/internal/assoc"
@@ -82,7 +81,7 @@ func transient(err error) bool {
 		errors.Is(err, syscall.ENETUNREACH) || errors.Is(err, os.ErrDeadlineExceeded)
 }
 
-func (r *Relay) now() int64 { return int64(time.Since(r.start)) }
+func (r *Relay) now() int64 { return r.sh.Now() }
 
 // handleClients forwards a batch of client datagrams where the machine
 // routes them, or drops them: the machine decides for the whole batch under
@@ -97,9 +96,9 @@ func (r *Relay) handleClients(w *upstreamWriter, b *strayfilter.Batch, n int, ro
 		}
 		return
 	}
-	r.mu.Lock()
+	r.sh.Lock()
 	if r.closed {
-		r.mu.Unlock()
+		r.sh.Unlock()
 		return
 	}
 	now := r.now()
@@ -110,8 +109,7 @@ func (r *Relay) handleClients(w *upstreamWriter, b *strayfilter.Batch, n int, ro
 		}
 		routes[i] = rt
 	}
-	ending := r.takeEndingLocked()
-	r.mu.Unlock()
+	ended := r.sh.UnlockHeld()
 	for i := range n {
 		d, rt := b.Bufs[i][:b.N[i]], &routes[i]
 		if rt.N == 0 {
@@ -142,13 +140,13 @@ func (r *Relay) handleClients(w *upstreamWriter, b *strayfilter.Batch, n int, ro
 	// Sockets of what the batch ended close after the forwards: a
 	// datagram routed to an association before a later one ended it goes
 	// out, as it did when each datagram was handled alone.
-	r.closeEnded(ending)
+	r.sh.Release(ended)
 }
 
 // handleNaive is the relay without filtering (WithFiltering(false)): a
 // plain per-client NAT, to show what the filtering prevents.
 func (r *Relay) handleNaive(w *upstreamWriter, d []byte, from netip.AddrPort) {
-	r.mu.Lock()
+	r.sh.Lock()
 	u := r.naive[from]
 	if u == nil && !r.closed {
 		if u = r.openLocked(from, nil); u != nil {
@@ -156,7 +154,7 @@ func (r *Relay) handleNaive(w *upstreamWriter, d []byte, from netip.AddrPort) {
 			r.counters.naiveOpened.Add(1)
 		}
 	}
-	r.mu.Unlock()
+	r.sh.Unlock()
 	if u != nil {
 		r.forward(w, u, d)
 	}

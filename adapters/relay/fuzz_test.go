@@ -141,8 +141,8 @@ var (
 // associations returns the client's associations, live first, and their
 // fake upstream sockets.
 func associations(r *Relay, client netip.AddrPort) []*upstreamConn {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	r.sh.Lock()
+	defer r.sh.Unlock()
 	var out []*upstreamConn
 	for u := range r.all {
 		if u.client == client && u.a.State() != assoc.Ended {
@@ -239,10 +239,10 @@ func FuzzRelayPackets(f *testing.F) {
 		settled := func(what string) {
 			deadline := time.Now().Add(5 * time.Second)
 			for {
-				r.mu.Lock()
+				r.sh.Lock()
 				g := r.sm.Gauges()
 				open := len(r.all)
-				r.mu.Unlock()
+				r.sh.Unlock()
 				total := g.Unverified + g.Handshaking + g.Established + g.Closing
 				if open == total {
 					return
@@ -290,17 +290,17 @@ func FuzzRelayPackets(f *testing.F) {
 			}
 
 			writes := map[*fakeUpstream]int{}
-			r.mu.Lock()
+			r.sh.Lock()
 			for o := range r.all {
 				writes[fake(o)] = fake(o).count()
 			}
-			r.mu.Unlock()
+			r.sh.Unlock()
 			rec := record.Inspect(data)
 			opens := rec.OpensAssociation()
 			r.handleOne(data, client)
 			settled("after a client datagram")
 			var problem string
-			r.mu.Lock()
+			r.sh.Lock()
 			for o := range r.all {
 				got := fake(o).count() - writes[fake(o)]
 				switch {
@@ -314,7 +314,7 @@ func FuzzRelayPackets(f *testing.F) {
 					problem = fmt.Sprintf("%x: a server was sent a protected record before it answered", data)
 				}
 			}
-			r.mu.Unlock() // before failing: endAll takes it
+			r.sh.Unlock() // before failing: endAll takes it
 			if problem != "" {
 				t.Fatal(problem)
 			}
@@ -325,14 +325,12 @@ func FuzzRelayPackets(f *testing.F) {
 // endAll is Close without closing the shared listening socket: every
 // association ends and its pump returns before the next execution.
 func endAll(r *Relay) {
-	r.mu.Lock()
+	r.sh.Lock()
 	r.closed = true
-	if r.timer != nil {
-		r.timer.Stop()
-	}
+	r.sh.StopLocked()
 	for u := range r.all {
 		u.close()
 	}
-	r.mu.Unlock()
+	r.sh.Unlock()
 	r.wg.Wait()
 }

@@ -2,13 +2,12 @@ package relay
 
 import (
 	"net/netip"
-	"time"
 
 	"github.com/straydtls/straydtls/internal/assoc"
 )
 
 // openLocked opens an upstream socket for the association a (nil for a
-// naive one) and starts its pump. Called with r.mu held.
+// naive one) and starts its pump. Called with the shell's lock held.
 func (r *Relay) openLocked(client netip.AddrPort, a *assoc.Assoc[*upstreamConn]) *upstreamConn {
 	conn, err := r.dial()
 	if err != nil {
@@ -31,40 +30,36 @@ func (r *Relay) openLocked(client netip.AddrPort, a *assoc.Assoc[*upstreamConn])
 	return u
 }
 
-// machineEnded is the machine's end callback, run with r.mu held.
-func (r *Relay) machineEnded(a *assoc.Assoc[*upstreamConn], why assoc.EndReason, quiet bool) {
-	if quiet {
+// shellSide is the Relay as its shell's Handler: a type of its own keeps
+// the Handler's methods out of the Relay's API.
+type shellSide Relay
+
+// Settled: the relay reads nothing from the machine without the lock but
+// its configuration.
+func (r *shellSide) Settled(*assoc.Machine[*upstreamConn]) {}
+
+// Ended runs with the shell's lock held.
+func (r *shellSide) Ended(e assoc.Ending[*upstreamConn]) bool {
+	if e.Quiet {
 		// Quiet before unrouted: nothing sees the client unrouted until
-		// r.mu is released.
+		// the lock is released.
 		var alert []byte
-		if why == assoc.EndServerAlert && r.cfg.closeEcho {
-			alert = r.closing
+		if e.Why == assoc.EndServerAlert && r.cfg.closeEcho {
+			alert = e.Alert
 		}
-		r.table.MarkClosedWithAlert(a.Peer(), alert)
+		r.table.MarkClosedWithAlert(e.Assoc.Peer(), alert)
 	}
-	if u := a.Handle; u != nil {
-		u.end.Store(uint32(why) + 1)
-		r.ending = append(r.ending, u)
+	u := e.Assoc.Handle
+	if u == nil {
+		return false
 	}
+	u.end.Store(uint32(e.Why) + 1)
+	return true
 }
 
-func (r *Relay) takeEndingLocked() []*upstreamConn {
-	r.armLocked()
-	if len(r.ending) == 0 {
-		return nil
-	}
-	e := r.ending
-	r.ending = nil
-	return e
-}
-
-// closeEnded closes the sockets of ended associations; their pumps see
-// the close and return, and the pump loop closes its own.
-func (r *Relay) closeEnded(us []*upstreamConn) {
-	for _, u := range us {
-		r.release(u)
-	}
-}
+// Release closes the socket of an association the machine ended; its pump
+// sees the close and returns.
+func (r *shellSide) Release(u *upstreamConn) { (*Relay)(r).release(u) }
 
 // release closes u's socket, through the pump loop when it reads u.
 func (r *Relay) release(u *upstreamConn) {
@@ -73,33 +68,4 @@ func (r *Relay) release(u *upstreamConn) {
 		return
 	}
 	u.close()
-}
-
-// armLocked points the timer at the machine's next deadline, so timeouts
-// end associations even when no datagram arrives.
-func (r *Relay) armLocked() {
-	due, ok := r.sm.NextDue()
-	if !ok || due == r.timerAt || r.closed {
-		return
-	}
-	r.timerAt = due
-	d := time.Duration(due - r.now())
-	if r.timer == nil {
-		r.timer = time.AfterFunc(d, r.expire)
-	} else {
-		r.timer.Reset(d)
-	}
-}
-
-func (r *Relay) expire() {
-	r.mu.Lock()
-	if r.closed {
-		r.mu.Unlock()
-		return
-	}
-	r.timerAt = -1
-	r.sm.Expire(r.now())
-	ending := r.takeEndingLocked()
-	r.mu.Unlock()
-	r.closeEnded(ending)
 }

@@ -112,7 +112,7 @@ func newPumpLoop(r *Relay) (*pumpLoop, error) {
 	return l, nil
 }
 
-// add puts u's socket in the set. Called with r.mu held, never after the
+// add puts u's socket in the set. Called with the shell's lock held, never after the
 // relay closed.
 func (l *pumpLoop) add(u *upstreamConn, rc syscall.RawConn) bool {
 	l.mu.Lock()

@@ -10,10 +10,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"time"
 
 	"github.com/straydtls/straydtls/conntrack"
 	"github.com/straydtls/straydtls/internal/assoc"
+	"github.com/straydtls/straydtls/internal/shell"
 	"github.com/straydtls/straydtls/record"
 	"github.com/straydtls/straydtls/strayfilter"
 )
@@ -36,7 +36,6 @@ type Relay struct {
 	upstream atomic.Pointer[net.UDPAddr]
 	table    *conntrack.Table
 	log      *slog.Logger
-	start    time.Time
 	// dial opens the upstream socket of a new association. Tests replace it.
 	dial func() (net.Conn, error)
 	// ended, if set, is called with the upstream socket's address once an
@@ -44,20 +43,14 @@ type Relay struct {
 	// it to wait for pumps.
 	ended func(upstream net.Addr)
 
-	mu sync.Mutex
-	// sm decides; the Relay reads, forwards, opens and closes.
+	// sm decides; the Relay reads, forwards, opens and closes. sh
+	// serialises events into it; its lock guards what follows.
+	sh     *shell.Shell[*upstreamConn]
 	sm     *assoc.Machine[*upstreamConn]
 	all    map[*upstreamConn]struct{} // upstream sockets open
 	naive  map[netip.AddrPort]*upstreamConn
-	ending []*upstreamConn // what the machine ended during one call
-	// closing is the server datagram the machine is being told about: the
-	// alert it keeps for the client's quiet period if it ends the
-	// association (WithCloseEcho).
-	closing []byte
-	timer   *time.Timer
-	timerAt int64
-	closed  bool
-	wg      sync.WaitGroup
+	closed bool
+	wg     sync.WaitGroup
 	// loop reads every upstream socket in one epoll loop (Linux), started
 	// with the first association; noLoop keeps a goroutine per socket.
 	loop   *pumpLoop
@@ -215,11 +208,10 @@ func newRelay(pc *net.UDPConn, extra []*net.UDPConn, upstream netip.AddrPort, cf
 		extra: extra,
 		table: table,
 		log:   log,
-		start: time.Now(),
 		all:   make(map[*upstreamConn]struct{}),
 		naive: make(map[netip.AddrPort]*upstreamConn),
 	}
-	sm, err := assoc.New(assoc.Config{
+	sm, err := assoc.New[*upstreamConn](assoc.Config{
 		MaxUnverified:     cfg.maxUnverified,
 		UnverifiedTimeout: cfg.unverifiedTimeout,
 		MaxAssociations:   cfg.maxAssoc,
@@ -234,11 +226,12 @@ func newRelay(pc *net.UDPConn, extra []*net.UDPConn, upstream netip.AddrPort, cf
 		// the relay cannot see, and may speak DTLS 1.3.
 		CIDLength: record.CIDUnknown,
 		DTLS13:    true,
-	}, r.machineEnded)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("relay: %w: %w", err, strayfilter.ErrInvalidOption)
 	}
 	r.sm = sm
+	r.sh = shell.New(sm, shell.Handler[*upstreamConn]((*shellSide)(r)))
 	r.setBuffers()
 	r.upstream.Store(up)
 	r.dial = func() (net.Conn, error) { return net.DialUDP("udp", nil, r.upstream.Load()) }
@@ -307,16 +300,14 @@ func (r *Relay) Table() *conntrack.Table { return r.table }
 // Close stops the relay: the listening socket and every upstream socket
 // close, and Close returns once every association has ended.
 func (r *Relay) Close() error {
-	r.mu.Lock()
+	r.sh.Lock()
 	if r.closed {
-		r.mu.Unlock()
+		r.sh.Unlock()
 		r.wg.Wait()
 		return nil
 	}
 	r.closed = true
-	if r.timer != nil {
-		r.timer.Stop()
-	}
+	r.sh.StopLocked()
 	err := r.pc.Close()
 	for _, pc := range r.extra {
 		pc.Close()
@@ -327,13 +318,13 @@ func (r *Relay) Close() error {
 	if r.loop != nil {
 		r.loop.stop()
 	}
-	r.mu.Unlock()
+	r.sh.Unlock()
 	r.wg.Wait()
 	return err
 }
 
 func (r *Relay) isClosed() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	r.sh.Lock()
+	defer r.sh.Unlock()
 	return r.closed
 }

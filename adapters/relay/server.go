@@ -48,16 +48,12 @@ func (r *Relay) fromServer(u *upstreamConn, b *batch, out *sendQueue) bool {
 	// reply quiets the client before the reply can prompt its own.
 	ended := false
 	if u.a != nil { // nil: a naive association
-		r.mu.Lock()
+		r.sh.Lock()
 		for i := 0; i < b.n && !ended; i++ {
-			r.closing = b.datagram(i)
-			verdicts[i] = r.sm.Server(r.now(), u.a, r.closing)
+			verdicts[i] = r.sm.Server(r.now(), u.a, b.datagram(i))
 			ended = verdicts[i].Ended
 		}
-		r.closing = nil
-		ending := r.takeEndingLocked()
-		r.mu.Unlock()
-		r.closeEnded(ending)
+		r.sh.Unlock()
 	}
 	for i := range b.n {
 		if u.a == nil || verdicts[i].Forward {
@@ -95,7 +91,7 @@ func (r *Relay) clientWriteFailed(client netip.AddrPort, err error) {
 // pumpDone releases what is left of u once its pump returns.
 func (r *Relay) pumpDone(u *upstreamConn) {
 	u.close()
-	r.mu.Lock()
+	r.sh.Lock()
 	if u.a != nil {
 		// A socket error the machine did not cause (or shutdown): the
 		// association ends here, quieting nobody.
@@ -104,9 +100,7 @@ func (r *Relay) pumpDone(u *upstreamConn) {
 		delete(r.naive, u.client)
 	}
 	delete(r.all, u)
-	ending := r.takeEndingLocked()
-	r.mu.Unlock()
-	r.closeEnded(ending)
+	r.sh.Unlock()
 	if r.log.Enabled(context.Background(), slog.LevelDebug) {
 		reason := "socket closed or relay stopped"
 		if e := u.end.Load(); e != 0 {

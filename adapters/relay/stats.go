@@ -97,10 +97,10 @@ func (s Stats) TotalStrays() uint64 {
 
 // Stats returns the relay's counters.
 func (r *Relay) Stats() Stats {
-	r.mu.Lock()
+	r.sh.Lock()
 	g, mc := r.sm.Gauges(), r.sm.Counters()
 	naive := len(r.naive)
-	r.mu.Unlock()
+	r.sh.Unlock()
 	c := &r.counters
 	s := Stats{
 		Associations:       g.Unverified + g.Handshaking + g.Established + g.Closing + naive,

@@ -3,10 +3,12 @@
 // for every datagram a client sends, which of that client's associations
 // it belongs to; when a source address counts as proved; when an
 // association opens, is verified, completes, replaces another or ends; and
-// when a client becomes quiet. It does no I/O, starts no goroutine and
-// reads no clock: the shell around it reads sockets, passes each event in
-// with the time, and carries out what comes back. So it is fuzzed and
-// model-tested with no network (machine_test.go, model_test.go).
+// when a client becomes quiet. It does no I/O, starts no goroutine, reads
+// no clock and calls nothing back: the shell around it (package
+// internal/shell) reads sockets, passes each event in with the time, and
+// carries out what comes back: routes and verdicts from the call, the
+// associations it ended from Ended. So it is fuzzed and model-tested with
+// no network (machine_test.go, model_test.go).
 //
 // A Machine is not safe for concurrent use; its shell serialises events.
 //

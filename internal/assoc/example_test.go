@@ -19,8 +19,6 @@ func ExampleMachine() {
 		UnverifiedTimeout: 5 * time.Second,
 		HandshakeTimeout:  30 * time.Second,
 		Rehandshake:       true,
-	}, func(a *assoc.Assoc[string], why assoc.EndReason, quiet bool) {
-		fmt.Println("ended", a.Handle, why, "quiet:", quiet)
 	})
 	peer := netip.MustParseAddrPort("192.0.2.7:5684")
 	var now int64
@@ -36,6 +34,9 @@ func ExampleMachine() {
 	r = m.Client(now, peer, []byte{23, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 1, 0, 1, 0})
 	fmt.Println("an encrypted record to", r.N, "association:", r.To[0].Handle)
 	m.Expire(now + int64(5*time.Second))
+	for _, e := range m.Ended(nil) {
+		fmt.Println("ended", e.Assoc.Handle, e.Why, "quiet:", e.Quiet)
+	}
 	fmt.Println(forged.State(), real.State())
 	// Output:
 	// cookie echo to real now handshaking

@@ -1,7 +1,6 @@
 package assoc
 
 import (
-	"fmt"
 	"hash/maphash"
 	"net/netip"
 	"sync/atomic"
@@ -13,7 +12,7 @@ import (
 // for its rules.
 type Machine[T any] struct {
 	cfg   Config
-	onEnd func(a *Assoc[T], why EndReason, quiet bool)
+	ended []Ending[T] // since the last Ended
 	seed  maphash.Seed
 	peers map[netip.AddrPort]*peer[T]
 	cids  map[string]*Assoc[T] // rule 9; nil without CID routing
@@ -33,18 +32,12 @@ type Machine[T any] struct {
 	hsOK, liveOK record.TypeSet
 }
 
-// New returns an empty Machine. onEnd is called for every association
-// that ends, inside the call that ended it: the shell releases the
-// association's I/O there and, when quiet is true, starts the client's
-// quiet period. It must not call back into the Machine.
-func New[T any](cfg Config, onEnd func(a *Assoc[T], why EndReason, quiet bool)) (*Machine[T], error) {
+// New returns an empty Machine.
+func New[T any](cfg Config) (*Machine[T], error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if onEnd == nil {
-		return nil, fmt.Errorf("nil end callback: %w", ErrInvalidConfig)
-	}
-	m := &Machine[T]{cfg: cfg, onEnd: onEnd, seed: maphash.MakeSeed(), peers: make(map[netip.AddrPort]*peer[T]), accepting: true}
+	m := &Machine[T]{cfg: cfg, seed: maphash.MakeSeed(), peers: make(map[netip.AddrPort]*peer[T]), accepting: true}
 	m.hsOK = record.Types(record.ContentTypeChangeCipherSpec, record.ContentTypeAlert, record.ContentTypeHandshake)
 	m.liveOK = record.Types(record.ContentTypeChangeCipherSpec, record.ContentTypeHandshake)
 	if cfg.DTLS13 {
@@ -316,6 +309,7 @@ func (m *Machine[T]) Server(now int64, a *Assoc[T], d []byte) Verdict {
 	}
 	if m.cfg.EndOnServerAlert && record.CarriesClosingAlert(d) {
 		m.end(a, EndServerAlert, m.quiets(a))
+		m.ended[len(m.ended)-1].Alert = d
 		return Verdict{Forward: forward, Ended: true}
 	}
 	return Verdict{Forward: forward}
@@ -407,5 +401,18 @@ func (m *Machine[T]) end(a *Assoc[T], why EndReason, quiet bool) {
 		delete(m.peers, a.addr)
 	}
 	m.c.Ended[why]++
-	m.onEnd(a, why, quiet)
+	m.ended = append(m.ended, Ending[T]{Assoc: a, Why: why, Quiet: quiet})
+}
+
+// Ended appends to dst the associations ended since the last call, in the
+// order they ended, and forgets them. A shell calls it after every call
+// that may end one (Client, Server, Completed, Closed, Abort, Expire),
+// before it lets go of the Machine: it
+// starts a quiet client's quiet period there, before any later datagram
+// finds the client unrouted, and then releases each association's I/O.
+func (m *Machine[T]) Ended(dst []Ending[T]) []Ending[T] {
+	dst = append(dst, m.ended...)
+	clear(m.ended) // the Machine keeps no ended association alive
+	m.ended = m.ended[:0]
+	return dst
 }

@@ -34,9 +34,7 @@ func defaultTestConfig() Config {
 
 func newHarness(t *testing.T, cfg Config) *harness {
 	h := &harness{t: t}
-	m, err := New(cfg, func(a *Assoc[int], why EndReason, quiet bool) {
-		h.ends = append(h.ends, ended{a, why, quiet})
-	})
+	m, err := New[int](cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,9 +88,19 @@ func (h *harness) establish(peer netip.AddrPort, rnd byte) *Assoc[int] {
 	return a
 }
 
+// ended takes what the machine ended since the last look into h.ends,
+// which keeps everything ended since the test last cleared it, and
+// returns it.
+func (h *harness) ended() []ended {
+	for _, e := range h.m.Ended(nil) {
+		h.ends = append(h.ends, ended{e.Assoc, e.Why, e.Quiet})
+	}
+	return h.ends
+}
+
 func (h *harness) endsOf(a *Assoc[int]) []ended {
 	var out []ended
-	for _, e := range h.ends {
+	for _, e := range h.ended() {
 		if e.a == a {
 			out = append(out, e)
 		}
@@ -320,8 +328,8 @@ func TestPerPeerBound(t *testing.T) {
 	}
 	h.client(p, finished)
 	wantDrop(t, "a fifth handshake beside four verified ones", h.client(p, clientHello(9, nil)), DropRefused)
-	if h.m.Gauges().Handshaking != MaxPerPeer || len(h.ends) != 0 {
-		t.Fatalf("gauges %+v ends %+v", h.m.Gauges(), h.ends)
+	if h.m.Gauges().Handshaking != MaxPerPeer || len(h.ended()) != 0 {
+		t.Fatalf("gauges %+v ends %+v", h.m.Gauges(), h.ended())
 	}
 }
 
@@ -568,7 +576,6 @@ func TestStopAccepting(t *testing.T) {
 }
 
 func TestConfigValidation(t *testing.T) {
-	noop := func(*Assoc[int], EndReason, bool) {}
 	for i, mod := range []func(*Config){
 		func(c *Config) { c.MaxUnverified = 0 },
 		func(c *Config) { c.UnverifiedTimeout = 0 },
@@ -578,12 +585,9 @@ func TestConfigValidation(t *testing.T) {
 	} {
 		cfg := defaultTestConfig()
 		mod(&cfg)
-		if _, err := New(cfg, noop); !errors.Is(err, ErrInvalidConfig) {
+		if _, err := New[int](cfg); !errors.Is(err, ErrInvalidConfig) {
 			t.Errorf("case %d: err %v", i, err)
 		}
-	}
-	if _, err := New[int](defaultTestConfig(), nil); !errors.Is(err, ErrInvalidConfig) {
-		t.Errorf("nil callback: %v", err)
 	}
 }
 

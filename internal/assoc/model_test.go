@@ -53,9 +53,7 @@ func newModel(t testing.TB, cfg Config, npeers int) *model {
 	mo := &model{t: t, cfg: cfg, answered: map[*Assoc[int]]bool{},
 		cidOf: map[*Assoc[int]]string{}, byCID: map[string]*Assoc[int]{}, detached: map[*Assoc[int]]bool{}}
 	mo.h = &harness{t: tt}
-	m, err := New(cfg, func(a *Assoc[int], why EndReason, quiet bool) {
-		mo.h.ends = append(mo.h.ends, ended{a, why, quiet})
-	})
+	m, err := New[int](cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +214,7 @@ func (mo *model) pick(arg byte) *Assoc[int] {
 // step runs one event chosen by three bytes.
 func (mo *model) step(op, x, y byte) {
 	h := mo.h
-	h.ends = h.ends[:0]
+	h.ends = h.ended()[:0]
 	switch op % 8 {
 	case 0, 1, 2:
 		mo.clientEvent(mo.peers[int(x)%len(mo.peers)], y, x/8)
@@ -286,7 +284,7 @@ func (mo *model) step(op, x, y byte) {
 			mo.claim(a)
 		}
 	}
-	for _, e := range h.ends { // rule 9: an association's end frees its CID
+	for _, e := range h.ended() { // rule 9: an association's end frees its CID
 		if c := mo.cidOf[e.a]; c != "" && mo.byCID[c] == e.a {
 			delete(mo.byCID, c)
 		}
@@ -322,9 +320,9 @@ func (mo *model) movedEvent(a *Assoc[int], to netip.AddrPort) {
 		holder = p.live
 	}
 	ok := h.m.Moved(a, to)
-	mo.log = append(mo.log, fmt.Sprintf("moved %d (%v) from %v to %v -> %v, ends %v", a.Handle, before, from, to, ok, h.ends))
-	if len(h.ends) != 0 {
-		mo.fail("a move ended %v", h.ends)
+	mo.log = append(mo.log, fmt.Sprintf("moved %d (%v) from %v to %v -> %v, ends %v", a.Handle, before, from, to, ok, h.ended()))
+	if len(h.ended()) != 0 {
+		mo.fail("a move ended %v", h.ended())
 	}
 	if !hadCID || before != Established && before != Closing || from == to {
 		if ok || a.Peer() != from {
@@ -349,7 +347,7 @@ func (mo *model) clientEvent(peer netip.AddrPort, kind, arg byte) {
 		states[a] = a.state
 	}
 	r := h.client(peer, d)
-	mo.log = append(mo.log, fmt.Sprintf("client %v %x -> %d targets, open %v, drop %v, ends %v", peer, head(d), r.N, r.Open != nil, r.Drop, h.ends))
+	mo.log = append(mo.log, fmt.Sprintf("client %v %x -> %d targets, open %v, drop %v, ends %v", peer, head(d), r.N, r.Open != nil, r.Drop, h.ended()))
 	if r.Open != nil {
 		mo.all = append(mo.all, r.Open)
 	}
@@ -360,7 +358,7 @@ func (mo *model) clientEvent(peer netip.AddrPort, kind, arg byte) {
 	// The exception is rule 10: a fatal alert the datagram delivered to a
 	// handshake (checked below).
 	gaveUp := mo.cfg.EndOnClientAlert && rec.FatalAlert(d)
-	for _, e := range h.ends {
+	for _, e := range h.ended() {
 		switch {
 		case e.quiet:
 		case e.why == EndEvicted && states[e.a] == Unverified, e.why == EndReclaimed && states[e.a] == Closing:
@@ -622,7 +620,7 @@ func (mo *model) serverEvent(a *Assoc[int], kind byte) {
 		}
 	}
 	v := h.m.Server(h.now, a, d)
-	mo.log = append(mo.log, fmt.Sprintf("server on %d (%v) %x -> %+v, ends %v", a.Handle, before, head(d), v, h.ends))
+	mo.log = append(mo.log, fmt.Sprintf("server on %d (%v) %x -> %+v, ends %v", a.Handle, before, head(d), v, h.ended()))
 	if rec := record.Inspect(d); mo.cfg.CIDLength > 0 && (before == Unverified || before == Handshaking) {
 		if cid, ok := rec.ServerConnectionID(d); ok && len(cid) == mo.cfg.CIDLength && mo.cidOf[a] != string(cid) {
 			if c := mo.cidOf[a]; c != "" && mo.byCID[c] == a {
@@ -636,7 +634,7 @@ func (mo *model) serverEvent(a *Assoc[int], kind byte) {
 		mo.fail("server datagram forwarded %v; withheld by rule 8: %v", v.Forward, withheld)
 	}
 	completed := before == Handshaking && mo.cfg.InferCompletion && record.CarriesApplicationTraffic(d)
-	for _, e := range h.ends {
+	for _, e := range h.ended() {
 		switch {
 		case e.a == a && e.why == EndServerAlert:
 			wantQuiet := (before == Established || before == Closing || completed) && !mo.hasProvedOther(a) && !mo.detached[a]
@@ -679,17 +677,17 @@ func (mo *model) completedEvent(a *Assoc[int]) {
 	live, _ := mo.snapshot(a.Peer())
 	full := mo.full(h.m.Gauges())
 	ok := h.m.Completed(h.now, a)
-	mo.log = append(mo.log, fmt.Sprintf("completed %d (%v) -> %v, ends %v", a.Handle, before, ok, h.ends))
+	mo.log = append(mo.log, fmt.Sprintf("completed %d (%v) -> %v, ends %v", a.Handle, before, ok, h.ended()))
 	if before == Unverified && full {
-		if ok || len(h.ends) != 1 || h.ends[0].a != a || h.ends[0].why != EndRefused || h.ends[0].quiet {
-			mo.fail("completed unverified %d at the cap: %v, ends %v", a.Handle, ok, h.ends)
+		if ok || len(h.ended()) != 1 || h.ended()[0].a != a || h.ended()[0].why != EndRefused || h.ended()[0].quiet {
+			mo.fail("completed unverified %d at the cap: %v, ends %v", a.Handle, ok, h.ended())
 		}
 		return
 	}
 	if !ok || a.state != Established && a.state != Closing {
 		mo.fail("completed %d: %v, state %v", a.Handle, ok, a.state)
 	}
-	for _, e := range h.ends {
+	for _, e := range h.ended() {
 		if e.why == EndReclaimed && before == Unverified && !e.quiet {
 			continue
 		}
@@ -719,9 +717,9 @@ func (mo *model) closedEvent(a *Assoc[int]) {
 		}
 	}
 	h.m.Closed(a)
-	mo.log = append(mo.log, fmt.Sprintf("closed %d (%v), ends %v", a.Handle, before, h.ends))
-	if len(h.ends) != 1 || h.ends[0].a != a || h.ends[0].why != EndClosed || h.ends[0].quiet != wantQuiet {
-		mo.fail("closing %d (%v): ends %v, want it alone, quiet %v", a.Handle, before, h.ends, wantQuiet)
+	mo.log = append(mo.log, fmt.Sprintf("closed %d (%v), ends %v", a.Handle, before, h.ended()))
+	if len(h.ended()) != 1 || h.ended()[0].a != a || h.ended()[0].why != EndClosed || h.ended()[0].quiet != wantQuiet {
+		mo.fail("closing %d (%v): ends %v, want it alone, quiet %v", a.Handle, before, h.ended(), wantQuiet)
 	}
 }
 
@@ -729,8 +727,8 @@ func (mo *model) expireEvent(now int64) {
 	h := mo.h
 	h.now = now
 	h.m.Expire(now)
-	mo.log = append(mo.log, fmt.Sprintf("expire at %v, ends %v", time.Duration(now), h.ends))
-	for _, e := range h.ends {
+	mo.log = append(mo.log, fmt.Sprintf("expire at %v, ends %v", time.Duration(now), h.ended()))
+	for _, e := range h.ended() {
 		if e.quiet {
 			mo.fail("a timeout quieted %d", e.a.Handle)
 		}

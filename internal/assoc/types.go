@@ -29,6 +29,19 @@ func (s State) String() string {
 // EndReason says why an association ended.
 type EndReason uint8
 
+// Ending is an association the Machine ended, as Ended reports it.
+type Ending[T any] struct {
+	Assoc *Assoc[T]
+	Why   EndReason
+	// Quiet says the association's client enters its quiet period now
+	// (rule 3).
+	Quiet bool
+	// Alert is, for EndServerAlert, the server's datagram that carried the
+	// closing alert: the slice Server was given, so it holds only until
+	// the shell reuses that buffer.
+	Alert []byte
+}
+
 // Reasons an association ends.
 const (
 	EndEvicted           EndReason = iota // an unverified association made room for a newer one
