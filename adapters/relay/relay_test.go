@@ -95,10 +95,12 @@ func seed(t *testing.T, filter bool, n int) (*dtlstest.NaiveServer, *relay.Relay
 
 // TestOpenSSLClientsThroughRelay is the seed's bug in front of a server
 // that takes the first datagram from any new address as a new connection:
-// 200 sequential s_client runs, each with a late close_notify, all succeed
-// and the server never sees a bogus connection.
+// 100 sequential s_client runs, each with a late close_notify, all succeed
+// and the server never sees a bogus connection. Each run meets the race
+// (the test's relay holds the close_notify until the server closed), so
+// more runs would repeat, not widen, what this shows.
 func TestOpenSSLClientsThroughRelay(t *testing.T) {
-	n := 200
+	n := 100
 	if testing.Short() {
 		n = 20
 	}
