@@ -11,14 +11,14 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"flag"
-	"io"
 	"log"
 	"net"
 	"os"
 	"os/signal"
 	"time"
+
+	"github.com/straydtls/straydtls/examples/internal/echo"
 
 	"github.com/pion/dtls/v2"
 	"github.com/pion/dtls/v2/pkg/crypto/selfsign"
@@ -65,33 +65,6 @@ func main() {
 		if err != nil {
 			return // closed
 		}
-		go echo(conn)
+		go echo.Serve(conn, "")
 	}
-}
-
-func echo(conn net.Conn) {
-	defer conn.Close()
-	peer := conn.RemoteAddr()
-	log.Printf("%v: connected", peer)
-	buf := make([]byte, 8192)
-	n := 0
-	for {
-		m, err := conn.Read(buf)
-		if err != nil {
-			log.Printf("%v: closed after %d messages (%v)", peer, n, why(err))
-			return
-		}
-		n++
-		if _, err := conn.Write(buf[:m]); err != nil {
-			log.Printf("%v: write: %v", peer, err)
-			return
-		}
-	}
-}
-
-func why(err error) string {
-	if errors.Is(err, io.EOF) {
-		return "the client closed"
-	}
-	return err.Error()
 }

@@ -10,13 +10,13 @@ package main
 
 import (
 	"crypto/tls"
-	"errors"
 	"flag"
-	"io"
 	"log"
 	"net"
 	"os"
 	"os/signal"
+
+	"github.com/straydtls/straydtls/examples/internal/echo"
 
 	"github.com/pion/dtls/v3"
 	"github.com/pion/dtls/v3/pkg/crypto/selfsign"
@@ -60,33 +60,6 @@ func main() {
 		if err != nil {
 			return // closed
 		}
-		go echo(conn)
+		go echo.Serve(conn, "")
 	}
-}
-
-func echo(conn net.Conn) {
-	defer conn.Close()
-	peer := conn.RemoteAddr()
-	log.Printf("%v: connected", peer)
-	buf := make([]byte, 8192)
-	n := 0
-	for {
-		m, err := conn.Read(buf)
-		if err != nil {
-			log.Printf("%v: closed after %d messages (%v)", peer, n, why(err))
-			return
-		}
-		n++
-		if _, err := conn.Write(buf[:m]); err != nil {
-			log.Printf("%v: write: %v", peer, err)
-			return
-		}
-	}
-}
-
-func why(err error) string {
-	if errors.Is(err, io.EOF) {
-		return "the client closed"
-	}
-	return err.Error()
 }

@@ -13,15 +13,15 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log"
 	"net"
 	"os"
 	"os/signal"
 	"time"
+
+	"github.com/straydtls/straydtls/examples/internal/echo"
 
 	"github.com/pion/dtls/v4"
 	"github.com/pion/dtls/v4/pkg/crypto/selfsign"
@@ -88,35 +88,8 @@ func serveOn(ln net.Listener) {
 		if err != nil {
 			return // closed
 		}
-		go echo(conn.(*dtls.Conn))
+		go echo.Serve(conn, version(conn.(*dtls.Conn)))
 	}
-}
-
-func echo(conn *dtls.Conn) {
-	defer conn.Close()
-	peer := conn.RemoteAddr()
-	log.Printf("%v: connected (%s)", peer, version(conn))
-	buf := make([]byte, 8192)
-	n := 0
-	for {
-		m, err := conn.Read(buf)
-		if err != nil {
-			log.Printf("%v: closed after %d messages (%v)", peer, n, why(err))
-			return
-		}
-		n++
-		if _, err := conn.Write(buf[:m]); err != nil {
-			log.Printf("%v: write: %v", peer, err)
-			return
-		}
-	}
-}
-
-func why(err error) string {
-	if errors.Is(err, io.EOF) {
-		return "the client closed"
-	}
-	return err.Error()
 }
 
 // version names what a connection speaks, by its cipher suite: DTLS 1.3's
