@@ -1,6 +1,6 @@
 module github.com/straydtls/straydtls
 
-go 1.26.0
+go 1.25.0
 
 require (
 	github.com/cilium/ebpf v0.22.0
@@ -8,10 +8,10 @@ require (
 	github.com/pion/dtls/v3 v3.1.15
 	github.com/pion/dtls/v4 v4.0.2
 	github.com/pion/transport/v2 v2.2.10
-	github.com/plgd-dev/go-coap/v3 v3.8.0
-	github.com/prometheus/client_golang v1.25.0
-	golang.org/x/net v0.62.0
-	golang.org/x/sys v0.49.0
+	github.com/plgd-dev/go-coap/v3 v3.5.5
+	github.com/prometheus/client_golang v1.24.1
+	golang.org/x/net v0.58.0
+	golang.org/x/sys v0.47.0
 )
 
 require (
@@ -23,11 +23,11 @@ require (
 	github.com/pion/transport/v3 v3.1.1 // indirect
 	github.com/pion/transport/v5 v5.1.5 // indirect
 	github.com/prometheus/client_model v0.6.3 // indirect
-	github.com/prometheus/common v0.72.0 // indirect
+	github.com/prometheus/common v0.71.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
 	go.uber.org/atomic v1.12.0 // indirect
-	golang.org/x/crypto v0.58.0 // indirect
-	golang.org/x/exp v0.0.0-20261014143641-f0251eb4aa3e // indirect
-	golang.org/x/sync v0.24.0 // indirect
+	golang.org/x/crypto v0.55.0 // indirect
+	golang.org/x/exp v0.0.0-20260611194520-c48552f49976 // indirect
+	golang.org/x/sync v0.22.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
