@@ -322,15 +322,22 @@ func (r *Relay) handle(dir Dir, client netip.AddrPort, data []byte) {
 }
 
 func (r *Relay) send(dir Dir, client netip.AddrPort, data []byte) {
+	// The write to the server happens under the lock, so that Rebind,
+	// which closes the client's old socket, comes before or after it, not
+	// during: a datagram the hook let through is then always written (from
+	// the old port or the new one), and a chaos run can account for every
+	// one (Chaos.Sent).
 	r.mu.Lock()
 	u := r.clients[client]
-	r.mu.Unlock()
 	if u == nil {
+		r.mu.Unlock()
 		return
 	}
 	if dir == ToServer {
 		_, _ = u.conn.Write(data)
-	} else {
-		_, _ = r.front.WriteToUDPAddrPort(data, client)
+		r.mu.Unlock()
+		return
 	}
+	r.mu.Unlock()
+	_, _ = r.front.WriteToUDPAddrPort(data, client)
 }
