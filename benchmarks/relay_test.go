@@ -65,15 +65,7 @@ func BenchmarkRelay(b *testing.B) {
 					p = impl.start(b, server)
 					front = p.addr
 				}
-				clients := make([]relayClient, relayClients)
-				for i := range clients {
-					if mode == "raw" {
-						clients[i] = newRawClient(b, front, i)
-					} else {
-						clients[i] = newDTLSClient(b, front)
-					}
-				}
-				runRelayLoad(b, clients, p)
+				runRelayLoad(b, newRelayClients(b, mode, front), p)
 			})
 		}
 	}
@@ -213,6 +205,20 @@ func rawEchoServerAt(b *testing.B, ip net.IP) netip.AddrPort {
 		}
 	}()
 	return pc.LocalAddr().(*net.UDPAddr).AddrPort()
+}
+
+// newRelayClients starts the relay benchmarks' relayClients clients of
+// mode ("raw" or "dtls") towards to.
+func newRelayClients(b *testing.B, mode string, to netip.AddrPort) []relayClient {
+	clients := make([]relayClient, relayClients)
+	for i := range clients {
+		if mode == "raw" {
+			clients[i] = newRawClient(b, to, i)
+		} else {
+			clients[i] = newDTLSClient(b, to)
+		}
+	}
+	return clients
 }
 
 func newRawClient(b *testing.B, to netip.AddrPort, i int) relayClient {

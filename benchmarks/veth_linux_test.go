@@ -48,15 +48,7 @@ func BenchmarkGuardVeth(b *testing.B) {
 						b.Cleanup(func() { g.Close() })
 					}
 				})
-				clients := make([]relayClient, relayClients)
-				for i := range clients {
-					if mode == "raw" {
-						clients[i] = newRawClient(b, server, i)
-					} else {
-						clients[i] = newDTLSClient(b, server)
-					}
-				}
-				runRelayLoad(b, clients, nil)
+				runRelayLoad(b, newRelayClients(b, mode, server), nil)
 			})
 		}
 	}
