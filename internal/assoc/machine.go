@@ -308,8 +308,7 @@ func (m *Machine[T]) Server(now int64, a *Assoc[T], d []byte) Verdict {
 		}
 	}
 	if m.cfg.EndOnServerAlert && record.CarriesClosingAlert(d) {
-		m.end(a, EndServerAlert, m.quiets(a))
-		m.ended[len(m.ended)-1].Alert = d
+		m.end(a, EndServerAlert, m.quiets(a)).Alert = d
 		return Verdict{Forward: forward, Ended: true}
 	}
 	return Verdict{Forward: forward}
@@ -375,8 +374,9 @@ func (m *Machine[T]) unclose(a *Assoc[T]) {
 	a.state = Established
 }
 
-// end removes a and tells the shell.
-func (m *Machine[T]) end(a *Assoc[T], why EndReason, quiet bool) {
+// end removes a and queues its Ending for the shell (Ended), returned so
+// that the caller can add what only it knows.
+func (m *Machine[T]) end(a *Assoc[T], why EndReason, quiet bool) *Ending[T] {
 	switch a.state {
 	case Unverified:
 		m.unlink(&m.uhead, &m.utail, a)
@@ -402,6 +402,7 @@ func (m *Machine[T]) end(a *Assoc[T], why EndReason, quiet bool) {
 	}
 	m.c.Ended[why]++
 	m.ended = append(m.ended, Ending[T]{Assoc: a, Why: why, Quiet: quiet})
+	return &m.ended[len(m.ended)-1]
 }
 
 // Ended appends to dst the associations ended since the last call, in the
