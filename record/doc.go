@@ -18,7 +18,11 @@
 // Inspect reads a datagram once and returns a plain Record value; the
 // questions the rest of the project asks (does this open an association,
 // is it clear text, which handshake does this ClientHello belong to) are
-// methods on that value, so no datagram is parsed twice. It never panics,
+// methods on that value, so no datagram is parsed twice. A datagram that
+// passes through several layers (strayfilter, then the association
+// machine, then a drop counter) carries a Parsed, which parses on first
+// use; built with -tags straydtls_parsecount, Parses counts every parse,
+// for the tests that hold each read path to one. Parse never panics,
 // never allocates and never modifies the datagram. FuzzInspect checks every
 // reading against pion's own parsers (v2, v3 and v4), starting from real
 // datagrams captured from pion v2, pion v3 with connection IDs, pion v4 in

@@ -112,3 +112,22 @@ func ExampleConnectionID() {
 	// abcd true true
 	// wxyz true true
 }
+
+// A datagram handed from layer to layer carries its Parsed, so that the
+// first layer that needs the record parses it and the others read that.
+func ExampleParsed() {
+	datagram := []byte{0x15, 0xfe, 0xfd, 0x00, 0x01, 0, 0, 0, 0, 0, 1, 0x00, 0x02, 0xaa, 0xbb}
+	var p record.Parsed
+	filter := func(d []byte, p *record.Parsed) bool { return p.Record(d).Protected() }
+	count := func(d []byte, p *record.Parsed) string { return p.Record(d).Reason().String() }
+	fmt.Println(p.Done())
+	fmt.Println(filter(datagram, &p), p.Done())
+	fmt.Println(count(datagram, &p)) // read from the record filter parsed
+	p.Reset()                        // before the next datagram
+	fmt.Println(p.Done())
+	// Output:
+	// false
+	// true true
+	// alert
+	// false
+}

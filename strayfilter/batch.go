@@ -67,7 +67,8 @@ func (c *Conn) compact(ms []ipv4.Message) int {
 	for i := range ms {
 		m := &ms[i]
 		if ap, ok := addrPort(m.Addr); ok && m.Flags&msgTrunc == 0 && clock.quiet(ap) {
-			if reason, drop := c.judge(ap, c.datagram(m)); drop {
+			var parsed record.Parsed // x/net's Message has no room to pass it on
+			if reason, drop := c.judge(ap, c.datagram(m), &parsed); drop {
 				drops.count(ap, reason)
 				continue
 			}

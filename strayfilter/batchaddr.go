@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"sync/atomic"
+
+	"github.com/straydtls/straydtls/record"
 )
 
 // Batch is reusable state for ReadBatchAddrPort: buffers for up to len(Bufs)
@@ -18,8 +20,12 @@ type Batch struct {
 	N     []int
 	Addrs []netip.AddrPort
 
-	trunc  []bool // the kernel cut the datagram short: it fills its buffer
-	stripe uint8  // which of the Conn's pass counters this batch adds to
+	trunc []bool // the kernel cut the datagram short: it fills its buffer
+	// parsed[i] is the first record of Bufs[i] when the filter read it (a
+	// quiet peer's datagram that passed), so the reader parses it no more.
+	parsed []record.Parsed
+	used   int   // parsed[used:] are not Done
+	stripe uint8 // which of the Conn's pass counters this batch adds to
 	sys    batchSys
 }
 
@@ -27,7 +33,7 @@ var batches atomic.Uint32
 
 // NewBatch returns a Batch of n buffers of size bytes each.
 func NewBatch(n, size int) *Batch {
-	b := &Batch{Bufs: make([][]byte, n), N: make([]int, n), Addrs: make([]netip.AddrPort, n), trunc: make([]bool, n)}
+	b := &Batch{Bufs: make([][]byte, n), N: make([]int, n), Addrs: make([]netip.AddrPort, n), trunc: make([]bool, n), parsed: make([]record.Parsed, n)}
 	for i := range b.Bufs {
 		b.Bufs[i] = make([]byte, size)
 	}
@@ -62,6 +68,7 @@ func (c *Conn) ReadBatchAddrPort(b *Batch) (int, error) {
 		if err != nil {
 			return 0, c.readErr(err)
 		}
+		b.resetParsed()
 		if !c.table.Empty() {
 			n = c.compactBatch(b, n)
 		}
@@ -70,6 +77,26 @@ func (c *Conn) ReadBatchAddrPort(b *Batch) (int, error) {
 			return n, nil
 		}
 	}
+}
+
+// Parsed returns the first record of datagram i of the last read as the
+// filter parsed it: a quiet peer's datagram that passed (a new ClientHello)
+// is parsed already, and a reader that looks at its record again through
+// Parsed (record.Parsed.Record) parses it once, not twice. For any other
+// datagram it holds nothing yet, and parses on first use; the next read
+// forgets it.
+func (b *Batch) Parsed(i int) *record.Parsed {
+	b.used = max(b.used, i+1)
+	return &b.parsed[i]
+}
+
+// resetParsed forgets the last read's records: those a filter judged or a
+// reader asked for, so a reader that never asks pays a branch.
+func (b *Batch) resetParsed() {
+	for i := range b.used {
+		b.parsed[i].Reset()
+	}
+	b.used = 0
 }
 
 // readOneAddrPort reads one datagram without filtering; the caller filters.
@@ -94,7 +121,8 @@ func (c *Conn) compactBatch(b *Batch, n int) int {
 	k := 0
 	for i := range n {
 		if !b.trunc[i] && clock.quiet(b.Addrs[i]) {
-			if reason, drop := c.judge(b.Addrs[i], b.Bufs[i][:b.N[i]]); drop {
+			b.used = n // compaction may move a parsed record to any of them
+			if reason, drop := c.judge(b.Addrs[i], b.Bufs[i][:b.N[i]], &b.parsed[i]); drop {
 				drops.count(b.Addrs[i], reason)
 				continue
 			}
@@ -102,6 +130,7 @@ func (c *Conn) compactBatch(b *Batch, n int) int {
 		if k != i {
 			b.Bufs[k], b.Bufs[i] = b.Bufs[i], b.Bufs[k]
 			b.N[k], b.Addrs[k], b.trunc[k] = b.N[i], b.Addrs[i], b.trunc[i]
+			b.parsed[k], b.parsed[i] = b.parsed[i], b.parsed[k]
 		}
 		k++
 	}

@@ -250,6 +250,7 @@ func (c *Conn) Drop(peer netip.AddrPort, datagram []byte) bool {
 // strays to the back, and it returns how many pass. The table's clock is
 // read at most once for the whole batch.
 func (c *Conn) DropBatch(b *Batch, n int) int {
+	b.resetParsed()
 	if c.table.Empty() {
 		return n
 	}
@@ -267,18 +268,18 @@ func (c *Conn) drop(ap netip.AddrPort, p []byte) bool {
 	if !c.table.Quiet(ap) {
 		return false
 	}
-	reason, drop := c.judge(ap, p)
+	var parsed record.Parsed
+	reason, drop := c.judge(ap, p, &parsed)
 	if drop {
 		c.drops[ap.Port()%dropStripes].n[reason].Add(1)
 	}
 	return drop
 }
 
-// judge decides for a datagram from a quiet peer; the caller counts a
-// drop (a batch counts its drops once per reason).
-func (c *Conn) judge(ap netip.AddrPort, p []byte) (record.Reason, bool) {
-	var r record.Record
-	r.Parse(p)
+// judge decides for a datagram from a quiet peer, parsing it into parsed;
+// the caller counts a drop (a batch counts its drops once per reason).
+func (c *Conn) judge(ap netip.AddrPort, p []byte, parsed *record.Parsed) (record.Reason, bool) {
+	r := parsed.Record(p)
 	reason := r.Reason()
 	switch {
 	case r.OpensAssociation():

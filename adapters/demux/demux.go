@@ -210,7 +210,7 @@ func (m *mux) read() error {
 		}
 		now := m.now()
 		for i := range n {
-			m.dispatch(now, b.Addrs[i], b.Bufs[i][:b.N[i]])
+			m.dispatch(now, b.Addrs[i], b.Bufs[i][:b.N[i]], b.Parsed(i))
 		}
 	}
 }
@@ -218,7 +218,7 @@ func (m *mux) read() error {
 // dispatch routes one datagram. A datagram for an established peer with
 // nothing beside it takes no lock, nor does a tls12_cid record for an
 // established association; it allocates nothing for a known peer.
-func (m *mux) dispatch(now int64, ap netip.AddrPort, p []byte) {
+func (m *mux) dispatch(now int64, ap netip.AddrPort, p []byte, parsed *record.Parsed) {
 	ap = unmapped(ap)
 	q := p // what the Conns queue
 	var cid []byte
@@ -237,7 +237,7 @@ func (m *mux) dispatch(now int64, ap netip.AddrPort, p []byte) {
 		return
 	}
 	m.sh.Lock()
-	r := m.sm.Client(now, ap, p)
+	r := m.sm.ClientParsed(now, ap, p, parsed)
 	var opened *Conn
 	if r.Open != nil {
 		opened = newConn(m, r.Open)

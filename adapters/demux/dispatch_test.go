@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/straydtls/straydtls/record"
 )
 
 // idleConn is a PacketConn that nobody reads: the benchmark drives
@@ -32,7 +34,7 @@ func establishedMux(tb testing.TB, n int) (*mux, []netip.AddrPort) {
 	peers := make([]netip.AddrPort, n)
 	for i := range peers {
 		peers[i] = netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), 5684)
-		m.dispatch(m.now(), peers[i], hello)
+		m.dispatchOne(m.now(), peers[i], hello)
 	}
 	m.sh.Lock()
 	conns := make([]*Conn, 0, n)
@@ -58,10 +60,12 @@ func BenchmarkDispatch(b *testing.B) {
 	m, peers := establishedMux(b, n)
 	appData := []byte{0x17, 0xfe, 0xfd, 0x00, 0x01, 0, 0, 0, 0, 0, 7, 0x00, 0x08, 1, 2, 3, 4, 5, 6, 7, 8}
 	buf := make([]byte, 64)
+	var parsed record.Parsed
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		m.dispatch(0, peers[i%n], appData)
+		parsed.Reset() // as the read loop does
+		m.dispatch(0, peers[i%n], appData, &parsed)
 		i++
 		if i%(n*64) == 0 {
 			b.StopTimer()
@@ -86,7 +90,7 @@ func TestSoleRouteFollowsTheMachine(t *testing.T) {
 	m, peers := establishedMux(t, 1)
 	ap := peers[0]
 	appData := []byte{0x17, 0xfe, 0xfd, 0x00, 0x01, 0, 0, 0, 0, 0, 7, 0x00, 0x08, 1, 2, 3, 4, 5, 6, 7, 8}
-	m.dispatch(m.now(), ap, appData)
+	m.dispatchOne(m.now(), ap, appData)
 	c := m.sole[ap]
 	if c == nil || !c.sole.Load() {
 		t.Fatal("an established peer alone has no sole route")
@@ -96,7 +100,7 @@ func TestSoleRouteFollowsTheMachine(t *testing.T) {
 	hello := make([]byte, 13+12+38)
 	copy(hello, []byte{0x16, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12 + 38, 1, 0, 0, 38, 0, 0, 0, 0, 0, 0, 0, 38, 0xfe, 0xfd})
 	hello[30] = 0x77
-	m.dispatch(m.now(), ap, hello)
+	m.dispatchOne(m.now(), ap, hello)
 	if _, ok := m.sole[ap]; ok {
 		t.Fatal("the sole route outlived a handshake beside it")
 	}
@@ -147,7 +151,7 @@ func completedPeers(b *testing.B, opts []Option, record func(c *Conn, cid []byte
 	buf := make([]byte, 128)
 	for i := range n {
 		peers[i] = netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), 5684)
-		m.dispatch(m.now(), peers[i], hello)
+		m.dispatchOne(m.now(), peers[i], hello)
 		c := conns[i]
 		c.ReadFrom(buf)
 		recs[i] = record(c, []byte{'c', 'i', 'd', 0, 0, 0, byte(i >> 8), byte(i)})
@@ -164,10 +168,12 @@ func completedPeers(b *testing.B, opts []Option, record func(c *Conn, cid []byte
 func dispatchLoop(b *testing.B, m *mux, conns []*Conn, peers []netip.AddrPort, recs [][]byte) {
 	n := len(peers)
 	buf := make([]byte, 256)
+	var parsed record.Parsed
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		m.dispatch(0, peers[i%n], recs[i%n])
+		parsed.Reset() // as the read loop does
+		m.dispatch(0, peers[i%n], recs[i%n], &parsed)
 		i++
 		if i%(n*64) == 0 {
 			b.StopTimer()
@@ -208,4 +214,10 @@ func BenchmarkDispatchV4(b *testing.B) {
 			}
 		})
 	}
+}
+
+// dispatchOne dispatches p as the read loop does, with nothing parsed yet.
+func (m *mux) dispatchOne(now int64, ap netip.AddrPort, p []byte) {
+	var parsed record.Parsed
+	m.dispatch(now, ap, p, &parsed)
 }

@@ -103,7 +103,7 @@ func (r *Relay) handleClients(w *upstreamWriter, b *strayfilter.Batch, n int, ro
 	}
 	now := r.now()
 	for i := range n {
-		rt := r.sm.Client(now, b.Addrs[i], b.Bufs[i][:b.N[i]])
+		rt := r.sm.ClientParsed(now, b.Addrs[i], b.Bufs[i][:b.N[i]], b.Parsed(i))
 		if rt.Open != nil && r.openLocked(rt.Open.Peer(), rt.Open) == nil {
 			r.sm.Abort(rt.Open)
 		}
@@ -113,7 +113,7 @@ func (r *Relay) handleClients(w *upstreamWriter, b *strayfilter.Batch, n int, ro
 	for i := range n {
 		d, rt := b.Bufs[i][:b.N[i]], &routes[i]
 		if rt.N == 0 {
-			r.drop(b.Addrs[i], d, rt.Drop)
+			r.drop(b.Addrs[i], d, b.Parsed(i), rt.Drop)
 			continue
 		}
 		sent, late := false, false
@@ -134,7 +134,7 @@ func (r *Relay) handleClients(w *upstreamWriter, b *strayfilter.Batch, n int, ro
 			}
 		}
 		if late && !sent {
-			r.drop(b.Addrs[i], d, assoc.DropNoAssociation)
+			r.drop(b.Addrs[i], d, b.Parsed(i), assoc.DropNoAssociation)
 		}
 	}
 	// Sockets of what the batch ended close after the forwards: a
@@ -161,7 +161,7 @@ func (r *Relay) handleNaive(w *upstreamWriter, d []byte, from netip.AddrPort) {
 }
 
 // drop counts a client datagram that no association takes.
-func (r *Relay) drop(from netip.AddrPort, d []byte, why assoc.Drop) {
+func (r *Relay) drop(from netip.AddrPort, d []byte, parsed *record.Parsed, why assoc.Drop) {
 	switch {
 	case why == assoc.DropInvalid:
 		r.counters.droppedInvalid.Add(1)
@@ -173,8 +173,7 @@ func (r *Relay) drop(from netip.AddrPort, d []byte, why assoc.Drop) {
 				"client", from, "max_associations", r.cfg.maxAssoc, "fix", "raise -max-associations, or lower -idle so finished associations end sooner")
 		}
 	case r.table.Quiet(from):
-		rec := record.Inspect(d)
-		r.dropQuiet[rec.Reason()].Add(1)
+		r.dropQuiet[parsed.Record(d).Reason()].Add(1)
 		// Only a client with no association hears the old alert again:
 		// one with a new handshake under way has moved on, and a forged
 		// ClientHello from its address must not buy it silence, so the

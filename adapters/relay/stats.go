@@ -86,7 +86,7 @@ type Stats struct {
 	Table conntrack.Stats
 }
 
-// DroppedStrays sums Strays.
+// TotalStrays sums Strays.
 func (s Stats) TotalStrays() uint64 {
 	var n uint64
 	for _, v := range s.Strays {

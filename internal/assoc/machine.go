@@ -99,7 +99,15 @@ func (m *Machine[T]) Sole(peer netip.AddrPort) *Assoc[T] {
 
 // Client routes a datagram a client sent. now is in nanoseconds on any
 // clock that does not go backwards.
-func (m *Machine[T]) Client(now int64, from netip.AddrPort, d []byte) (r Route[T]) {
+func (m *Machine[T]) Client(now int64, from netip.AddrPort, d []byte) Route[T] {
+	var parsed record.Parsed
+	return m.ClientParsed(now, from, d, &parsed)
+}
+
+// ClientParsed is Client for a datagram that travels with its record.Parsed:
+// what a filter before it parsed is not parsed again, and what the machine
+// parses is there for the shell after it (to count a drop's reason).
+func (m *Machine[T]) ClientParsed(now int64, from netip.AddrPort, d []byte, parsed *record.Parsed) (r Route[T]) {
 	if m.cids != nil && record.HasConnectionID(d) {
 		m.byCID(now, d, &r)
 		return r
@@ -116,10 +124,9 @@ func (m *Machine[T]) Client(now int64, from netip.AddrPort, d []byte) (r Route[T
 		// on by ending the association, wherever it sits in the datagram.
 		return m.drop(&r, DropInvalid)
 	}
-	var rec record.Record
-	rec.Parse(d)
+	rec := parsed.Record(d)
 	if rec.OpensAssociation() {
-		m.clientHello(now, from, p, &rec, d, &r)
+		m.clientHello(now, from, p, rec, d, &r)
 		return r
 	}
 	if p == nil {
@@ -136,11 +143,11 @@ func (m *Machine[T]) Client(now int64, from netip.AddrPort, d []byte) (r Route[T
 		}
 	case rec.ClearText():
 		if a := p.newest(isVerified[T]); a != nil {
-			m.toHandshake(now, a, &rec, d, &r)
+			m.toHandshake(now, a, rec, d, &r)
 		} else if a := p.newest(isAnswered[T]); a != nil {
 			// A server without cookies: the client answers its first flight.
 			if m.verify(now, a) {
-				m.toHandshake(now, a, &rec, d, &r)
+				m.toHandshake(now, a, rec, d, &r)
 			} else {
 				return m.drop(&r, DropRefused)
 			}

@@ -134,3 +134,16 @@ func InspectCorpus(t testing.TB) [][]byte {
 	}
 	return out
 }
+
+// Named returns a copy of the captured record called name (a file name in
+// record/testdata/records), failing the test when there is none.
+func Named(t testing.TB, name string) []byte {
+	t.Helper()
+	for _, rf := range Records(t, false) {
+		if rf.Name == name {
+			return rf.Data
+		}
+	}
+	t.Fatalf("no record %s in %s", name, Dir(t))
+	return nil
+}
