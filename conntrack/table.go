@@ -69,14 +69,15 @@ type Stats struct {
 
 const none = ^uint32(0)
 
-// Option configures a Table.
+// Option configures a Table. strayfilter, the relay and strayguard take
+// the same settings as options of their own, and check them with these.
 type Option func(*Table) error
 
 // WithQuietPeriod sets how long a closed peer stays quiet (default 10 s).
 func WithQuietPeriod(d time.Duration) Option {
 	return func(t *Table) error {
 		if d <= 0 {
-			return fmt.Errorf("conntrack: quiet period %v: must be positive: %w", d, ErrInvalidOption)
+			return fmt.Errorf("quiet period %v must be positive", d)
 		}
 		t.quiet = int64(d)
 		return nil
@@ -88,7 +89,7 @@ func WithQuietPeriod(d time.Duration) Option {
 func WithMaxQuietPeers(n int) Option {
 	return func(t *Table) error {
 		if n < 1 || n > 1<<30 {
-			return fmt.Errorf("conntrack: max quiet peers %d: must be between 1 and %d: %w", n, 1<<30, ErrInvalidOption)
+			return fmt.Errorf("max quiet peers %d must be between 1 and %d", n, 1<<30)
 		}
 		t.max = n
 		return nil
@@ -100,7 +101,7 @@ func WithMaxQuietPeers(n int) Option {
 func WithClock(now func() time.Time) Option {
 	return func(t *Table) error {
 		if now == nil {
-			return fmt.Errorf("conntrack: clock is nil: %w", ErrInvalidOption)
+			return errors.New("clock is nil")
 		}
 		t.clock = now
 		return nil
@@ -122,7 +123,7 @@ func New(opts ...Option) (*Table, error) {
 	}
 	for _, o := range opts {
 		if err := o(t); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("conntrack: %w: %w", err, ErrInvalidOption)
 		}
 	}
 	t.base = time.Now()

@@ -4,6 +4,7 @@ import (
 	"net"
 	"unsafe"
 
+	"github.com/straydtls/straydtls/internal/udpio"
 	"github.com/straydtls/straydtls/record"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
@@ -66,7 +67,7 @@ func (c *Conn) compact(ms []ipv4.Message) int {
 	k := 0
 	for i := range ms {
 		m := &ms[i]
-		if ap, ok := addrPort(m.Addr); ok && m.Flags&msgTrunc == 0 && clock.quiet(ap) {
+		if ap, ok := addrPort(m.Addr); ok && m.Flags&udpio.MsgTrunc == 0 && clock.quiet(ap) {
 			var parsed record.Parsed // x/net's Message has no room to pass it on
 			if reason, drop := c.judge(ap, c.datagram(m), &parsed); drop {
 				drops.count(ap, reason)

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"sync/atomic"
 
+	"github.com/straydtls/straydtls/internal/udpio"
 	"github.com/straydtls/straydtls/record"
 )
 
@@ -24,9 +25,9 @@ type Batch struct {
 	// parsed[i] is the first record of Bufs[i] when the filter read it (a
 	// quiet peer's datagram that passed), so the reader parses it no more.
 	parsed []record.Parsed
-	used   int   // parsed[used:] are not Done
-	stripe uint8 // which of the Conn's pass counters this batch adds to
-	sys    batchSys
+	used   int         // parsed[used:] are not Done
+	stripe uint8       // which of the Conn's pass counters this batch adds to
+	recv   *udpio.Recv // nil where there is no recvmmsg
 }
 
 var batches atomic.Uint32
@@ -38,7 +39,7 @@ func NewBatch(n, size int) *Batch {
 		b.Bufs[i] = make([]byte, size)
 	}
 	b.stripe = uint8(batches.Add(1) % passStripes)
-	b.sys.init(n)
+	b.recv = udpio.NewRecv(n)
 	return b
 }
 
@@ -56,8 +57,8 @@ func (c *Conn) ReadBatchAddrPort(b *Batch) (int, error) {
 	for {
 		var n int
 		var err error
-		if c.udp != nil && b.sys.ok {
-			n, err = c.recvmmsg(b)
+		if c.udp != nil && b.recv.OK() {
+			n, err = b.recv.Read(c.raw, b.Bufs, b.N, b.Addrs, b.trunc)
 		} else {
 			n, b.Addrs[0], err = c.readOneAddrPort(b.Bufs[0])
 			b.N[0], b.trunc[0] = n, n >= len(b.Bufs[0])

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/straydtls/straydtls/conntrack"
+	"github.com/straydtls/straydtls/internal/quietcfg"
 	"github.com/straydtls/straydtls/record"
 )
 
@@ -25,17 +26,22 @@ const DefaultMaxQuietPeers = conntrack.DefaultMaxQuietPeers
 type Option func(*config) error
 
 type config struct {
-	quiet       time.Duration
-	maxPeers    int
-	clock       func() time.Time
-	table       *conntrack.Table
-	tableOpts   []string // names of table options, to report conflicts with WithTable
+	table       quietcfg.Config
 	noAlerts    bool
 	dropNonDTLS bool
 	echo        bool
 	logger      *slog.Logger
 	onDrop      func(netip.AddrPort, record.Reason)
 	exempt      func(netip.AddrPort, []byte) bool
+}
+
+// invalid names the package and ErrInvalidOption in what a check of an
+// option (internal/quietcfg, conntrack's options) found wrong; nil stays nil.
+func invalidErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("strayfilter: %w: %w", err, ErrInvalidOption)
 }
 
 func invalid(format string, args ...any) error {
@@ -48,12 +54,7 @@ func invalid(format string, args ...any) error {
 // strays earn it the closing alert again. It must be positive.
 func WithQuietPeriod(d time.Duration) Option {
 	return func(c *config) error {
-		if d <= 0 {
-			return invalid("quiet period %v must be positive", d)
-		}
-		c.quiet = d
-		c.tableOpts = append(c.tableOpts, "WithQuietPeriod")
-		return nil
+		return invalidErr(c.table.Set("WithQuietPeriod", conntrack.WithQuietPeriod(d)))
 	}
 }
 
@@ -61,24 +62,14 @@ func WithQuietPeriod(d time.Duration) Option {
 // the cap the peer closed longest ago stops being filtered early.
 func WithMaxQuietPeers(n int) Option {
 	return func(c *config) error {
-		if n < 1 {
-			return invalid("max quiet peers %d must be at least 1", n)
-		}
-		c.maxPeers = n
-		c.tableOpts = append(c.tableOpts, "WithMaxQuietPeers")
-		return nil
+		return invalidErr(c.table.Set("WithMaxQuietPeers", conntrack.WithMaxQuietPeers(n)))
 	}
 }
 
 // WithClock replaces time.Now for the quiet periods, for tests.
 func WithClock(now func() time.Time) Option {
 	return func(c *config) error {
-		if now == nil {
-			return invalid("clock is nil")
-		}
-		c.clock = now
-		c.tableOpts = append(c.tableOpts, "WithClock")
-		return nil
+		return invalidErr(c.table.Set("WithClock", conntrack.WithClock(now)))
 	}
 }
 
@@ -88,11 +79,7 @@ func WithClock(now func() time.Time) Option {
 // quiet period, cap and clock, so WithTable excludes those options.
 func WithTable(t *conntrack.Table) Option {
 	return func(c *config) error {
-		if t == nil {
-			return invalid("table is nil")
-		}
-		c.table = t
-		return nil
+		return invalidErr(c.table.Share(t))
 	}
 }
 
@@ -176,25 +163,6 @@ func WithDropHook(f func(peer netip.AddrPort, reason record.Reason)) Option {
 }
 
 func (c *config) buildTable() (*conntrack.Table, error) {
-	if c.table != nil {
-		if len(c.tableOpts) > 0 {
-			return nil, invalid("%s conflicts with WithTable: a shared table has its own quiet period, cap and clock", c.tableOpts[0])
-		}
-		return c.table, nil
-	}
-	var opts []conntrack.Option
-	if c.quiet != 0 {
-		opts = append(opts, conntrack.WithQuietPeriod(c.quiet))
-	}
-	if c.maxPeers != 0 {
-		opts = append(opts, conntrack.WithMaxQuietPeers(c.maxPeers))
-	}
-	if c.clock != nil {
-		opts = append(opts, conntrack.WithClock(c.clock))
-	}
-	t, err := conntrack.New(opts...)
-	if err != nil {
-		return nil, fmt.Errorf("strayfilter: %w", err)
-	}
-	return t, nil
+	t, err := c.table.Table()
+	return t, invalidErr(err)
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/straydtls/straydtls/conntrack"
+	"github.com/straydtls/straydtls/internal/quietcfg"
 )
 
 // DefaultQuietPeriod and DefaultMaxQuietPeers are the library's, so a
@@ -56,8 +57,8 @@ func invalid(format string, args ...any) error {
 // closing alert (default DefaultQuietPeriod). It must be positive.
 func WithQuietPeriod(d time.Duration) Option {
 	return func(c *config) error {
-		if d <= 0 {
-			return invalid("quiet period %v must be positive", d)
+		if err := quietcfg.Check(conntrack.WithQuietPeriod(d)); err != nil {
+			return invalid("%w", err)
 		}
 		c.quiet = d
 		return nil

@@ -11,7 +11,6 @@ import (
 	"github.com/straydtls/straydtls/conntrack"
 	"github.com/straydtls/straydtls/internal/assoc"
 	"github.com/straydtls/straydtls/record"
-	"github.com/straydtls/straydtls/strayfilter"
 )
 
 // ErrServing is returned by a second call to Serve.
@@ -45,19 +44,14 @@ func (r *Relay) Serve() error {
 
 // readClients reads one listening socket until it closes.
 func (r *Relay) readClients(pc *net.UDPConn) error {
-	// strayfilter.Conn is here for its batched read, which allocates
-	// nothing (x/net's allocates an address per datagram). Its own table
-	// stays empty, so it passes every datagram after one atomic load: the
-	// relay's filtering is the association machine's, below.
-	in, err := strayfilter.New(pc, strayfilter.WithMaxQuietPeers(1), strayfilter.WithAlertDetection(false))
+	b, err := newClientReads(pc, clientBatch)
 	if err != nil {
-		return fmt.Errorf("relay: %w", err)
+		return fmt.Errorf("relay: reading clients: %w", err)
 	}
-	b := strayfilter.NewBatch(clientBatch, maxDatagram)
 	var routes [clientBatch]assoc.Route[*upstreamConn]
 	var w upstreamWriter
 	for {
-		n, err := in.ReadBatchAddrPort(b)
+		n, err := b.read()
 		if err != nil {
 			if r.isClosed() || errors.Is(err, net.ErrClosed) {
 				return nil
@@ -68,9 +62,6 @@ func (r *Relay) readClients(pc *net.UDPConn) error {
 				continue
 			}
 			return fmt.Errorf("relay: reading clients: %w", err)
-		}
-		for i := range n {
-			b.Addrs[i] = netip.AddrPortFrom(b.Addrs[i].Addr().Unmap(), b.Addrs[i].Port())
 		}
 		r.handleClients(&w, b, n, routes[:n])
 	}
@@ -88,11 +79,11 @@ func (r *Relay) now() int64 { return r.sh.Now() }
 // one lock, then the datagrams go out in order. It runs on the goroutine
 // reading one listening socket; with WithReaders, several run at once,
 // each for the clients the kernel hashes to its socket, with its own w.
-func (r *Relay) handleClients(w *upstreamWriter, b *strayfilter.Batch, n int, routes []assoc.Route[*upstreamConn]) {
+func (r *Relay) handleClients(w *upstreamWriter, b *clientReads, n int, routes []assoc.Route[*upstreamConn]) {
 	r.counters.fromClients.Add(uint64(n))
 	if !r.cfg.filter {
 		for i := range n {
-			r.handleNaive(w, b.Bufs[i][:b.N[i]], b.Addrs[i])
+			r.handleNaive(w, b.datagram(i), b.addrs[i])
 		}
 		return
 	}
@@ -103,7 +94,7 @@ func (r *Relay) handleClients(w *upstreamWriter, b *strayfilter.Batch, n int, ro
 	}
 	now := r.now()
 	for i := range n {
-		rt := r.sm.ClientParsed(now, b.Addrs[i], b.Bufs[i][:b.N[i]], b.Parsed(i))
+		rt := r.sm.ClientParsed(now, b.addrs[i], b.datagram(i), &b.parsed[i])
 		if rt.Open != nil && r.openLocked(rt.Open.Peer(), rt.Open) == nil {
 			r.sm.Abort(rt.Open)
 		}
@@ -111,9 +102,9 @@ func (r *Relay) handleClients(w *upstreamWriter, b *strayfilter.Batch, n int, ro
 	}
 	ended := r.sh.UnlockHeld()
 	for i := range n {
-		d, rt := b.Bufs[i][:b.N[i]], &routes[i]
+		d, rt := b.datagram(i), &routes[i]
 		if rt.N == 0 {
-			r.drop(b.Addrs[i], d, b.Parsed(i), rt.Drop)
+			r.drop(b.addrs[i], d, &b.parsed[i], rt.Drop)
 			continue
 		}
 		sent, late := false, false
@@ -134,7 +125,7 @@ func (r *Relay) handleClients(w *upstreamWriter, b *strayfilter.Batch, n int, ro
 			}
 		}
 		if late && !sent {
-			r.drop(b.Addrs[i], d, b.Parsed(i), assoc.DropNoAssociation)
+			r.drop(b.addrs[i], d, &b.parsed[i], assoc.DropNoAssociation)
 		}
 	}
 	// Sockets of what the batch ended close after the forwards: a

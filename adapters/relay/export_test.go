@@ -5,7 +5,8 @@ import (
 	"net/netip"
 
 	"github.com/straydtls/straydtls/internal/assoc"
-	"github.com/straydtls/straydtls/strayfilter"
+	"github.com/straydtls/straydtls/internal/udpio"
+	"github.com/straydtls/straydtls/record"
 )
 
 // OnEnded has the relay call f with the upstream address of every
@@ -19,8 +20,7 @@ func OnEnded(r *Relay, f func(upstream netip.AddrPort)) {
 
 // handleOne handles one client datagram as a batch of one.
 func (r *Relay) handleOne(d []byte, from netip.AddrPort) {
-	b := strayfilter.NewBatch(1, 0)
-	b.Bufs[0], b.N[0], b.Addrs[0] = d, len(d), from
+	b := &clientReads{bufs: [][]byte{d}, lens: []int{len(d)}, addrs: []netip.AddrPort{from}, parsed: make([]record.Parsed, 1), n: 1}
 	var routes [1]assoc.Route[*upstreamConn]
 	var w upstreamWriter
 	r.handleClients(&w, b, 1, routes[:])
@@ -30,4 +30,4 @@ func (r *Relay) handleOne(d []byte, from netip.AddrPort) {
 func ListeningSockets(r *Relay) []*net.UDPConn { return append([]*net.UDPConn{r.pc}, r.extra...) }
 
 // SocketBuffersOf is SocketBuffers for any socket.
-func SocketBuffersOf(c *net.UDPConn) (rcv, snd int) { return socketBuffers(c) }
+func SocketBuffersOf(c *net.UDPConn) (rcv, snd int) { return udpio.Buffers(c) }

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/straydtls/straydtls/conntrack"
-	"github.com/straydtls/straydtls/strayfilter"
+	"github.com/straydtls/straydtls/internal/quietcfg"
 )
 
 // Defaults for a Relay built without options.
@@ -43,9 +43,7 @@ const (
 type Option func(*config) error
 
 type config struct {
-	quiet             time.Duration
-	maxQuiet          int
-	table             *conntrack.Table
+	table             quietcfg.Config
 	idle              time.Duration
 	handshakeTimeout  time.Duration
 	maxAssoc          int
@@ -57,15 +55,10 @@ type config struct {
 	readers           int
 	filter            bool
 	logger            *slog.Logger
-	// tableOpts names the options a shared table overrides, to report a
-	// conflict with WithTable.
-	tableOpts []string
 }
 
 func defaultConfig() config {
 	return config{
-		quiet:             conntrack.DefaultQuietPeriod,
-		maxQuiet:          conntrack.DefaultMaxQuietPeers,
 		idle:              DefaultIdleTimeout,
 		handshakeTimeout:  DefaultHandshakeTimeout,
 		maxAssoc:          DefaultMaxAssociations,
@@ -80,8 +73,20 @@ func defaultConfig() config {
 	}
 }
 
+// ErrInvalidOption is wrapped by every error New and Listen return for a
+// bad option or address. It is the same value as conntrack's and
+// strayfilter's ErrInvalidOption.
+var ErrInvalidOption = conntrack.ErrInvalidOption
+
+func invalidErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("relay: %w: %w", err, ErrInvalidOption)
+}
+
 func invalid(format string, args ...any) error {
-	return fmt.Errorf("relay: "+format+": %w", append(args, strayfilter.ErrInvalidOption)...)
+	return fmt.Errorf("relay: "+format+": %w", append(args, ErrInvalidOption)...)
 }
 
 // WithQuietPeriod sets how long a client stays quiet after the server
@@ -89,12 +94,7 @@ func invalid(format string, args ...any) error {
 // as such and earn it the server's closing alert again (WithCloseEcho).
 func WithQuietPeriod(d time.Duration) Option {
 	return func(c *config) error {
-		if d <= 0 {
-			return invalid("quiet period %v must be positive", d)
-		}
-		c.quiet = d
-		c.tableOpts = append(c.tableOpts, "WithQuietPeriod")
-		return nil
+		return invalidErr(c.table.Set("WithQuietPeriod", conntrack.WithQuietPeriod(d)))
 	}
 }
 
@@ -102,12 +102,7 @@ func WithQuietPeriod(d time.Duration) Option {
 // 65,536); at the cap the client closed longest ago stops being quiet early.
 func WithMaxQuietPeers(n int) Option {
 	return func(c *config) error {
-		if n < 1 {
-			return invalid("max quiet peers %d must be at least 1", n)
-		}
-		c.maxQuiet = n
-		c.tableOpts = append(c.tableOpts, "WithMaxQuietPeers")
-		return nil
+		return invalidErr(c.table.Set("WithMaxQuietPeers", conntrack.WithMaxQuietPeers(n)))
 	}
 }
 
@@ -117,11 +112,7 @@ func WithMaxQuietPeers(n int) Option {
 // WithMaxQuietPeers.
 func WithTable(t *conntrack.Table) Option {
 	return func(c *config) error {
-		if t == nil {
-			return invalid("nil table")
-		}
-		c.table = t
-		return nil
+		return invalidErr(c.table.Share(t))
 	}
 }
 

@@ -1,49 +1,33 @@
 package relay
 
 import (
-	"unsafe"
-
+	"github.com/straydtls/straydtls/internal/udpio"
 	"golang.org/x/sys/unix"
 )
-
-// mmsghdr is struct mmsghdr; Go pads it like C on every Linux port.
-type mmsghdr struct {
-	hdr unix.Msghdr
-	len uint32
-}
 
 // readerSys is the recvmmsg headers: one system call takes the whole
 // queue, without a second one to find it empty (+15 % records/s through
 // the relay, benchmarks/README.md).
 type readerSys struct {
-	hdrs [len(batch{}.bufs)]mmsghdr
-	iovs [len(batch{}.bufs)]unix.Iovec
+	m *udpio.Msgs
 }
 
 // readFD reads what is queued; it returns false to park in the netpoller
 // when nothing was.
 func (r *rawReader) readFD(fd uintptr) bool {
 	b, s := r.b, &r.sys
-	for i := range s.hdrs {
+	if s.m == nil {
+		s.m = udpio.NewMsgs(len(b.bufs), false) // a connected socket: no addresses
+	}
+	for i := range b.bufs {
 		buf := getBuf()
 		b.bufs[i] = buf
-		s.iovs[i].Base = &buf[0]
-		s.iovs[i].SetLen(len(buf))
-		h := &s.hdrs[i].hdr
-		*h = unix.Msghdr{Iov: &s.iovs[i]}
-		h.SetIovlen(1)
-		s.hdrs[i].len = 0
+		s.m.SetRecv(i, buf[:])
 	}
-	// Raw: it cannot block (MSG_DONTWAIT), so it needs none of the
-	// runtime's system-call bookkeeping (see upstreamWriter).
-	n, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&s.hdrs[0])), uintptr(len(s.hdrs)), unix.MSG_DONTWAIT, 0, 0)
-	got := 0
-	if errno == 0 {
-		got = int(n)
-	}
-	for i := range s.hdrs {
+	got, errno := s.m.Recv(fd, len(b.bufs))
+	for i := range b.bufs {
 		if i < got {
-			b.lens[i] = int(s.hdrs[i].len)
+			b.lens[i] = s.m.Len(i)
 			continue
 		}
 		putBuf(b.bufs[i])

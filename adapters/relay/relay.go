@@ -14,8 +14,8 @@ import (
 	"github.com/straydtls/straydtls/conntrack"
 	"github.com/straydtls/straydtls/internal/assoc"
 	"github.com/straydtls/straydtls/internal/shell"
+	"github.com/straydtls/straydtls/internal/udpio"
 	"github.com/straydtls/straydtls/record"
-	"github.com/straydtls/straydtls/strayfilter"
 )
 
 // maxDatagram is the largest UDP payload; DTLS stacks rarely send more than
@@ -90,7 +90,7 @@ func Listen(network, listen, upstream string, opts ...Option) (*Relay, error) {
 	switch network {
 	case "udp", "udp4", "udp6":
 	default:
-		return nil, fmt.Errorf("relay: network %q: want udp, udp4 or udp6: %w", network, strayfilter.ErrInvalidOption)
+		return nil, fmt.Errorf("relay: network %q: want udp, udp4 or udp6: %w", network, ErrInvalidOption)
 	}
 	up, err := net.ResolveUDPAddr(network, upstream)
 	if err != nil {
@@ -130,7 +130,7 @@ func listenReaders(network string, laddr *net.UDPAddr, n int) ([]*net.UDPConn, e
 		}
 		return []*net.UDPConn{pc}, nil
 	}
-	lc := net.ListenConfig{Control: reusePort}
+	lc := net.ListenConfig{Control: udpio.ReusePort}
 	var pcs []*net.UDPConn
 	addr := laddr.String()
 	for range n {
@@ -175,10 +175,10 @@ func configure(opts []Option) (config, error) {
 
 func newRelay(pc *net.UDPConn, extra []*net.UDPConn, upstream netip.AddrPort, cfg config) (*Relay, error) {
 	if pc == nil {
-		return nil, fmt.Errorf("relay: nil listening socket: %w", strayfilter.ErrInvalidOption)
+		return nil, fmt.Errorf("relay: nil listening socket: %w", ErrInvalidOption)
 	}
 	if !upstream.IsValid() || upstream.Port() == 0 {
-		return nil, fmt.Errorf("relay: upstream %v: need an address and a non-zero port: %w", upstream, conntrack.ErrInvalidPeer)
+		return nil, fmt.Errorf("relay: upstream %v: need an address and a non-zero port: %w", upstream, ErrInvalidOption)
 	}
 	if err := notSelf(pc, upstream); err != nil {
 		return nil, err
@@ -186,16 +186,9 @@ func newRelay(pc *net.UDPConn, extra []*net.UDPConn, upstream netip.AddrPort, cf
 	if cfg.readers != 1+len(extra) {
 		return nil, invalid("WithReaders(%d) needs Listen, which opens the sockets; New reads the one it is given", cfg.readers)
 	}
-	table := cfg.table
-	if table != nil && len(cfg.tableOpts) > 0 {
-		return nil, invalid("%s conflicts with WithTable: a shared table has its own quiet period and cap", cfg.tableOpts[0])
-	}
-	if table == nil {
-		var err error
-		table, err = conntrack.New(conntrack.WithQuietPeriod(cfg.quiet), conntrack.WithMaxQuietPeers(cfg.maxQuiet))
-		if err != nil {
-			return nil, fmt.Errorf("relay: %w", err)
-		}
+	table, err := cfg.table.Table()
+	if err != nil {
+		return nil, invalidErr(err)
 	}
 	log := cfg.logger
 	if log == nil {
@@ -228,7 +221,7 @@ func newRelay(pc *net.UDPConn, extra []*net.UDPConn, upstream netip.AddrPort, cf
 		DTLS13:    true,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("relay: %w: %w", err, strayfilter.ErrInvalidOption)
+		return nil, fmt.Errorf("relay: %w: %w", err, ErrInvalidOption)
 	}
 	r.sm = sm
 	r.sh = shell.New(sm, shell.Handler[*upstreamConn]((*shellSide)(r)))
@@ -249,7 +242,7 @@ func notSelf(pc *net.UDPConn, upstream netip.AddrPort) error {
 	lip = lip.Unmap()
 	up := upstream.Addr().Unmap()
 	if lip == up || lip.IsUnspecified() && isLocal(up) {
-		return fmt.Errorf("%w: listening on %v, upstream %v: %w", ErrUpstreamIsSelf, la, upstream, strayfilter.ErrInvalidOption)
+		return fmt.Errorf("%w: listening on %v, upstream %v: %w", ErrUpstreamIsSelf, la, upstream, ErrInvalidOption)
 	}
 	return nil
 }
@@ -285,7 +278,7 @@ func (r *Relay) Upstream() netip.AddrPort { return r.upstream.Load().AddrPort() 
 func (r *Relay) SetUpstream(upstream netip.AddrPort) error {
 	upstream = netip.AddrPortFrom(upstream.Addr().Unmap(), upstream.Port())
 	if !upstream.IsValid() || upstream.Port() == 0 {
-		return fmt.Errorf("relay: upstream %v: need an address and a non-zero port: %w", upstream, conntrack.ErrInvalidPeer)
+		return fmt.Errorf("relay: upstream %v: need an address and a non-zero port: %w", upstream, ErrInvalidOption)
 	}
 	if err := notSelf(r.pc, upstream); err != nil {
 		return err

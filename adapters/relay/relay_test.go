@@ -20,7 +20,6 @@ import (
 	"github.com/straydtls/straydtls/internal/dtlstest"
 	"github.com/straydtls/straydtls/internal/fixture"
 	"github.com/straydtls/straydtls/record"
-	"github.com/straydtls/straydtls/strayfilter"
 	"github.com/straydtls/straydtls/udprelay"
 )
 
@@ -422,7 +421,7 @@ func TestOptionsAndAddresses(t *testing.T) {
 		{[]relay.Option{relay.WithMaxUnverified(0)}, "max unverified associations 0"},
 		{[]relay.Option{relay.WithUnverifiedTimeout(0)}, "unverified timeout 0s"},
 		{[]relay.Option{relay.WithCloseLinger(-time.Second)}, "close linger -1s"},
-		{[]relay.Option{relay.WithTable(nil)}, "nil table"},
+		{[]relay.Option{relay.WithTable(nil)}, "table is nil"},
 		{[]relay.Option{relay.WithLogger(nil)}, "logger is nil"},
 		{[]relay.Option{relay.WithReaders(0)}, "readers 0"},
 		{[]relay.Option{relay.WithTable(table), relay.WithQuietPeriod(time.Second)}, "WithQuietPeriod conflicts with WithTable"},
@@ -430,13 +429,13 @@ func TestOptionsAndAddresses(t *testing.T) {
 	}
 	for _, b := range bad {
 		_, err := relay.Listen("udp", "127.0.0.1:0", "127.0.0.1:5684", b.opts...)
-		if !errors.Is(err, strayfilter.ErrInvalidOption) || !strings.Contains(err.Error(), b.want) {
+		if !errors.Is(err, relay.ErrInvalidOption) || !strings.Contains(err.Error(), b.want) {
 			t.Errorf("err = %v, want ErrInvalidOption naming %q", err, b.want)
 		}
 	}
 	pc := listenLoopback(t, "127.0.0.1:0")
 	defer pc.Close()
-	if _, err := relay.New(pc, netip.MustParseAddrPort("127.0.0.1:5684"), relay.WithReaders(2)); !errors.Is(err, strayfilter.ErrInvalidOption) || !strings.Contains(err.Error(), "WithReaders(2) needs Listen") {
+	if _, err := relay.New(pc, netip.MustParseAddrPort("127.0.0.1:5684"), relay.WithReaders(2)); !errors.Is(err, relay.ErrInvalidOption) || !strings.Contains(err.Error(), "WithReaders(2) needs Listen") {
 		t.Errorf("New with WithReaders(2): %v", err)
 	}
 	for _, c := range []struct{ network, listen, upstream string }{

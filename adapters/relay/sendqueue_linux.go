@@ -2,8 +2,8 @@ package relay
 
 import (
 	"syscall"
-	"unsafe"
 
+	"github.com/straydtls/straydtls/internal/udpio"
 	"golang.org/x/sys/unix"
 )
 
@@ -20,9 +20,7 @@ type sendQueue struct {
 	sent int // of n, by the current flush
 	us   [sendBatch]*upstreamConn
 	bufs [sendBatch]*[maxDatagram]byte
-	hdrs [sendBatch]mmsghdr
-	iovs [sendBatch]unix.Iovec
-	sas  [sendBatch]unix.RawSockaddrInet6
+	m    *udpio.Msgs
 	fn   func(fd uintptr) bool
 }
 
@@ -35,7 +33,7 @@ func newSendQueue(r *Relay) *sendQueue {
 	if err != nil {
 		return nil
 	}
-	q := &sendQueue{r: r, rc: rc}
+	q := &sendQueue{r: r, rc: rc, m: udpio.NewMsgs(sendBatch, true)}
 	var sa unix.Sockaddr
 	if cerr := rc.Control(func(fd uintptr) { sa, err = unix.Getsockname(int(fd)) }); cerr != nil || err != nil {
 		return nil
@@ -67,25 +65,7 @@ func (q *sendQueue) add(u *upstreamConn, b *batch, i int) {
 	j := q.n
 	q.us[j], q.bufs[j] = u, b.bufs[i]
 	b.bufs[i] = nil
-	q.iovs[j].Base = &q.bufs[j][0]
-	q.iovs[j].SetLen(b.lens[i])
-	sa := &q.sas[j]
-	h := &q.hdrs[j].hdr
-	*h = unix.Msghdr{Name: (*byte)(unsafe.Pointer(sa)), Iov: &q.iovs[j]}
-	h.SetIovlen(1)
-	port := (*[2]byte)(unsafe.Pointer(&sa.Port)) // network byte order
-	port[0], port[1] = byte(u.client.Port()>>8), byte(u.client.Port())
-	if q.six {
-		sa.Family = unix.AF_INET6
-		sa.Flowinfo, sa.Scope_id = 0, 0
-		sa.Addr = a.As16() // v4-mapped for IPv4 clients
-		h.Namelen = unix.SizeofSockaddrInet6
-	} else {
-		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
-		sa4.Family = unix.AF_INET
-		sa4.Addr = a.As4()
-		h.Namelen = unix.SizeofSockaddrInet4
-	}
+	q.m.SetSend(j, q.bufs[j][:b.lens[i]], u.client, q.six)
 	q.n++
 }
 
@@ -116,8 +96,7 @@ func (q *sendQueue) flush() {
 // write sends from q.sent on; false waits for the socket to take more.
 func (q *sendQueue) write(fd uintptr) bool {
 	left := q.n - q.sent
-	// Raw: it cannot block (MSG_DONTWAIT; see upstreamWriter).
-	n, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&q.hdrs[q.sent])), uintptr(left), unix.MSG_DONTWAIT, 0, 0)
+	n, errno := q.m.Send(fd, q.sent, left)
 	switch {
 	case errno == unix.EAGAIN:
 		return false
@@ -130,10 +109,10 @@ func (q *sendQueue) write(fd uintptr) bool {
 		q.sent++
 		return true
 	}
-	for j := q.sent; j < q.sent+int(n); j++ {
+	for j := q.sent; j < q.sent+n; j++ {
 		q.us[j].toClient.Add(1)
 	}
 	q.r.counters.toClient.Add(uint64(n))
-	q.sent += int(n)
+	q.sent += n
 	return true
 }

@@ -2,6 +2,8 @@ package relay
 
 import (
 	"net"
+
+	"github.com/straydtls/straydtls/internal/udpio"
 )
 
 // setBuffers asks for the configured buffers on every listening socket
@@ -29,16 +31,5 @@ func (r *Relay) setBuffers() {
 // reports twice that, counting its bookkeeping), or zeros where it cannot
 // tell.
 func (r *Relay) SocketBuffers() (rcv, snd int) {
-	return socketBuffers(r.pc)
-}
-
-func socketBuffers(c *net.UDPConn) (rcv, snd int) {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return 0, 0
-	}
-	rc.Control(func(fd uintptr) {
-		rcv, snd = getBuffers(fd)
-	})
-	return rcv, snd
+	return udpio.Buffers(r.pc)
 }

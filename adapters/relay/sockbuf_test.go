@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/straydtls/straydtls/adapters/relay"
-	"github.com/straydtls/straydtls/strayfilter"
 )
 
 // TestSocketBuffers: what is asked for is granted up to the kernel's cap,
@@ -43,7 +42,7 @@ func TestSocketBuffers(t *testing.T) {
 
 	for _, bad := range [][2]int{{0, 1}, {1, -1}} {
 		_, err := relay.Listen("udp", "127.0.0.1:0", server.String(), relay.WithSocketBuffers(bad[0], bad[1]))
-		if !errors.Is(err, strayfilter.ErrInvalidOption) || !strings.Contains(err.Error(), "socket buffers") {
+		if !errors.Is(err, relay.ErrInvalidOption) || !strings.Contains(err.Error(), "socket buffers") {
 			t.Errorf("WithSocketBuffers(%d, %d): %v", bad[0], bad[1], err)
 		}
 	}

@@ -1,4 +1,4 @@
-package strayfilter
+package udpio
 
 import (
 	"encoding/binary"

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package relay
+package udpio
 
 // getBuffers cannot tell here without knowing how the system counts.
 func getBuffers(fd uintptr) (rcv, snd int) { return 0, 0 }

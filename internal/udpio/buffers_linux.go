@@ -1,4 +1,4 @@
-package relay
+package udpio
 
 import "syscall"
 
