@@ -3,6 +3,7 @@ package conntrack
 import (
 	"hash/maphash"
 	"net/netip"
+	"time"
 )
 
 // Bounds on the closing alerts a Table keeps and sends again.
@@ -34,6 +35,10 @@ type Closure struct {
 	// LateHello tells that copy from a new handshake.
 	ClientRandom [32]byte
 	HasRandom    bool
+	// Remaining, when positive and shorter than the table's quiet period,
+	// is how much of it is left: a quiet period carried over from another
+	// table (QuietPeers), not one that starts now.
+	Remaining time.Duration
 }
 
 // keep stores what a close knew in entry idx; with mu held.

@@ -234,7 +234,7 @@ func (t *Table) Close(peer netip.AddrPort, c Closure) error {
 	if i >= 0 {
 		// One atomic word: a reader sees the old deadline or the new.
 		idx := uint32(st.index[i].Load()) - 1
-		st.entries[idx].deadline.Store(t.until(now))
+		st.entries[idx].deadline.Store(t.until(now, c))
 		t.unlink(st, idx)
 		t.pushBack(st, idx)
 		t.keep(st, idx, c)
@@ -251,7 +251,7 @@ func (t *Table) Close(peer netip.AddrPort, c Closure) error {
 	e.hi.Store(k.hi)
 	e.lo.Store(k.lo)
 	e.meta.Store(k.meta)
-	e.deadline.Store(t.until(now))
+	e.deadline.Store(t.until(now, c))
 	t.pushBack(st, idx)
 	st.insert(idx, h) // publishes the entry, whose fields are written
 	t.count++
@@ -260,9 +260,13 @@ func (t *Table) Close(peer netip.AddrPort, c Closure) error {
 	return nil
 }
 
-// until is when a quiet period that starts now ends. It saturates: a quiet
-// period as long as time.Duration allows must not wrap into the past.
-func (t *Table) until(now int64) int64 {
+// until is when a quiet period that starts now ends, or the rest of one
+// carried over (c.Remaining). It saturates: a quiet period as long as
+// time.Duration allows must not wrap into the past.
+func (t *Table) until(now int64, c Closure) int64 {
+	if r := int64(c.Remaining); r > 0 && r < t.quiet {
+		return now + r
+	}
 	if now > math.MaxInt64-t.quiet {
 		return math.MaxInt64
 	}

@@ -29,15 +29,19 @@ func (r *Relay) Serve() error {
 	}
 	for _, pc := range r.extra {
 		r.wg.Add(1)
+		r.frz.join()
 		go func() {
 			defer r.wg.Done()
+			defer r.frz.leave()
 			if err := r.readClients(pc); err != nil {
 				r.log.Error("reading clients failed; the relay stops", "err", err)
 				go r.Close() // Close waits for this reader
 			}
 		}()
 	}
+	r.frz.join()
 	err := r.readClients(r.pc)
+	r.frz.leave()
 	r.Close()
 	return err
 }
@@ -55,6 +59,14 @@ func (r *Relay) readClients(pc *net.UDPConn) error {
 		if err != nil {
 			if r.isClosed() || errors.Is(err, net.ErrClosed) {
 				return nil
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				// Freeze set it: wait for Thaw, or for Close after a
+				// hand-over.
+				if !r.frz.park() {
+					return nil
+				}
+				continue
 			}
 			if transient(err) {
 				// ICMP errors for an earlier WriteTo surface on Linux as a

@@ -23,11 +23,17 @@ func (r *Relay) openLocked(client netip.AddrPort, a *assoc.Assoc[*upstreamConn])
 	}
 	r.all[u] = struct{}{}
 	if !r.loopAdd(u) {
-		r.wg.Add(1)
-		go r.pump(u)
+		r.startPump(u)
 	}
 	r.log.Debug("association opened", "client", client, "via", conn.LocalAddr())
 	return u
+}
+
+// startPump starts a goroutine reading u's socket.
+func (r *Relay) startPump(u *upstreamConn) {
+	r.wg.Add(1)
+	r.frz.join()
+	go r.pump(u)
 }
 
 // shellSide is the Relay as its shell's Handler: a type of its own keeps

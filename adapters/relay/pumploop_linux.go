@@ -1,9 +1,11 @@
 package relay
 
 import (
+	"errors"
 	"os"
 	"sync"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -108,6 +110,7 @@ func newPumpLoop(r *Relay) (*pumpLoop, error) {
 	l.waitFn, l.readFn = l.wait, l.read
 	l.out = newSendQueue(r)
 	r.wg.Add(1)
+	r.frz.join()
 	go l.run()
 	return l, nil
 }
@@ -173,11 +176,15 @@ func (l *pumpLoop) pokeLocked() {
 
 func (l *pumpLoop) run() {
 	defer l.r.wg.Done()
+	defer l.r.frz.leave()
 	for {
 		if l.drain() {
 			break
 		}
 		if err := l.rc.Read(l.waitFn); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) && l.r.frz.park() {
+				continue // Freeze set it, and Thaw ended it
+			}
 			break
 		}
 		// One lock for the wake-up's lookups: only the loop removes a
@@ -302,3 +309,7 @@ func (l *pumpLoop) finish(u *upstreamConn) {
 	u.rc.Control(func(fd uintptr) { unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, int(fd), nil) })
 	l.r.pumpDone(u)
 }
+
+// setReadDeadline makes the loop's wait for ready sockets fail at t
+// (Freeze), or not (the zero t).
+func (l *pumpLoop) setReadDeadline(t time.Time) { l.ep.SetReadDeadline(t) }

@@ -57,6 +57,7 @@ type Relay struct {
 	noLoop bool
 
 	served    atomic.Bool
+	frz       freezer
 	lastWarn  [numWarnings]atomic.Int64
 	counters  counters
 	dropQuiet [record.NumReasons]atomic.Uint64
@@ -204,6 +205,7 @@ func newRelay(pc *net.UDPConn, extra []*net.UDPConn, upstream netip.AddrPort, cf
 		all:   make(map[*upstreamConn]struct{}),
 		naive: make(map[netip.AddrPort]*upstreamConn),
 	}
+	r.frz.init()
 	sm, err := assoc.New[*upstreamConn](assoc.Config{
 		MaxUnverified:     cfg.maxUnverified,
 		UnverifiedTimeout: cfg.unverifiedTimeout,
@@ -300,6 +302,7 @@ func (r *Relay) Close() error {
 		return nil
 	}
 	r.closed = true
+	r.frz.close()
 	r.sh.StopLocked()
 	err := r.pc.Close()
 	for _, pc := range r.extra {

@@ -17,11 +17,15 @@ import (
 // replaces where it can.
 func (r *Relay) pump(u *upstreamConn) {
 	defer r.wg.Done()
+	defer r.frz.leave()
 	defer r.pumpDone(u)
 	read := upstreamReader(u.conn)
 	var b batch
 	for {
 		if err := read(&b); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) && r.frz.park() {
+				continue // Freeze set it, and Thaw ended it
+			}
 			if transient(err) && !errors.Is(err, os.ErrDeadlineExceeded) {
 				// The server's port is closed (ICMP). It may come back; the
 				// machine's timeouts end the association if it does not.

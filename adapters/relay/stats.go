@@ -181,3 +181,28 @@ func (s Stats) Map() map[string]uint64 {
 	}
 	return m
 }
+
+// save and restore carry the counters over a hand-over, by name, so that
+// a successor with more or fewer counters takes what it knows.
+func (c *counters) save() map[string]uint64 {
+	m := make(map[string]uint64)
+	for name, v := range c.named() {
+		m[name] = v.Load()
+	}
+	return m
+}
+
+func (c *counters) restore(m map[string]uint64) {
+	for name, v := range c.named() {
+		v.Store(m[name])
+	}
+}
+
+func (c *counters) named() map[string]*atomic.Uint64 {
+	return map[string]*atomic.Uint64{
+		"from_clients": &c.fromClients, "to_server": &c.toServer, "to_client": &c.toClient,
+		"dial_errors": &c.dialErrors, "write_errors": &c.writeErrors, "dropped_unknown": &c.droppedUnknown,
+		"dropped_invalid": &c.droppedInvalid, "naive_opened": &c.naiveOpened, "echoes": &c.echoes,
+		"upstream_errors": &c.upstreamErrors,
+	}
+}

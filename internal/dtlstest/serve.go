@@ -5,6 +5,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // EchoServer accepts connections from a net.Listener and echoes every
@@ -14,6 +15,9 @@ type EchoServer struct {
 	mu      sync.Mutex
 	conns   map[net.Conn]struct{}
 	stopped bool // Stop ran: a connection Accept returns now is closed at once
+	// Accepted counts the connections Accept returned: the handshakes
+	// the server completed.
+	Accepted atomic.Int64
 }
 
 // Wait returns when the accept loop and every connection handler ended.
@@ -60,6 +64,7 @@ func Serve(ln net.Listener, closeAfterOne bool, onClose func(net.Conn)) *EchoSer
 			if err != nil {
 				continue // pion's Accept reports a failed handshake and goes on
 			}
+			s.Accepted.Add(1)
 			s.mu.Lock()
 			if s.stopped {
 				// Accept returned while Stop ran (a handshake that completed
