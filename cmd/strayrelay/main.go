@@ -17,9 +17,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -33,9 +35,13 @@ func main() {
 	// SIGHUP first: until it is caught it would kill the relay.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
+	usr2 := make(chan os.Signal, 1)
+	if handoverSignal != nil {
+		signal.Notify(usr2, handoverSignal)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	os.Exit(run(ctx, hup, os.Args[1:], os.Stderr))
+	os.Exit(run(ctx, hup, usr2, os.Args[1:], os.Stderr))
 }
 
 const usage = `strayrelay relays DTLS clients to one upstream server and drops the late
@@ -51,7 +57,13 @@ Datagrams no association can take are dropped; a ClientHello starts a new
 association on a fresh upstream socket.
 
 Signals: SIGINT and SIGTERM stop it gracefully; SIGHUP resolves the upstream
-host name again. Under systemd (Type=notify) it sends READY=1 once it serves.
+host name again; SIGUSR2 hands over to a new process started from the same
+executable path (replace the binary first to upgrade in place): the sockets,
+every association and the quiet clients carry over, no client handshakes
+again, and this process exits once the new one serves (if it fails, this one
+serves on). Under systemd (Type=notify) it sends READY=1 once it serves, and
+with FileDescriptorStoreMax= set a stop hands over the same way through
+systemd's file descriptor store to the next start (systemctl restart).
 
 Usage:
   strayrelay -listen <addr:port> -upstream <host:port> [flags]
@@ -149,8 +161,9 @@ func parse(args []string, stderr io.Writer) (flags, error) {
 }
 
 // run is main without the process: it returns the exit code. hup delivers
-// SIGHUP: the upstream host name is resolved again.
-func run(ctx context.Context, hup <-chan os.Signal, args []string, stderr io.Writer) int {
+// SIGHUP: the upstream host name is resolved again; usr2 SIGUSR2: a
+// hand-over to a successor.
+func run(ctx context.Context, hup, usr2 <-chan os.Signal, args []string, stderr io.Writer) int {
 	f, err := parse(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -164,13 +177,16 @@ func run(ctx context.Context, hup <-chan os.Signal, args []string, stderr io.Wri
 		return 0
 	}
 	log := daemon.Logger(stderr, f.logLevel, f.logFormat)
+	// The path this process was started from, now: replacing the binary
+	// there and sending SIGUSR2 starts the new one.
+	exe, exeErr := os.Executable()
 
-	r, err := relay.Listen(f.network, f.listen, f.upstream,
-		relay.WithQuietPeriod(f.quiet), relay.WithMaxQuietPeers(f.maxQuiet),
-		relay.WithIdleTimeout(f.idle), relay.WithHandshakeTimeout(f.handshake),
-		relay.WithMaxAssociations(f.maxAssoc), relay.WithMaxUnverified(f.maxUnverified),
-		relay.WithUnverifiedTimeout(f.unverifiedTimeout), relay.WithCloseLinger(f.linger),
-		relay.WithCloseEcho(f.closeEcho), relay.WithSocketBuffers(f.rcvbuf, f.sndbuf), relay.WithReaders(f.readers), relay.WithLogger(log))
+	in, err := inheritedHandover()
+	if err != nil {
+		fmt.Fprintf(stderr, "strayrelay: %v\n", err)
+		return 1
+	}
+	r, err := newRelay(f, in, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "strayrelay: %v\n", err)
 		return 1
@@ -178,38 +194,35 @@ func run(ctx context.Context, hup <-chan os.Signal, args []string, stderr io.Wri
 	exp := newExporter(r)
 
 	var serving atomic.Bool
-	// Listeners are bound before the relay serves, so an address in use
-	// fails the start, not a scrape later.
-	for _, l := range []struct {
-		flag, addr, path string
-		handler          func() http.Handler
-	}{
-		{"-expvar", f.expvarAddr, "/debug/vars", func() http.Handler {
-			expvar.Publish("strayrelay", expvar.Func(func() any { return r.Stats().Map() }))
-			mux := http.NewServeMux()
-			mux.Handle("/debug/vars", expvar.Handler())
-			return mux
-		}},
-		{"-metrics", f.metricsAddr, "/metrics", func() http.Handler { return daemon.MetricsHandler(&serving, f.pprof, exp) }},
-	} {
-		if l.addr == "" {
-			continue
-		}
-		ln, err := net.Listen("tcp", l.addr)
-		if err != nil {
+	// A predecessor holds the HTTP ports until this relay serves and it
+	// exits: bind them after, retrying. Otherwise they are bound before
+	// the relay serves, so an address in use fails the start, not a
+	// scrape later.
+	fromPredecessor := in != nil && in.ready != nil
+	var web httpServers
+	defer web.close()
+	if !fromPredecessor {
+		if err := web.listen(f, r, &serving, exp, log, 0); err != nil {
 			r.Close()
-			fmt.Fprintf(stderr, "strayrelay: %s %q: %v\n", l.flag, l.addr, err)
+			fmt.Fprintf(stderr, "strayrelay: %v\n", err)
 			return 1
 		}
-		srv := &http.Server{Handler: l.handler(), ReadHeaderTimeout: 5 * time.Second}
-		go srv.Serve(ln)
-		defer srv.Close()
-		log.Info("serving "+strings.TrimPrefix(l.flag, "-"), "url", "http://"+ln.Addr().String()+l.path)
 	}
 
 	served := make(chan error, 1)
 	go func() { served <- r.Serve() }()
 	serving.Store(true)
+	if in != nil {
+		in.adopted(log)
+		log.Info("carried on from a hand-over", "from", in.from)
+	}
+	if fromPredecessor {
+		go func() {
+			if err := web.listen(f, r, &serving, exp, log, successorTimeout); err != nil {
+				log.Error("the HTTP listeners could not be bound after the hand-over", "err", err)
+			}
+		}()
+	}
 	log.Info("relaying", "listen", r.Addr().String(), "upstream", r.Upstream().String(),
 		"quiet", f.quiet, "idle", f.idle, "max_associations", f.maxAssoc, "version", daemon.Version("strayrelay"))
 	if err := daemon.Notify("READY=1"); err != nil {
@@ -222,12 +235,42 @@ func run(ctx context.Context, hup <-chan os.Signal, args []string, stderr io.Wri
 		defer t.Stop()
 		tick = t.C
 	}
+	stop := func(msg string) int {
+		serving.Store(false)
+		r.Close()
+		<-served
+		log.Info(msg, exp.StatsArgs()...)
+		return 0
+	}
 	for {
 		select {
 		case <-tick:
 			log.Info("stats", exp.StatsArgs()...)
 		case <-hup:
 			reresolve(log, r, f.network, f.upstream)
+		case <-usr2:
+			if exeErr != nil {
+				log.Error("no hand-over: the executable's path is unknown; serving on", "err", exeErr)
+				continue
+			}
+			log.Info("handing over to a new process", "executable", exe)
+			web.close() // its ports are the successor's to bind
+			began := time.Now()
+			pid, err := handOver(log, r, exe, args, stderr)
+			if err != nil {
+				log.Error("the hand-over failed; serving on", "err", err)
+				if err := web.listen(f, r, &serving, exp, log, 0); err != nil {
+					log.Error("the HTTP listeners could not be bound again", "err", err)
+				}
+				continue
+			}
+			// systemd follows the successor (NotifyAccess=main lets the
+			// main process name it).
+			if err := daemon.Notify(fmt.Sprintf("MAINPID=%d", pid)); err != nil {
+				log.Warn("telling systemd the new main process failed", "err", err)
+			}
+			log.Info("handed over", "successor_pid", pid, "took", time.Since(began).Round(time.Microsecond))
+			return stop("stopped")
 		case err := <-served:
 			serving.Store(false)
 			if err != nil {
@@ -236,15 +279,101 @@ func run(ctx context.Context, hup <-chan os.Signal, args []string, stderr io.Wri
 			}
 			return 0
 		case <-ctx.Done():
-			serving.Store(false)
 			daemon.Notify("STOPPING=1")
-			r.Close()
-			<-served
-			log.Info("stopped", exp.StatsArgs()...)
-			return 0
+			if storeInSystemd(log, r) {
+				return stop("stopped; the next start carries on")
+			}
+			return stop("stopped")
 		}
 	}
 }
+
+// newRelay makes the relay: on what this process inherited, or listening
+// afresh.
+func newRelay(f flags, in *inherited, log *slog.Logger) (*relay.Relay, error) {
+	opts := []relay.Option{
+		relay.WithQuietPeriod(f.quiet), relay.WithMaxQuietPeers(f.maxQuiet),
+		relay.WithIdleTimeout(f.idle), relay.WithHandshakeTimeout(f.handshake),
+		relay.WithMaxAssociations(f.maxAssoc), relay.WithMaxUnverified(f.maxUnverified),
+		relay.WithUnverifiedTimeout(f.unverifiedTimeout), relay.WithCloseLinger(f.linger),
+		relay.WithCloseEcho(f.closeEcho), relay.WithSocketBuffers(f.rcvbuf, f.sndbuf), relay.WithLogger(log),
+	}
+	if in == nil {
+		return relay.Listen(f.network, f.listen, f.upstream, append(opts, relay.WithReaders(f.readers))...)
+	}
+	up, err := net.ResolveUDPAddr(f.network, f.upstream)
+	if err != nil {
+		in.h.Close()
+		return nil, fmt.Errorf("upstream %q: %w", f.upstream, err)
+	}
+	ap := up.AddrPort()
+	return relay.Adopt(in.h, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), opts...)
+}
+
+// httpServers are the -expvar and -metrics listeners.
+type httpServers struct {
+	mu   sync.Mutex
+	srvs []*http.Server
+}
+
+// listen binds the HTTP listeners the flags ask for; with retry, an
+// address in use is tried again until retry has passed (a predecessor
+// letting go of it).
+func (w *httpServers) listen(f flags, r *relay.Relay, serving *atomic.Bool, exp *daemon.Exporter, log *slog.Logger, retry time.Duration) error {
+	for _, l := range []struct {
+		flag, addr, path string
+		handler          func() http.Handler
+	}{
+		{"-expvar", f.expvarAddr, "/debug/vars", func() http.Handler {
+			publishOnce.Do(func() {
+				expvar.Publish("strayrelay", expvar.Func(func() any { return r.Stats().Map() }))
+			})
+			mux := http.NewServeMux()
+			mux.Handle("/debug/vars", expvar.Handler())
+			return mux
+		}},
+		{"-metrics", f.metricsAddr, "/metrics", func() http.Handler { return daemon.MetricsHandler(serving, f.pprof, exp) }},
+	} {
+		if l.addr == "" {
+			continue
+		}
+		deadline := time.Now().Add(retry)
+		ln, err := net.Listen("tcp", l.addr)
+		for err != nil && errors.Is(err, syscall.EADDRINUSE) && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+			ln, err = net.Listen("tcp", l.addr)
+		}
+		if err != nil {
+			w.close()
+			return fmt.Errorf("%s %q: %w", l.flag, l.addr, err)
+		}
+		srv := &http.Server{Handler: l.handler(), ReadHeaderTimeout: 5 * time.Second}
+		go srv.Serve(ln)
+		w.mu.Lock()
+		w.srvs = append(w.srvs, srv)
+		w.mu.Unlock()
+		log.Info("serving "+strings.TrimPrefix(l.flag, "-"), "url", "http://"+ln.Addr().String()+l.path)
+	}
+	return nil
+}
+
+func (w *httpServers) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, srv := range w.srvs {
+		srv.Close()
+	}
+	w.srvs = nil
+}
+
+// successorTimeout bounds how long a relay waits for its successor to
+// serve before it serves on itself, and how long a successor tries to bind
+// the HTTP ports its predecessor holds.
+const successorTimeout = 10 * time.Second
+
+// publishOnce: expvar names are process-wide, and a relay that binds its
+// listeners again after a failed hand-over publishes nothing twice.
+var publishOnce sync.Once
 
 // reresolve resolves the upstream host name again (SIGHUP) and points new
 // associations at what it resolves to; live ones stay where they are. A

@@ -30,6 +30,12 @@ import (
 // exit codes) without a separate build.
 func TestMain(m *testing.M) {
 	if os.Getenv("STRAYRELAY_MAIN") == "1" {
+		if _, ok := os.LookupEnv("STRAYRELAY_HANDOVER"); ok {
+			// A successor that fails, when TestHandoverOnSIGUSR2 asks.
+			if _, err := os.Stat(os.Getenv("STRAYRELAY_TEST_FAIL_FILE")); err == nil {
+				os.Exit(3)
+			}
+		}
 		main()
 		return
 	}
@@ -137,14 +143,23 @@ func (l *logLines) read(r io.Reader) {
 // wait returns the submatches of the first line matching re.
 func (l *logLines) wait(t *testing.T, re string) []string {
 	t.Helper()
+	return l.waitNth(t, re, 1)
+}
+
+// waitNth returns the submatches of the nth line matching re.
+func (l *logLines) waitNth(t *testing.T, re string, nth int) []string {
+	t.Helper()
 	rx := regexp.MustCompile(re)
 	deadline := time.After(10 * time.Second)
 	for {
 		l.mu.Lock()
+		k := 0
 		for _, line := range l.lines {
 			if m := rx.FindStringSubmatch(line); m != nil {
-				l.mu.Unlock()
-				return m
+				if k++; k == nth {
+					l.mu.Unlock()
+					return m
+				}
 			}
 		}
 		all := strings.Join(l.lines, "\n")
