@@ -6,9 +6,11 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -25,14 +27,13 @@ import (
 	"github.com/straydtls/straydtls/internal/fixture"
 )
 
-// echoer is a pion v3 client echoing a numbered record every interval,
-// counting what never came back.
+// echoer is a pion v3 client echoing a numbered record every interval
+// (waiting up to half a second for each echo), which notes every echo it
+// gets, late ones included: a record is lost only if its echo never came.
 type echoer struct {
 	c            *dtlsv3.Conn
-	sent, echoed atomic.Int64
-	// lostRun is the longest run of records in a row that did not come
-	// back; lostNow the current one.
-	lostRun, lostNow int64
+	sent, echoed atomic.Int64 // echoed: on time
+	got          map[int]bool // every echo, by number
 	// maxGap is the longest time between two echoes.
 	maxGap, last time.Duration
 	err          error
@@ -41,40 +42,73 @@ type echoer struct {
 func (e *echoer) run(stop <-chan struct{}, every time.Duration) {
 	buf := make([]byte, 64)
 	start := time.Now()
-	for seq := 0; ; seq++ {
+	e.got = map[int]bool{}
+	note := func(b []byte) (int, bool) {
+		k, err := strconv.Atoi(string(b))
+		if err != nil {
+			return 0, false
+		}
+		if !e.got[k] {
+			e.got[k] = true
+			now := time.Since(start)
+			if len(e.got) > 1 {
+				e.maxGap = max(e.maxGap, now-e.last)
+			}
+			e.last = now
+		}
+		return k, true
+	}
+	seq := 0
+	defer func() {
+		// Late echoes still count.
+		e.c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		for {
+			n, err := e.c.Read(buf)
+			if err != nil {
+				return
+			}
+			note(buf[:n])
+		}
+	}()
+	for ; ; seq++ {
 		select {
 		case <-stop:
 			return
 		case <-time.After(every):
 		}
-		msg := strconv.Itoa(seq)
-		if _, err := e.c.Write([]byte(msg)); err != nil {
+		if _, err := e.c.Write([]byte(strconv.Itoa(seq))); err != nil {
 			e.err = err
 			return
 		}
 		e.sent.Add(1)
 		e.c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
-		got := false
-		for !got {
+		for {
 			n, err := e.c.Read(buf)
 			if err != nil {
-				break // lost: the next record goes on
+				break // late, or lost: the next record goes on
 			}
-			got = string(buf[:n]) == msg // an older echo, late, is skipped
-		}
-		if got {
-			now := time.Since(start)
-			if e.echoed.Load() > 0 {
-				e.maxGap = max(e.maxGap, now-e.last)
+			if k, ok := note(buf[:n]); ok && k == seq {
+				e.echoed.Add(1)
+				break
 			}
-			e.last = now
-			e.echoed.Add(1)
-			e.lostNow = 0
-		} else {
-			e.lostNow++
-			e.lostRun = max(e.lostRun, e.lostNow)
 		}
 	}
+}
+
+// lost returns how many records never came back, and the longest run of
+// them in a row.
+func (e *echoer) lost() (n, run int) {
+	cur := 0
+	for k := range int(e.sent.Load()) {
+		if e.got[k] {
+			cur = 0
+			continue
+		}
+		n++
+		cur++
+		run = max(run, cur)
+	}
+	return n, run
 }
 
 // TestHandoverOnSIGUSR2 runs the strayrelay process in front of a pion
@@ -182,8 +216,8 @@ func TestHandoverOnSIGUSR2(t *testing.T) {
 	wg.Wait()
 	var gap time.Duration
 	for i, e := range echoers {
-		if e.err != nil || e.lostRun > 1 {
-			t.Errorf("client %d: sent %d, echoed %d, at most %d lost in a row (want 1), err %v", i, e.sent.Load(), e.echoed.Load(), e.lostRun, e.err)
+		if lost, run := e.lost(); e.err != nil || run > 1 || lost > 5 {
+			t.Errorf("client %d: sent %d, %d never echoed, %d of them in a row (want at most one per restart, never two in a row), err %v", i, e.sent.Load(), lost, run, e.err)
 		}
 		gap = max(gap, e.maxGap)
 	}
@@ -230,4 +264,182 @@ func waitExit(t *testing.T, pid int) {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("process %d still runs after handing over", pid)
 	}
+}
+
+// fakeSystemd is the notification socket of a unit with a file
+// descriptor store: it keeps what FDSTORE=1 messages attach, by FDNAME,
+// and forgets what FDSTOREREMOVE=1 names.
+type fakeSystemd struct {
+	c     *net.UnixConn
+	mu    sync.Mutex
+	store map[string]*os.File
+	order []string
+	msgs  []string
+}
+
+func newFakeSystemd(t *testing.T) *fakeSystemd {
+	s := &fakeSystemd{c: notifySocket(t), store: map[string]*os.File{}}
+	go func() {
+		buf, oob := make([]byte, 4096), make([]byte, 1024)
+		for {
+			n, oobn, _, _, err := s.c.ReadMsgUnix(buf, oob)
+			if err != nil {
+				return
+			}
+			var files []*os.File
+			if scms, err := syscall.ParseSocketControlMessage(oob[:oobn]); err == nil {
+				for _, scm := range scms {
+					fds, _ := syscall.ParseUnixRights(&scm)
+					for _, fd := range fds {
+						files = append(files, os.NewFile(uintptr(fd), "stored"))
+					}
+				}
+			}
+			msg := string(buf[:n])
+			fields := map[string]string{}
+			for _, kv := range strings.Split(msg, "\n") {
+				k, v, _ := strings.Cut(kv, "=")
+				fields[k] = v
+			}
+			s.mu.Lock()
+			s.msgs = append(s.msgs, msg)
+			switch {
+			case fields["FDSTORE"] == "1" && len(files) == 1:
+				name := fields["FDNAME"]
+				s.store[name] = files[0]
+				s.order = append(s.order, name)
+			case fields["FDSTOREREMOVE"] == "1":
+				if f := s.store[fields["FDNAME"]]; f != nil {
+					f.Close()
+					delete(s.store, fields["FDNAME"])
+				}
+			}
+			s.mu.Unlock()
+		}
+	}()
+	return s
+}
+
+func (s *fakeSystemd) stored() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.store)
+}
+
+// start runs the relay as systemd starts a unit with a store: the stored
+// descriptors from 3 on, named in LISTEN_FDNAMES, for the process named in
+// LISTEN_PID (set by a shell that then execs the relay, keeping its pid).
+func (s *fakeSystemd) start(t *testing.T, ctx context.Context, args ...string) *exec.Cmd {
+	s.mu.Lock()
+	var names []string
+	var files []*os.File
+	for _, name := range s.order {
+		if f := s.store[name]; f != nil && !slices.Contains(names, name) {
+			// The child gets copies: the store closes its own on removal.
+			fd, err := syscall.Dup(int(f.Fd()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			names = append(names, name)
+			files = append(files, os.NewFile(uintptr(fd), name))
+		}
+	}
+	s.mu.Unlock()
+	t.Cleanup(func() {
+		for _, f := range files {
+			f.Close()
+		}
+	})
+	sh := `LISTEN_PID=$$ LISTEN_FDS=` + strconv.Itoa(len(files)) + ` LISTEN_FDNAMES=` + strings.Join(names, ":") + ` exec "$0" "$@"`
+	cmd := exec.CommandContext(ctx, "/bin/sh", append([]string{"-c", sh, os.Args[0]}, args...)...)
+	cmd.Env = append(os.Environ(), "STRAYRELAY_MAIN=1", "NOTIFY_SOCKET="+s.c.LocalAddr().String(), "FDSTORE=65536",
+		"GORACE=atexit_sleep_ms=0") // a race-enabled process would wait a second as it exits
+	cmd.ExtraFiles = files
+	return cmd
+}
+
+// TestRestartThroughSystemdStore stops the relay as systemctl restart
+// does, with FileDescriptorStoreMax= set, while clients echo every 10 ms,
+// and starts the next one on what the store kept: every client goes on
+// echoing on its association (the server completes no new handshake),
+// and the new relay empties the store of what it took.
+func TestRestartThroughSystemdStore(t *testing.T) {
+	ln, err := pionv3.Listen("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, fixture.ServerV3(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := dtlstest.Serve(ln, false, nil)
+	defer func() {
+		ln.Close()
+		srv.Stop()
+	}()
+	sd := newFakeSystemd(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	args := []string{"-listen", "127.0.0.1:0", "-upstream", ln.Addr().String(), "-stats-interval", "0"}
+	first := sd.start(t, ctx, args...)
+	stderr, _ := first.StderrPipe()
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	logs := &logLines{added: make(chan struct{}, 1)}
+	go logs.read(stderr)
+	addr := netip.MustParseAddrPort(logs.wait(t, `msg=relaying listen=(\S+)`)[1])
+
+	const n = 10
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	echoers := make([]*echoer, n)
+	for i := range echoers {
+		c, err := dtlsv3.Dial("udp", net.UDPAddrFromAddrPort(addr), fixture.ClientV3(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		e := &echoer{c: c}
+		echoers[i] = e
+		wg.Add(1)
+		go func() { defer wg.Done(); e.run(stop, 10*time.Millisecond) }()
+	}
+	time.Sleep(100 * time.Millisecond)
+	before := make([]int64, n)
+	for i, e := range echoers {
+		before[i] = e.echoed.Load()
+	}
+
+	began := time.Now()
+	first.Process.Signal(syscall.SIGTERM)
+	logs.wait(t, `msg="handed over to systemd's file descriptor store" upstream_sockets=10`)
+	if err := first.Wait(); err != nil {
+		t.Fatalf("the stopped relay: %v", err)
+	}
+	if got := sd.stored(); got != n+2 {
+		t.Fatalf("the store holds %d descriptors; want %d (the listening socket, %d upstream sockets, the state)", got, n+2, n)
+	}
+	second := sd.start(t, ctx, args...)
+	stderr2, _ := second.StderrPipe()
+	if err := second.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		second.Process.Signal(syscall.SIGTERM)
+		second.Wait()
+	}()
+	logs2 := &logLines{added: make(chan struct{}, 1)}
+	go logs2.read(stderr2)
+	logs2.wait(t, `msg="carried on from a hand-over" associations=10 failed=0`)
+	gap := time.Since(began)
+	waitEchoes(t, "after the restart", echoers, before)
+	close(stop)
+	wg.Wait()
+	for i, e := range echoers {
+		if lost, _ := e.lost(); e.err != nil || lost > 1 {
+			t.Errorf("client %d: sent %d, %d never echoed (want at most one), err %v", i, e.sent.Load(), lost, e.err)
+		}
+	}
+	if a := srv.Accepted.Load(); a != n {
+		t.Errorf("the server completed %d handshakes; want %d, one per client", a, n)
+	}
+	dtlstest.WaitFor(t, "the store emptied of what the new relay took", func() bool { return sd.stored() == 0 })
+	t.Logf("stop to the next relay carrying on: %v", gap)
 }

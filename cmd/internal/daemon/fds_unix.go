@@ -3,7 +3,6 @@
 package daemon
 
 import (
-	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -19,13 +18,18 @@ func NotifyWithFDs(state string, fds []int) error {
 	if path == "" {
 		return nil
 	}
-	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: path, Net: "unixgram"})
+	// A raw socket: the net package sends no control message on a
+	// connected datagram socket.
+	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_DGRAM, 0)
 	if err != nil {
-		return err
+		return os.NewSyscallError("socket", err)
 	}
-	defer c.Close()
-	_, _, err = c.WriteMsgUnix([]byte(state), syscall.UnixRights(fds...), nil)
-	return err
+	defer syscall.Close(fd)
+	syscall.CloseOnExec(fd)
+	if path[0] == '@' {
+		path = "\x00" + path[1:] // an abstract name
+	}
+	return os.NewSyscallError("sendmsg", syscall.Sendmsg(fd, []byte(state), syscall.UnixRights(fds...), &syscall.SockaddrUnix{Name: path}, 0))
 }
 
 // ListenFDs returns the descriptors systemd passed (sd_listen_fds(3):
