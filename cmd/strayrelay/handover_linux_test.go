@@ -256,6 +256,13 @@ func (p *relayProcess) handOver() string {
 	t.Helper()
 	p.handovers++
 	syscall.Kill(p.pid, syscall.SIGUSR2)
+	return p.awaitSuccessor()
+}
+
+// awaitSuccessor is handOver after the signal.
+func (p *relayProcess) awaitSuccessor() string {
+	t := p.t
+	t.Helper()
 	m := p.logs.waitNth(t, `msg="handed over" successor_pid=(\d+) took=(\S+)`, p.handovers)
 	next, _ := strconv.Atoi(m[1])
 	if next == p.pid || next == 0 {
@@ -528,4 +535,57 @@ func TestRestartThroughSystemdStore(t *testing.T) {
 	}
 	dtlstest.WaitFor(t, "the store emptied of what the new relay took", func() bool { return sd.stored() == 0 })
 	t.Logf("stop to the next relay carrying on: %v", gap)
+}
+
+// TestHandoverWithOpenSSLAndMbedTLS hands the relay over in the middle of
+// each of five `openssl s_client` sessions with the seed's Mbed TLS server
+// (one client at a time, echo, close): the session's echo comes back
+// through the successor, and the client the server closed before stays
+// quiet across the next hand-over: a stray it sends while the relay is
+// handing over earns it the server's close_notify again and never reaches
+// the server, which fails on none.
+func TestHandoverWithOpenSSLAndMbedTLS(t *testing.T) {
+	dtlstest.RequireOpenSSL(t)
+	mbed := dtlstest.StartMbedTLS(t)
+	p := startRelayProcess(t, mbed.Addr.String())
+	var quiet *net.UDPConn // the last session's client port, once it closed
+	// Application data at epoch 1, larger than the alert it earns (the
+	// echo never sends more than the client sent).
+	stray := append([]byte{0x17, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 9, 0, 100}, make([]byte, 100)...)
+	for round := 1; round <= 5; round++ {
+		local := dtlstest.FreePort(t)
+		s := dtlstest.StartOpenSSL(t, local, p.addr)
+		s.Handshaken(t)
+		if quiet != nil {
+			// Sent as the hand-over starts: the relay reads it frozen or
+			// after, from the same socket.
+			syscall.Kill(p.pid, syscall.SIGUSR2)
+			quiet.Write(stray)
+			p.handovers++
+			p.awaitSuccessor()
+			quiet.SetReadDeadline(time.Now().Add(5 * time.Second))
+			buf := make([]byte, 256)
+			n, err := quiet.Read(buf)
+			if err != nil || n < 13 || buf[0] != 0x15 {
+				t.Fatalf("round %d: the quiet client's stray got %x, %v; want the server's closing alert again", round, buf[:n], err)
+			}
+			quiet.Close()
+		} else {
+			p.handOver()
+		}
+		msg := fmt.Sprintf("hello %d", round)
+		s.Echo(t, msg)
+		mbed.WaitFor(t, "the echo", func(l string) bool { return mbed.Count("ok") == round })
+		s.Kill()
+		var err error
+		quiet, err = net.DialUDP("udp", net.UDPAddrFromAddrPort(local), net.UDPAddrFromAddrPort(p.addr))
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	quiet.Close()
+	if f := mbed.Count("fail"); f != 0 {
+		t.Errorf("the Mbed TLS server failed %d times:\n%s", f, strings.Join(mbed.Lines(), "\n"))
+	}
+	p.stop()
 }

@@ -106,20 +106,32 @@ func (s *OpenSSLSession) Echo(t testing.TB, line string) {
 	if _, err := io.WriteString(s.in, line+"\n"); err != nil {
 		t.Fatal(err)
 	}
+	s.Expect(t, "echo of "+line, func(l string) bool { return l == line })
+}
+
+// Handshaken waits until s_client reports its handshake complete.
+func (s *OpenSSLSession) Handshaken(t testing.TB) {
+	t.Helper()
+	s.Expect(t, "the handshake", func(l string) bool { return strings.HasPrefix(l, "SSL handshake has read") })
+}
+
+// Expect waits until s_client prints a line that matches.
+func (s *OpenSSLSession) Expect(t testing.TB, what string, match func(string) bool) {
+	t.Helper()
 	timeout := time.After(fixture.HandshakeTimeout)
 	var seen []string
 	for {
 		select {
 		case l, ok := <-s.lines:
 			if !ok {
-				t.Fatalf("s_client exited before echoing %q:\n%s", line, strings.Join(seen, "\n"))
+				t.Fatalf("s_client exited before %s:\n%s", what, strings.Join(seen, "\n"))
 			}
-			if l == line {
+			if match(l) {
 				return
 			}
 			seen = append(seen, l)
 		case <-timeout:
-			t.Fatalf("no echo of %q from s_client:\n%s", line, strings.Join(seen, "\n"))
+			t.Fatalf("no %s from s_client:\n%s", what, strings.Join(seen, "\n"))
 		}
 	}
 }
