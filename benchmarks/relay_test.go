@@ -423,6 +423,7 @@ func startProcess(b *testing.B, cmd *exec.Cmd, rx *regexp.Regexp) netip.AddrPort
 	if err != nil {
 		b.Fatal(err)
 	}
+	processLines.Store(cmd, s)
 	return s.Addr
 }
 
@@ -542,12 +543,14 @@ stream {
 			b.Fatal(err)
 		}
 		cmd := exec.Command(bin, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-g", "daemon off;")
-		if _, err := dtlstest.StartProcess(b, cmd, func(l string) (netip.AddrPort, bool, error) {
+		s, err := dtlstest.StartProcess(b, cmd, func(l string) (netip.AddrPort, bool, error) {
 			return addr, ready.MatchString(l), nil
-		}); err != nil {
+		})
+		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
+		processLines.Store(cmd, s)
 		return &relayProcess{cmd: cmd, addr: addr}
 	}
 	b.Fatal(errors.Join(errs...))
