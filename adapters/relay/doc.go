@@ -105,6 +105,20 @@
 //     type no stack knows on a completed association is dropped, wherever
 //     it sits in the datagram.
 //
+// # Restarts
+//
+// Freeze stops a serving relay between two reads, with every socket open
+// and what is queued in them unread, and returns a Handover: the
+// listening sockets, each proved association's upstream socket, and the
+// state (associations, quiet clients with their kept alerts and what is
+// left of their quiet periods, counters) as descriptors and bytes that
+// cross a process boundary. Adopt, in the next process, carries on from
+// it; Thaw lets the frozen relay serve on when the successor failed.
+// cmd/strayrelay does this on SIGUSR2 and through systemd's file
+// descriptor store. Unverified handshakes are not carried: their cookie is
+// kept only as a hash under this process's seed, and the client's cookie
+// echo opens a new association in the successor.
+//
 // # Limits
 //
 // Alerts inside tls12_cid (RFC 9146) and DTLS 1.3 ciphertext records

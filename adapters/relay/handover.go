@@ -58,13 +58,10 @@ const freezeTimeout = 5 * time.Second
 // Freeze stops the relay between two reads, with every socket open and
 // what is queued in them unread, and returns what a successor needs to
 // carry on (Adopt). The relay stays frozen until Thaw (the successor
-// failed: this relay serves on) or Close (the successor took over). The
-// relay must be serving. Handshakes not yet proved (unverified) are not
-// carried over: the client's cookie echo opens a new one.
+// failed: this relay serves on) or Close (the successor took over).
+// Handshakes not yet proved (unverified) are not carried over: the
+// client's cookie echo opens a new one.
 func (r *Relay) Freeze() (*Handover, error) {
-	if !r.served.Load() {
-		return nil, errors.New("relay: Freeze before Serve")
-	}
 	if !r.frz.freeze() {
 		return nil, ErrFrozen
 	}
@@ -74,7 +71,12 @@ func (r *Relay) Freeze() (*Handover, error) {
 		pc.SetReadDeadline(past)
 	}
 	// Readers first: once they are parked, nothing opens an association.
-	if !r.frz.waitParkedReaders(len(listeners), freezeTimeout) {
+	// (A Serve that starts now parks its readers at their first read.)
+	readers := 0
+	if r.served.Load() {
+		readers = len(listeners)
+	}
+	if !r.frz.waitParkedReaders(readers, freezeTimeout) {
 		r.Thaw()
 		return nil, errors.New("relay: Freeze: the client readers did not stop")
 	}
