@@ -216,7 +216,9 @@ func TestConnDropsLeftoversOfClosedAssociation(t *testing.T) {
 
 	// 3. Another peer's traffic, sent after the strays, comes back byte for
 	// byte: loopback keeps one socket's queue in order, so reading it also
-	// proves every stray before it was seen and dropped.
+	// proves every stray before it was seen and dropped. The server's
+	// reads end first: one still under way would take the first of them.
+	server.Reclaim()
 	other := listenLoopback(t)
 	otherTraffic := [][]byte{
 		appData,     // DTLS-looking bytes from a live peer
@@ -231,7 +233,6 @@ func TestConnDropsLeftoversOfClosedAssociation(t *testing.T) {
 		}
 	}
 	buf := make([]byte, 2048)
-	server.Reclaim()
 	sc.SetReadDeadline(time.Now().Add(5 * time.Second))
 	for i, want := range otherTraffic {
 		n, from, err := sc.ReadFrom(buf)
