@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -27,17 +28,22 @@ const restartClients = 100
 
 // BenchmarkRestart restarts the relay in front of a pion v3 echo server
 // while restartClients clients echo through it every 10 ms, once per
-// iteration, three ways side by side: strayrelay handing over to a new
-// process (SIGUSR2), strayrelay killed and started again (cold), and
-// nginx's UDP stream proxy reloaded (SIGHUP). Per restart it reports the
+// iteration, side by side: strayrelay handing over to a new process
+// (SIGUSR2), strayrelay killed and started again (cold), the same with
+// clients and server using connection IDs (cold-cid), and nginx's UDP
+// stream proxy reloaded (SIGHUP). Per restart it reports the
 // clients that echo again within 3 s (recovered-%), the longest a client
 // went without an echo (gap-ms, counting from the signal, 3,000 when some
 // never recovered), and the handshakes the server completed again
 // (rehandshakes).
 func BenchmarkRestart(b *testing.B) {
-	for _, impl := range []string{"strayrelay-handover", "strayrelay-cold", "nginx-reload"} {
+	for _, impl := range []string{"strayrelay-handover", "strayrelay-cold", "strayrelay-cold-cid", "nginx-reload"} {
 		b.Run("impl="+impl, func(b *testing.B) {
-			ln, err := pionv3.Listen("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, fixture.ServerV3(b))
+			serverCfg, clientCfg := fixture.ServerV3(b), fixture.ClientV3(b)
+			if strings.HasSuffix(impl, "-cid") {
+				serverCfg, clientCfg = fixture.ServerV3CID(b), fixture.ClientV3CID(b)
+			}
+			ln, err := pionv3.Listen("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, serverCfg)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -62,11 +68,11 @@ func BenchmarkRestart(b *testing.B) {
 				h := startRestartable(b, server)
 				addr = h.addr
 				restart = h.handOver
-				if impl == "strayrelay-cold" {
+				if strings.HasPrefix(impl, "strayrelay-cold") {
 					restart = h.cold
 				}
 			}
-			clients := dialEchoers(b, addr, restartClients)
+			clients := dialEchoers(b, addr, restartClients, clientCfg)
 			stop := make(chan struct{})
 			var wg sync.WaitGroup
 			for _, c := range clients {
@@ -158,10 +164,10 @@ func (e *echoClient) gapAround(t time.Time) time.Duration {
 	return 0
 }
 
-func dialEchoers(b *testing.B, addr netip.AddrPort, n int) []*echoClient {
+func dialEchoers(b *testing.B, addr netip.AddrPort, n int, cfg *dtlsv3.Config) []*echoClient {
 	var out []*echoClient
 	for range n {
-		c, err := dtlsv3.Dial("udp", net.UDPAddrFromAddrPort(addr), fixture.ClientV3(b))
+		c, err := dtlsv3.Dial("udp", net.UDPAddrFromAddrPort(addr), cfg)
 		if err != nil {
 			b.Fatal(err)
 		}

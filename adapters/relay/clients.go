@@ -107,6 +107,11 @@ func (r *Relay) handleClients(w *upstreamWriter, b *clientReads, n int, routes [
 	now := r.now()
 	for i := range n {
 		rt := r.sm.ClientParsed(now, b.addrs[i], b.datagram(i), &b.parsed[i])
+		if rt.Adoptable && !r.table.Quiet(b.addrs[i]) {
+			// Rule 12; a quiet client's CID record is a stray of the
+			// association the server closed, and stays dropped.
+			rt = r.sm.Adopt(now, b.addrs[i])
+		}
 		if rt.Open != nil && r.openLocked(rt.Open.Peer(), rt.Open) == nil {
 			r.sm.Abort(rt.Open)
 		}

@@ -119,6 +119,16 @@
 // kept only as a hash under this process's seed, and the client's cookie
 // echo opens a new association in the successor.
 //
+// A relay that stops without handing over (killed, crashed) starts cold:
+// it knows no association, and their clients' records are dropped like
+// strays. A record that carries a connection ID (RFC 9146 tls12_cid, or a
+// DTLS 1.3 header with a CID) from a client that is not quiet opens an
+// association on a new upstream socket instead, unverified and bounded as
+// a ClientHello's, which the server's protected answer completes: a server
+// that follows CIDs takes the client back without a new handshake. A
+// client without CIDs recovers only by its own timeout and a new
+// handshake.
+//
 // # Limits
 //
 // Alerts inside tls12_cid (RFC 9146) and DTLS 1.3 ciphertext records

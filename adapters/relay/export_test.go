@@ -31,3 +31,7 @@ func ListeningSockets(r *Relay) []*net.UDPConn { return append([]*net.UDPConn{r.
 
 // SocketBuffersOf is SocketBuffers for any socket.
 func SocketBuffersOf(c *net.UDPConn) (rcv, snd int) { return udpio.Buffers(c) }
+
+// HandleOne handles one client datagram as the readers do, for tests that
+// forge sources no socket can bind.
+func HandleOne(r *Relay, d []byte, from netip.AddrPort) { r.handleOne(d, from) }

@@ -217,6 +217,9 @@ func newRelay(pc *net.UDPConn, extra []*net.UDPConn, upstream netip.AddrPort, cf
 		InferCompletion:   true,
 		EndOnServerAlert:  true,
 		EndOnClientAlert:  true,
+		// A relay restarted cold lost its associations; a server that
+		// follows CIDs takes their clients back (rule 12).
+		AdoptCID: true,
 		// The server behind may be any stack: it may use CIDs of a length
 		// the relay cannot see, and may speak DTLS 1.3.
 		CIDLength: record.CIDUnknown,

@@ -30,6 +30,10 @@ type Stats struct {
 	Unverified, Pending, Live, Closing int
 	// Opened counts associations started (each on a fresh upstream socket).
 	Opened uint64
+	// Adopted counts those a client's CID record opened, not a ClientHello:
+	// clients of associations the relay lost (a cold restart) that their
+	// server follows by CID (see the package documentation).
+	Adopted uint64
 	// Verified counts clients that proved their address (echoed the
 	// server's cookie, or answered its first flight).
 	Verified uint64
@@ -109,6 +113,7 @@ func (r *Relay) Stats() Stats {
 		Live:               g.Established + g.Closing,
 		Closing:            g.Closing,
 		Opened:             mc.Opened,
+		Adopted:            mc.Adopted,
 		Verified:           mc.Verified,
 		ServerClosed:       mc.Ended[assoc.EndServerAlert],
 		IdleClosed:         mc.Ended[assoc.EndIdle],
@@ -151,6 +156,7 @@ func (s Stats) Map() map[string]uint64 {
 		"live":                uint64(s.Live),
 		"closing":             uint64(s.Closing),
 		"opened":              s.Opened,
+		"adopted":             s.Adopted,
 		"verified":            s.Verified,
 		"server_closed":       s.ServerClosed,
 		"idle_closed":         s.IdleClosed,

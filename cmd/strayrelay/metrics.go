@@ -17,6 +17,7 @@ var metrics = []daemon.Metric{
 	{Name: "closing_associations", Key: "closing", Gauge: true, Help: "Live associations whose client sent a closing alert."},
 	{Name: "quiet_clients", Key: "quiet_peers", Gauge: true, Help: "Clients in their quiet period after the server closed their association."},
 	{Name: "opened_total", Key: "opened", Help: "Associations opened, each on a fresh upstream socket."},
+	{Name: "adopted_total", Key: "adopted", Help: "Associations a client's connection ID record opened (its association was lost, as in a cold restart), not a ClientHello."},
 	{Name: "verified_total", Key: "verified", Help: "Clients that proved their address."},
 	{Name: "server_closed_total", Key: "server_closed", Help: "Associations ended by the server's closing alert."},
 	{Name: "idle_closed_total", Key: "idle_closed", Help: "Associations ended after the idle timeout."},

@@ -31,6 +31,8 @@ type Assoc[T any] struct {
 	// dtls13: its server chose DTLS 1.3. early: its ClientHello offered
 	// 0-RTT data, which follows it at once (rule 11).
 	dtls13, early bool
+	// adopted: opened by a CID record, not a ClientHello (rule 12).
+	adopted bool
 	// scan is where the search for the cookie its client echoes stopped at
 	// the end of a ClientHello fragment; sscan, where the search for the
 	// CID its server names stopped at the end of a ServerHello fragment
@@ -68,6 +70,10 @@ func (a *Assoc[T]) ConnectionID() string { return a.cid }
 // if its first ClientHello fragment was read: a late copy of that
 // ClientHello carries it too.
 func (a *Assoc[T]) ClientRandom() ([32]byte, bool) { return a.random, a.hasRandom }
+
+// Adopted reports whether a record carrying a CID opened the association,
+// not a ClientHello (rule 12).
+func (a *Assoc[T]) Adopted() bool { return a.adopted }
 
 // DTLS13 reports whether the association's server chose DTLS 1.3, whose
 // records hide their content type: its close is invisible on the wire.

@@ -54,6 +54,10 @@ type Config struct {
 	// shells whose stack does not tell it (pion v4's options are opaque).
 	// No record with a CID can be genuine before the server named one.
 	LearnCIDLength bool
+	// AdoptCID opens an association for a record carrying a CID from an
+	// address with none (rule 12), for a shell that may have lost its
+	// associations (a relay restarted cold).
+	AdoptCID bool
 	// DTLS13 says the stack may speak DTLS 1.3, whose ACK records may be
 	// sent at epoch 0; otherwise an epoch-0 ACK is invalid too (rule 5).
 	DTLS13 bool

@@ -138,6 +138,20 @@
 //     ClientHello; it verifies nothing (it answers nothing the server
 //     sent). A forged one costs what a forged ClientHello already costs:
 //     the stack of that handshake discards it.
+//  12. Adoption (relay, Config.AdoptCID): a record carrying a CID (a
+//     tls12_cid record, or a DTLS 1.3 unified header with its C bit) from
+//     an address with no association opens one, Unverified and adopted,
+//     that takes its client's protected records: a relay restarted cold
+//     lost the association, and a server that follows CIDs (RFC 9146 §6)
+//     takes the client back on a new upstream socket. It completes when
+//     its server sends a protected record (the server authenticated the
+//     client's record and answered); until then it costs what an
+//     Unverified ClientHello costs, and ends at the same timeout or
+//     eviction. Without a CID a server finds no connection for a record
+//     from a new address, so nothing is adopted. The Machine marks such a
+//     datagram Adoptable and the shell calls Adopt, unless the client is
+//     quiet: then the record is a stray of the association the server
+//     closed.
 //
 // A datagram never ends or demotes a verified association: it can evict
 // only Unverified ones (rule 1), reclaim only Closing ones (rule 6), and

@@ -130,6 +130,11 @@ func (m *Machine[T]) ClientParsed(now int64, from netip.AddrPort, d []byte, pars
 		return r
 	}
 	if p == nil {
+		if m.cfg.AdoptCID && rec.Protected() && record.HasConnectionID(d) {
+			// Rule 12: the shell, which knows its quiet clients, decides.
+			r.Drop, r.Adoptable = DropNoAssociation, true
+			return r
+		}
 		return m.drop(&r, DropNoAssociation)
 	}
 	switch {
@@ -176,7 +181,7 @@ func (m *Machine[T]) ClientParsed(now int64, from netip.AddrPort, d []byte, pars
 			// the cookie echo would take the record as a new connection.
 			// 0-RTT data goes to the handshake whose ClientHello offered
 			// it, answered or not (rule 11).
-			if a := p.hs[i]; a.state == Handshaking && a.answered || early && a.early {
+			if a := p.hs[i]; a.state == Handshaking && a.answered || early && a.early || a.adopted {
 				m.deliver(now, a, &r)
 			}
 		}
@@ -189,6 +194,24 @@ func (m *Machine[T]) ClientParsed(now int64, from netip.AddrPort, d []byte, pars
 		// handshake beside it takes it.
 		r.Drop = DropNone
 	}
+	return r
+}
+
+// Adopt opens an association for the datagram whose Route said it is
+// Adoptable (rule 12), and routes the datagram to it; the shell declines
+// for a quiet client, whose CID record is a stray, by not calling it.
+func (m *Machine[T]) Adopt(now int64, from netip.AddrPort) (r Route[T]) {
+	if !m.accepting {
+		return m.drop(&r, DropNotAccepting)
+	}
+	a := m.open(now, from, [32]byte{}, false)
+	if a == nil {
+		return m.drop(&r, DropRefused)
+	}
+	a.adopted = true
+	m.c.Adopted++
+	r.Open = a
+	r.add(a)
 	return r
 }
 
@@ -312,6 +335,12 @@ func (m *Machine[T]) Server(now int64, a *Assoc[T], d []byte) Verdict {
 		}
 		if m.cfg.InferCompletion && a.state == Handshaking && record.CarriesApplicationTraffic(d) {
 			m.complete(now, a)
+		}
+		if a.adopted && a.state == Unverified && rec.Protected() {
+			// Rule 12: the server took the client's record and answered.
+			if m.verify(now, a) {
+				m.complete(now, a)
+			}
 		}
 	}
 	if m.cfg.EndOnServerAlert && record.CarriesClosingAlert(d) {

@@ -106,6 +106,10 @@ type Route[T any] struct {
 	Open *Assoc[T]
 	// Drop says why the datagram went nowhere, when N is 0.
 	Drop Drop
+	// Adoptable says the datagram, dropped as from no association, may
+	// open one (rule 12): the shell calls Adopt unless its client is
+	// quiet. The drop is not counted.
+	Adoptable bool
 	// Ended is true when the datagram ended the association it goes to (a
 	// client's fatal alert, with EndOnClientAlert): deliver it, then
 	// release.
@@ -117,6 +121,7 @@ func (r *Route[T]) add(a *Assoc[T]) { r.To[r.N] = a; r.N++ }
 // Counters count what a Machine decided since it was made.
 type Counters struct {
 	Opened       uint64 // associations ClientHellos opened
+	Adopted      uint64 // of those, opened by a CID record instead (rule 12)
 	Rehandshakes uint64 // of those, opened beside an established association of the peer
 	Verified     uint64 // clients that proved their address
 	Refused      uint64 // cookie echoes dropped at a cap, and ClientHellos from a peer with MaxPerPeer verified handshakes
