@@ -20,7 +20,9 @@
 //     HelloVerifyRequest (or, with a server that sends none, by answering
 //     its first flight); until then nothing protected is forwarded on the
 //     association, since nothing protected can belong to a handshake that
-//     has not got that far.
+//     has not got that far. The one exception is a record carrying a
+//     connection ID from a client with no association that is not quiet,
+//     which a relay restarted cold adopts (see Restarts below).
 //   - A handshake completes when the server sends its first protected record
 //     after the client proved its address.
 //   - A server's closing alert (any alert at epoch ≥ 1, or a plaintext fatal

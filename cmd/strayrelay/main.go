@@ -54,7 +54,9 @@ evicted at the cap); the client proves its address by echoing the server's
 cookie, and only then takes one of -max-associations. When the server sends
 a closing alert, the association ends and the client is quiet for -quiet.
 Datagrams no association can take are dropped; a ClientHello starts a new
-association on a fresh upstream socket.
+association on a fresh upstream socket, and so does a record carrying a
+connection ID from a client that is not quiet (its association was lost:
+a relay killed and started again; a server that follows CIDs takes it back).
 
 Signals: SIGINT and SIGTERM stop it gracefully; SIGHUP resolves the upstream
 host name again; SIGUSR2 hands over to a new process started from the same
