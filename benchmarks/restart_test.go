@@ -17,7 +17,6 @@ import (
 
 	dtlsv3 "github.com/pion/dtls/v3"
 
-	"github.com/straydtls/straydtls/adapters/pionv3"
 	"github.com/straydtls/straydtls/internal/dtlstest"
 	"github.com/straydtls/straydtls/internal/fixture"
 )
@@ -43,16 +42,7 @@ func BenchmarkRestart(b *testing.B) {
 			if strings.HasSuffix(impl, "-cid") {
 				serverCfg, clientCfg = fixture.ServerV3CID(b), fixture.ClientV3CID(b)
 			}
-			ln, err := pionv3.Listen("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, serverCfg)
-			if err != nil {
-				b.Fatal(err)
-			}
-			srv := dtlstest.Serve(ln, false, nil)
-			b.Cleanup(func() {
-				ln.Close()
-				srv.Stop()
-			})
-			server := ln.Addr().(*net.UDPAddr).AddrPort()
+			srv, server := dtlstest.ServePionV3(b, serverCfg)
 			var restart func()
 			var addr netip.AddrPort
 			switch impl {

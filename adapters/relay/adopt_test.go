@@ -7,7 +7,6 @@ import (
 
 	dtlsv3 "github.com/pion/dtls/v3"
 
-	"github.com/straydtls/straydtls/adapters/pionv3"
 	"github.com/straydtls/straydtls/adapters/relay"
 	"github.com/straydtls/straydtls/internal/dtlstest"
 	"github.com/straydtls/straydtls/internal/fixture"
@@ -21,16 +20,7 @@ import (
 // could follow, and its datagrams are dropped; so are a quiet client's CID
 // records, which are strays.
 func TestColdRestartWithCIDs(t *testing.T) {
-	ln, err := pionv3.Listen("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, fixture.ServerV3CID(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := dtlstest.Serve(ln, false, nil)
-	defer func() {
-		ln.Close()
-		srv.Stop()
-	}()
-	server := ln.Addr().(*net.UDPAddr).AddrPort()
+	srv, server := dtlstest.ServePionV3(t, fixture.ServerV3CID(t))
 	first, err := relay.Listen("udp", "127.0.0.1:0", server.String())
 	if err != nil {
 		t.Fatal(err)

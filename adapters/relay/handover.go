@@ -80,21 +80,7 @@ func (r *Relay) Freeze() (*Handover, error) {
 		r.Thaw()
 		return nil, errors.New("relay: Freeze: the client readers did not stop")
 	}
-	r.sh.Lock()
-	var pumped []net.Conn
-	for u := range r.all {
-		if u.rc == nil {
-			pumped = append(pumped, u.conn)
-		}
-	}
-	loop := r.loop
-	r.sh.Unlock()
-	for _, c := range pumped {
-		c.SetReadDeadline(past)
-	}
-	if loop != nil {
-		loop.setReadDeadline(past)
-	}
+	r.setUpstreamDeadlines(past)
 	if !r.frz.waitParked(freezeTimeout) {
 		r.Thaw()
 		return nil, errors.New("relay: Freeze: the upstream readers did not stop")
@@ -154,8 +140,17 @@ func (r *Relay) Freeze() (*Handover, error) {
 // Thaw lets a frozen relay serve on, as if it never stopped: its
 // successor failed.
 func (r *Relay) Thaw() {
+	for _, pc := range append([]*net.UDPConn{r.pc}, r.extra...) {
+		pc.SetReadDeadline(time.Time{})
+	}
+	r.setUpstreamDeadlines(time.Time{})
+	r.frz.thaw()
+}
+
+// setUpstreamDeadlines puts t on every upstream socket a goroutine reads
+// and on the pump loop's wait (Freeze: a past t parks them).
+func (r *Relay) setUpstreamDeadlines(t time.Time) {
 	r.sh.Lock()
-	listeners := append([]*net.UDPConn{r.pc}, r.extra...)
 	var pumped []net.Conn
 	for u := range r.all {
 		if u.rc == nil {
@@ -164,16 +159,12 @@ func (r *Relay) Thaw() {
 	}
 	loop := r.loop
 	r.sh.Unlock()
-	for _, pc := range listeners {
-		pc.SetReadDeadline(time.Time{})
-	}
 	for _, c := range pumped {
-		c.SetReadDeadline(time.Time{})
+		c.SetReadDeadline(t)
 	}
 	if loop != nil {
-		loop.setReadDeadline(time.Time{})
+		loop.setReadDeadline(t)
 	}
-	r.frz.thaw()
 }
 
 // Close closes the Handover's descriptors: the sender's copies once the

@@ -10,7 +10,6 @@ import (
 
 	dtlsv3 "github.com/pion/dtls/v3"
 
-	"github.com/straydtls/straydtls/adapters/pionv3"
 	"github.com/straydtls/straydtls/adapters/relay"
 	"github.com/straydtls/straydtls/internal/dtlstest"
 	"github.com/straydtls/straydtls/internal/fixture"
@@ -31,16 +30,7 @@ func serving(t *testing.T, r *relay.Relay) func() {
 
 func pionEchoServer(t *testing.T) (*dtlstest.EchoServer, netip.AddrPort) {
 	t.Helper()
-	ln, err := pionv3.Listen("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, fixture.ServerV3(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := dtlstest.Serve(ln, false, nil)
-	t.Cleanup(func() {
-		ln.Close()
-		srv.Stop()
-	})
-	return srv, ln.Addr().(*net.UDPAddr).AddrPort()
+	return dtlstest.ServePionV3(t, fixture.ServerV3(t))
 }
 
 // TestHandover hands a relay carrying live associations and a quiet

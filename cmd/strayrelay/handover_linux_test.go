@@ -22,7 +22,6 @@ import (
 
 	dtlsv3 "github.com/pion/dtls/v3"
 
-	"github.com/straydtls/straydtls/adapters/pionv3"
 	"github.com/straydtls/straydtls/internal/dtlstest"
 	"github.com/straydtls/straydtls/internal/fixture"
 )
@@ -119,16 +118,8 @@ func (e *echoer) lost() (n, run int) {
 // and each old process exits. A successor that cannot start leaves the
 // old relay serving.
 func TestHandoverOnSIGUSR2(t *testing.T) {
-	ln, err := pionv3.Listen("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, fixture.ServerV3(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := dtlstest.Serve(ln, false, nil)
-	defer func() {
-		ln.Close()
-		srv.Stop()
-	}()
-	p := startRelayProcess(t, ln.Addr().String(), "-metrics", "127.0.0.1:0")
+	srv, server := dtlstest.ServePionV3(t, fixture.ServerV3(t))
+	p := startRelayProcess(t, server.String(), "-metrics", "127.0.0.1:0")
 
 	n := 50
 	switch {
@@ -457,19 +448,11 @@ func (s *fakeSystemd) start(t *testing.T, ctx context.Context, args ...string) *
 // goes on echoing on its association (the server completes no new
 // handshake), and each new relay empties the store of what it took.
 func TestRestartThroughSystemdStore(t *testing.T) {
-	ln, err := pionv3.Listen("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, fixture.ServerV3(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := dtlstest.Serve(ln, false, nil)
-	defer func() {
-		ln.Close()
-		srv.Stop()
-	}()
+	srv, server := dtlstest.ServePionV3(t, fixture.ServerV3(t))
 	sd := newFakeSystemd(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	args := []string{"-listen", "127.0.0.1:0", "-upstream", ln.Addr().String(), "-stats-interval", "0"}
+	args := []string{"-listen", "127.0.0.1:0", "-upstream", server.String(), "-stats-interval", "0"}
 	// start runs the next relay on what the store holds.
 	start := func() (*logLines, *exec.Cmd) {
 		cmd := sd.start(t, ctx, args...)

@@ -3,9 +3,14 @@ package dtlstest
 import (
 	"errors"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"testing"
+
+	dtlsv3 "github.com/pion/dtls/v3"
+	"github.com/straydtls/straydtls/adapters/pionv3"
 )
 
 // EchoServer accepts connections from a net.Listener and echoes every
@@ -106,4 +111,21 @@ func Serve(ln net.Listener, closeAfterOne bool, onClose func(net.Conn)) *EchoSer
 // adapters and pion (whose v3 error type is internal).
 func listenerClosed(err error) bool {
 	return err != nil && (errors.Is(err, net.ErrClosed) || strings.HasSuffix(err.Error(), "listener closed"))
+}
+
+// ServePionV3 runs a pion v3 echo server (behind this project's pionv3
+// adapter, with cfg) on loopback until the test ends: it echoes every
+// message and never closes first. Accepted counts its handshakes.
+func ServePionV3(t testing.TB, cfg *dtlsv3.Config) (*EchoServer, netip.AddrPort) {
+	t.Helper()
+	ln, err := pionv3.Listen("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := Serve(ln, false, nil)
+	t.Cleanup(func() {
+		ln.Close()
+		srv.Stop()
+	})
+	return srv, ln.Addr().(*net.UDPAddr).AddrPort()
 }
