@@ -407,6 +407,10 @@ func binary(b *testing.B, name string) string {
 	return filepath.Join(dir, name)
 }
 
+// processLines keeps what each process startProcess started printed, by
+// its *exec.Cmd.
+var processLines sync.Map // *exec.Cmd → *dtlstest.ExternalServer
+
 // startProcess runs cmd until the benchmark ends (dtlstest.StartProcess)
 // and returns the address in the first submatch of the first line that
 // matches rx.

@@ -1,3 +1,5 @@
+//go:build unix
+
 package benchmarks
 
 import (
@@ -213,8 +215,6 @@ func (h *restartable) cold() {
 	h.cmd.Wait()
 	h.start(h.addr.String())
 }
-
-var processLines sync.Map // *exec.Cmd → *dtlstest.ExternalServer, see startProcess
 
 func countLines(cmd *exec.Cmd, re string) int {
 	s := externalOf(cmd)
