@@ -442,6 +442,20 @@ func (s *fakeSystemd) start(t *testing.T, ctx context.Context, args ...string) *
 	return cmd
 }
 
+// run starts the relay as start does, with its log.
+func (s *fakeSystemd) run(t *testing.T, ctx context.Context, args ...string) (*logLines, *exec.Cmd) {
+	t.Helper()
+	cmd := s.start(t, ctx, args...)
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	logs := &logLines{added: make(chan struct{}, 1)}
+	go logs.read(stderr)
+	t.Cleanup(func() { cmd.Process.Kill() }) // a failed test's
+	return logs, cmd
+}
+
 // TestRestartThroughSystemdStore stops the relay as systemctl restart
 // does, with FileDescriptorStoreMax= set, while clients echo every 10 ms,
 // and starts the next one on what the store kept, five times: every client
@@ -454,17 +468,7 @@ func TestRestartThroughSystemdStore(t *testing.T) {
 	defer cancel()
 	args := []string{"-listen", "127.0.0.1:0", "-upstream", server.String(), "-stats-interval", "0"}
 	// start runs the next relay on what the store holds.
-	start := func() (*logLines, *exec.Cmd) {
-		cmd := sd.start(t, ctx, args...)
-		stderr, _ := cmd.StderrPipe()
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		logs := &logLines{added: make(chan struct{}, 1)}
-		go logs.read(stderr)
-		t.Cleanup(func() { cmd.Process.Kill() }) // a failed test's
-		return logs, cmd
-	}
+	start := func() (*logLines, *exec.Cmd) { return sd.run(t, ctx, args...) }
 	logs, cur := start()
 	addr := netip.MustParseAddrPort(logs.wait(t, `msg=relaying listen=(\S+)`)[1])
 
@@ -573,4 +577,63 @@ func TestHandoverWithOpenSSLAndMbedTLS(t *testing.T) {
 		t.Errorf("the Mbed TLS server failed %d times:\n%s", f, strings.Join(mbed.Lines(), "\n"))
 	}
 	p.stop()
+}
+
+// TestRestartThroughStoreWithOpenSSLAndMbedTLS is
+// TestHandoverWithOpenSSLAndMbedTLS with the restarts systemd makes
+// through its file descriptor store: each of five `openssl s_client`
+// sessions with the seed's Mbed TLS server gets its echo from the relay
+// started after the one it shook hands through, and the client the server
+// closed before, whose stray arrives while no relay runs, stays quiet: the
+// next relay answers it with the server's close_notify and the server
+// never sees it.
+func TestRestartThroughStoreWithOpenSSLAndMbedTLS(t *testing.T) {
+	dtlstest.RequireOpenSSL(t)
+	mbed := dtlstest.StartMbedTLS(t)
+	sd := newFakeSystemd(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	args := []string{"-listen", "127.0.0.1:0", "-upstream", mbed.Addr.String(), "-stats-interval", "0"}
+	logs, cur := sd.run(t, ctx, args...)
+	addr := netip.MustParseAddrPort(logs.wait(t, `msg=relaying listen=(\S+)`)[1])
+	var quiet *net.UDPConn
+	stray := append([]byte{0x17, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 9, 0, 100}, make([]byte, 100)...)
+	for round := 1; round <= 5; round++ {
+		local := dtlstest.FreePort(t)
+		s := dtlstest.StartOpenSSL(t, local, addr)
+		s.Handshaken(t)
+		cur.Process.Signal(syscall.SIGTERM)
+		logs.wait(t, `msg="handed over to systemd's file descriptor store"`)
+		if err := cur.Wait(); err != nil {
+			t.Fatalf("round %d: the stopped relay: %v", round, err)
+		}
+		if quiet != nil {
+			quiet.Write(stray) // no relay runs: it waits in the listening socket
+		}
+		logs, cur = sd.run(t, ctx, args...)
+		logs.wait(t, `msg="carried on from a hand-over" associations=1 failed=0`)
+		if quiet != nil {
+			quiet.SetReadDeadline(time.Now().Add(5 * time.Second))
+			buf := make([]byte, 256)
+			n, err := quiet.Read(buf)
+			if err != nil || n < 13 || buf[0] != 0x15 {
+				t.Fatalf("round %d: the quiet client's stray got %x, %v; want the server's closing alert again", round, buf[:n], err)
+			}
+			quiet.Close()
+		}
+		s.Echo(t, fmt.Sprintf("hello %d", round))
+		mbed.WaitFor(t, "the echo", func(l string) bool { return mbed.Count("ok") == round })
+		s.Kill()
+		var err error
+		quiet, err = net.DialUDP("udp", net.UDPAddrFromAddrPort(local), net.UDPAddrFromAddrPort(addr))
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	quiet.Close()
+	if f := mbed.Count("fail"); f != 0 {
+		t.Errorf("the Mbed TLS server failed %d times:\n%s", f, strings.Join(mbed.Lines(), "\n"))
+	}
+	cur.Process.Signal(syscall.SIGTERM)
+	cur.Wait()
 }
