@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -24,11 +25,16 @@ import (
 )
 
 // restartClients is how many pion v3 clients echo through the relay,
-// every 10 ms, while it restarts.
-const restartClients = 100
+// every 10 ms, while it restarts: 100, or STRAYRELAY_RESTART_CLIENTS.
+func restartClients() int {
+	if n, err := strconv.Atoi(os.Getenv("STRAYRELAY_RESTART_CLIENTS")); err == nil && n > 0 {
+		return n
+	}
+	return 100
+}
 
 // BenchmarkRestart restarts the relay in front of a pion v3 echo server
-// while restartClients clients echo through it every 10 ms, once per
+// while restartClients() clients echo through it every 10 ms, once per
 // iteration, side by side: strayrelay handing over to a new process
 // (SIGUSR2), strayrelay killed and started again (cold), the same with
 // clients and server using connection IDs (cold-cid), and nginx's UDP
@@ -64,7 +70,8 @@ func BenchmarkRestart(b *testing.B) {
 					restart = h.cold
 				}
 			}
-			clients := dialEchoers(b, addr, restartClients, clientCfg)
+			n := restartClients()
+			clients := dialEchoers(b, addr, n, clientCfg)
 			stop := make(chan struct{})
 			var wg sync.WaitGroup
 			for _, c := range clients {
@@ -95,7 +102,7 @@ func BenchmarkRestart(b *testing.B) {
 				recovered += int64(back)
 				rehandshakes += srv.Accepted.Load() - accepted
 			}
-			b.ReportMetric(100*float64(recovered)/float64(b.N*restartClients), "recovered-%")
+			b.ReportMetric(100*float64(recovered)/float64(b.N*n), "recovered-%")
 			b.ReportMetric(float64(gap)/1e6, "gap-ms")
 			b.ReportMetric(float64(rehandshakes)/float64(b.N), "rehandshakes")
 		})
