@@ -48,8 +48,8 @@ type carriedAssoc struct {
 	ToServer, ToClient uint64
 }
 
-// ErrFrozen is returned by Freeze on a relay that is frozen already, and
-// by Adopt for a Handover whose state it cannot read.
+// ErrFrozen is returned by Freeze on a relay that is frozen already (or
+// closed).
 var ErrFrozen = errors.New("relay: frozen for a hand-over")
 
 // freezeTimeout bounds how long Freeze waits for the readers to park.

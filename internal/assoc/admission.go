@@ -25,7 +25,7 @@ func (m *Machine[T]) clientHello(now int64, from netip.AddrPort, p *peer[T], rec
 				m.deliver(now, a, r)
 				return
 			}
-			if a := p.newest(func(a *Assoc[T]) bool { return !a.hasRandom }); a != nil {
+			if a := p.newest(func(a *Assoc[T]) bool { return !a.hasRandom && !a.adopted }); a != nil {
 				// Opened by a later fragment of this ClientHello.
 				a.random, a.hasRandom, a.early = ch.Random, true, ch.EarlyData
 				m.deliver(now, a, r)
@@ -72,6 +72,7 @@ func (m *Machine[T]) clientHello(now int64, from netip.AddrPort, p *peer[T], rec
 		m.drop(r, DropRefused)
 		return
 	}
+	m.endAdopted(a.p, a)
 	a.early = ch.EarlyData
 	m.resumeLater(a, rec)
 	r.Open = a
@@ -164,4 +165,22 @@ func (m *Machine[T]) verify(now int64, a *Assoc[T]) bool {
 	// The timer still holds the unverified deadline, which is earlier; it
 	// finds the handshake deadline when it gets there.
 	return true
+}
+
+// endAdopted ends the unverified adoptions of p but keep (rule 12): a
+// client that starts a handshake has no association to be taken back, and
+// an adoption its server never answered was a guess, or a forger's. Left
+// in place, it would be sent the client's new association's records.
+func (m *Machine[T]) endAdopted(p *peer[T], keep *Assoc[T]) {
+	var adopted [MaxPerPeer]*Assoc[T]
+	n := 0
+	for _, h := range p.hs[:p.n] {
+		if h != keep && h.adopted && h.state == Unverified {
+			adopted[n] = h
+			n++
+		}
+	}
+	for _, h := range adopted[:n] {
+		m.end(h, EndEvicted, false)
+	}
 }

@@ -85,3 +85,26 @@ func (h *harness) adopt(peer netip.AddrPort) Route[int] {
 	}
 	return r
 }
+
+// A forged CID record at a real client's address, before the client
+// starts a handshake there, takes nothing from it: the client's
+// ClientHello opens an association of its own and ends the adoption, and
+// none of the client's records reaches the adopted association's server
+// socket.
+func TestForgedAdoptionYieldsToClientHello(t *testing.T) {
+	h := newHarness(t, adoptConfig())
+	h.m.Client(h.now, addr(1), cidRecord([]byte("forged00")))
+	forged := h.adopt(addr(1)).Open
+	if forged == nil {
+		t.Fatal("the forged CID record was not adopted")
+	}
+	real := h.open(addr(1), 1)
+	if real == forged {
+		t.Fatal("the client's ClientHello went to the forged adoption")
+	}
+	h.wantEnded(forged, EndEvicted, false)
+	h.verify(real, 1)
+	h.m.Server(h.now, real, serverHello())
+	h.m.Completed(h.now, real)
+	wantRoute(t, "the client's application data", h.client(addr(1), appData), real)
+}

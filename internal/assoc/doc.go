@@ -147,7 +147,10 @@
 //     its server sends a protected record (the server authenticated the
 //     client's record and answered); until then it costs what an
 //     Unverified ClientHello costs, and ends at the same timeout or
-//     eviction. Without a CID a server finds no connection for a record
+//     eviction, and a ClientHello from its address ends it (a client
+//     starting afresh has nothing to be taken back; a forged CID record
+//     at a real client's address must not take that client's records).
+//     Without a CID a server finds no connection for a record
 //     from a new address, so nothing is adopted. The Machine marks such a
 //     datagram Adoptable and the shell calls Adopt, unless the client is
 //     quiet: then the record is a stray of the association the server

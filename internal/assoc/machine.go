@@ -443,10 +443,10 @@ func (m *Machine[T]) end(a *Assoc[T], why EndReason, quiet bool) *Ending[T] {
 
 // Ended appends to dst the associations ended since the last call, in the
 // order they ended, and forgets them. A shell calls it after every call
-// that may end one (Client, Server, Completed, Closed, Abort, Expire),
-// before it lets go of the Machine: it
-// starts a quiet client's quiet period there, before any later datagram
-// finds the client unrouted, and then releases each association's I/O.
+// that may end one (Client, Adopt, Server, Completed, Closed, Abort,
+// Expire), before it lets go of the Machine: it starts a quiet client's
+// quiet period there, before any later datagram finds the client
+// unrouted, and then releases each association's I/O.
 func (m *Machine[T]) Ended(dst []Ending[T]) []Ending[T] {
 	dst = append(dst, m.ended...)
 	clear(m.ended) // the Machine keeps no ended association alive
