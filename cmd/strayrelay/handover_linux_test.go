@@ -129,13 +129,7 @@ func TestHandoverOnSIGUSR2(t *testing.T) {
 		n, _ = strconv.Atoi(os.Getenv("STRAYRELAY_HANDOVER_CLIENTS")) // .ci/run: 1,000
 	}
 	echoers := connectEchoers(t, p.addr, n)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for _, e := range echoers {
-		wg.Add(1)
-		go func() { defer wg.Done(); e.run(stop, 10*time.Millisecond) }()
-	}
-	waitEchoes(t, "before the first hand-over", echoers, make([]int64, n))
+	stopEchoing := startEchoing(t, "before the first hand-over", echoers)
 
 	rounds := 5
 	if v := os.Getenv("STRAYRELAY_HANDOVER_ROUNDS"); v != "" {
@@ -163,8 +157,7 @@ func TestHandoverOnSIGUSR2(t *testing.T) {
 	p.logs.wait(t, `msg="the hand-over failed; serving on"`)
 	os.Remove(p.failFile)
 	waitEchoes(t, "after the failed hand-over", echoers, before)
-	close(stop)
-	wg.Wait()
+	stopEchoing()
 	// At the default size the machine carries the load without losing a
 	// record, so every loss is the hand-overs'. At 1,000 clients
 	// (STRAYRELAY_HANDOVER_CLIENTS, a measurement) a two-core machine
@@ -313,6 +306,23 @@ func connectEchoers(t *testing.T, addr netip.AddrPort, n int) []*echoer {
 	return echoers
 }
 
+// startEchoing has every client echo every 10 ms until the returned func
+// stops them, and returns once each has echoed three records.
+func startEchoing(t *testing.T, when string, echoers []*echoer) (stop func()) {
+	t.Helper()
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, e := range echoers {
+		wg.Add(1)
+		go func() { defer wg.Done(); e.run(done, 10*time.Millisecond) }()
+	}
+	waitEchoes(t, when, echoers, make([]int64, len(echoers)))
+	return func() {
+		close(done)
+		wg.Wait()
+	}
+}
+
 // waitEchoes waits until every client echoed three more records than
 // before.
 func waitEchoes(t *testing.T, when string, echoers []*echoer, before []int64) {
@@ -404,6 +414,13 @@ func newFakeSystemd(t *testing.T) *fakeSystemd {
 	return s
 }
 
+// waitStored waits until the store holds exactly n descriptors: the
+// stopped relay sent them all, but the store reads them on its own time.
+func (s *fakeSystemd) waitStored(t *testing.T, what string, n int) {
+	t.Helper()
+	dtlstest.WaitFor(t, what+" in the store", func() bool { return s.stored() == n })
+}
+
 func (s *fakeSystemd) stored() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -477,13 +494,7 @@ func TestRestartThroughSystemdStore(t *testing.T) {
 		n, _ = strconv.Atoi(v) // .ci/run: 1,000
 	}
 	echoers := connectEchoers(t, addr, n)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for _, e := range echoers {
-		wg.Add(1)
-		go func() { defer wg.Done(); e.run(stop, 10*time.Millisecond) }()
-	}
-	waitEchoes(t, "before the first restart", echoers, make([]int64, n))
+	stopEchoing := startEchoing(t, "before the first restart", echoers)
 
 	var gaps []time.Duration
 	for round := 1; round <= 5; round++ {
@@ -497,17 +508,14 @@ func TestRestartThroughSystemdStore(t *testing.T) {
 		if err := cur.Wait(); err != nil {
 			t.Fatalf("round %d: the stopped relay: %v", round, err)
 		}
-		if got := sd.stored(); got != n+2 {
-			t.Fatalf("round %d: the store holds %d descriptors; want %d (the listening socket, %d upstream sockets, the state)", round, got, n+2, n)
-		}
+		sd.waitStored(t, fmt.Sprintf("round %d: the listening socket, %d upstream sockets and the state", round, n), n+2)
 		logs, cur = start()
 		logs.wait(t, `msg="carried on from a hand-over" associations=`+strconv.Itoa(n)+` failed=0`)
 		gaps = append(gaps, time.Since(began).Round(time.Millisecond))
 		waitEchoes(t, fmt.Sprintf("round %d", round), echoers, before)
 		dtlstest.WaitFor(t, "the store emptied of what the new relay took", func() bool { return sd.stored() == 0 })
 	}
-	close(stop)
-	wg.Wait()
+	stopEchoing()
 	measuring := os.Getenv("STRAYRELAY_HANDOVER_CLIENTS") != ""
 	var sent, lost int
 	for i, e := range echoers {
@@ -607,6 +615,7 @@ func TestRestartThroughStoreWithOpenSSLAndMbedTLS(t *testing.T) {
 		if err := cur.Wait(); err != nil {
 			t.Fatalf("round %d: the stopped relay: %v", round, err)
 		}
+		sd.waitStored(t, fmt.Sprintf("round %d: the listening socket, the session's upstream socket and the state", round), 3)
 		if quiet != nil {
 			quiet.Write(stray) // no relay runs: it waits in the listening socket
 		}
