@@ -79,7 +79,11 @@ func BenchmarkRestart(b *testing.B) {
 				go func() { defer wg.Done(); c.run(stop) }()
 			}
 			defer func() { close(stop); wg.Wait() }()
-			time.Sleep(100 * time.Millisecond)
+			for _, c := range clients { // every client echoing before the first restart
+				for c.lastEcho().IsZero() {
+					time.Sleep(time.Millisecond)
+				}
+			}
 			var recovered, rehandshakes int64
 			var gap time.Duration
 			for b.Loop() {
