@@ -312,9 +312,10 @@ var relayImpls = []struct {
 type relayProcess struct {
 	cmd     *exec.Cmd
 	addr    netip.AddrPort
-	metrics string            // strayrelay's /metrics URL
-	guard   *strayguard.Guard // instead of cmd
-	noCPU   bool              // nothing measures the CPU it takes
+	metrics string                   // strayrelay's /metrics URL
+	out     *dtlstest.ExternalServer // what it printed (nginx)
+	guard   *strayguard.Guard        // instead of cmd
+	noCPU   bool                     // nothing measures the CPU it takes
 }
 
 // cpu is the user and system time of the process and its children (nginx's
@@ -407,14 +408,10 @@ func binary(b *testing.B, name string) string {
 	return filepath.Join(dir, name)
 }
 
-// processLines keeps what each process startProcess started printed, by
-// its *exec.Cmd.
-var processLines sync.Map // *exec.Cmd → *dtlstest.ExternalServer
-
-// startProcess runs cmd until the benchmark ends (dtlstest.StartProcess)
-// and returns the address in the first submatch of the first line that
+// startProcess runs cmd until the benchmark ends (dtlstest.StartProcess),
+// serving at the address in the first submatch of the first line that
 // matches rx.
-func startProcess(b *testing.B, cmd *exec.Cmd, rx *regexp.Regexp) netip.AddrPort {
+func startProcess(b *testing.B, cmd *exec.Cmd, rx *regexp.Regexp) *dtlstest.ExternalServer {
 	b.Helper()
 	s, err := dtlstest.StartProcess(b, cmd, func(l string) (netip.AddrPort, bool, error) {
 		m := rx.FindStringSubmatch(l)
@@ -427,8 +424,7 @@ func startProcess(b *testing.B, cmd *exec.Cmd, rx *regexp.Regexp) netip.AddrPort
 	if err != nil {
 		b.Fatal(err)
 	}
-	processLines.Store(cmd, s)
-	return s.Addr
+	return s
 }
 
 func startStrayrelay(b *testing.B, server netip.AddrPort, extra ...string) *relayProcess {
@@ -501,7 +497,7 @@ func startNaiveRelay(b *testing.B, server netip.AddrPort) *relayProcess {
 // address on stdout.
 func startNaiveRelayNamed(b *testing.B, name string, server netip.AddrPort) *relayProcess {
 	cmd := exec.Command(binary(b, name), "-listen", "127.0.0.1:0", "-upstream", server.String())
-	return &relayProcess{cmd: cmd, addr: startProcess(b, cmd, regexp.MustCompile(`^(\S+)$`))}
+	return &relayProcess{cmd: cmd, addr: startProcess(b, cmd, regexp.MustCompile(`^(\S+)$`)).Addr}
 }
 
 // nginxStream is Debian's stream module (libnginx-mod-stream).
@@ -554,8 +550,7 @@ stream {
 			errs = append(errs, err)
 			continue
 		}
-		processLines.Store(cmd, s)
-		return &relayProcess{cmd: cmd, addr: addr}
+		return &relayProcess{cmd: cmd, addr: addr, out: s}
 	}
 	b.Fatal(errors.Join(errs...))
 	return nil

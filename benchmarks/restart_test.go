@@ -4,7 +4,6 @@ package benchmarks
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -57,10 +56,11 @@ func BenchmarkRestart(b *testing.B) {
 			case "nginx-reload":
 				p := startNginx(b, server)
 				addr = p.addr
+				worker := regexp.MustCompile(`start worker process`)
 				restart = func() {
-					n := countLines(p.cmd, `start worker process`)
+					n := len(p.out.Matches(worker))
 					p.cmd.Process.Signal(syscall.SIGHUP)
-					waitLines(b, p.cmd, `start worker process`, n+1)
+					p.out.WaitNth(b, worker, n+1)
 				}
 			default:
 				h := startRestartable(b, server)
@@ -193,7 +193,8 @@ type restartable struct {
 	server netip.AddrPort
 	addr   netip.AddrPort
 	cmd    *exec.Cmd
-	pid    atomic.Int64 // the process serving now
+	out    *dtlstest.ExternalServer // what it and its successors printed
+	pid    atomic.Int64             // the process serving now
 	overs  int
 }
 
@@ -206,16 +207,22 @@ func startRestartable(b *testing.B, server netip.AddrPort) *restartable {
 
 func (h *restartable) start(listen string) {
 	h.cmd = exec.Command(binary(h.b, "strayrelay"), "-listen", listen, "-upstream", h.server.String(), "-stats-interval", "0")
-	h.addr = startProcess(h.b, h.cmd, regexp.MustCompile(`msg=relaying listen=(\S+)`))
+	h.out = startProcess(h.b, h.cmd, listening)
+	h.addr = h.out.Addr
 	h.pid.Store(int64(h.cmd.Process.Pid))
 	h.overs = 0
 }
+
+var (
+	listening  = regexp.MustCompile(`msg=relaying listen=(\S+)`)
+	handedOver = regexp.MustCompile(`msg="handed over" successor_pid=(\d+)`)
+)
 
 // handOver sends SIGUSR2 and returns once the successor serves.
 func (h *restartable) handOver() {
 	h.overs++
 	syscall.Kill(int(h.pid.Load()), syscall.SIGUSR2)
-	m := waitLines(h.b, h.cmd, `msg="handed over" successor_pid=(\d+)`, h.overs)
+	m := h.out.WaitNth(h.b, handedOver, h.overs)
 	pid, _ := strconv.Atoi(m[1])
 	h.pid.Store(int64(pid))
 }
@@ -225,47 +232,4 @@ func (h *restartable) cold() {
 	syscall.Kill(int(h.pid.Load()), syscall.SIGKILL)
 	h.cmd.Wait()
 	h.start(h.addr.String())
-}
-
-func countLines(cmd *exec.Cmd, re string) int {
-	s := externalOf(cmd)
-	rx := regexp.MustCompile(re)
-	n := 0
-	for _, l := range s.Lines() {
-		if rx.MatchString(l) {
-			n++
-		}
-	}
-	return n
-}
-
-// waitLines waits until cmd printed the nth line that matches re and
-// returns its submatches.
-func waitLines(b *testing.B, cmd *exec.Cmd, re string, nth int) []string {
-	b.Helper()
-	s := externalOf(cmd)
-	rx := regexp.MustCompile(re)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		k := 0
-		for _, l := range s.Lines() {
-			if m := rx.FindStringSubmatch(l); m != nil {
-				if k++; k == nth {
-					return m
-				}
-			}
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("no %d lines match %q", nth, re)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
-func externalOf(cmd *exec.Cmd) *dtlstest.ExternalServer {
-	s, ok := processLines.Load(cmd)
-	if !ok {
-		panic(fmt.Sprintf("no process record for %v", cmd.Args))
-	}
-	return s.(*dtlstest.ExternalServer)
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -107,6 +108,35 @@ func (s *ExternalServer) WaitFor(t testing.TB, what string, match func(line stri
 		case <-s.seen:
 		case <-timeout:
 			t.Fatalf("timed out waiting for the server to say %s; it said:\n%s", what, strings.Join(s.Lines(), "\n"))
+		}
+	}
+}
+
+// Matches returns the submatches of every line so far that matches re.
+func (s *ExternalServer) Matches(re *regexp.Regexp) [][]string {
+	var out [][]string
+	for _, l := range s.Lines() {
+		if m := re.FindStringSubmatch(l); m != nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// WaitNth waits until the nth line matching re is printed and returns its
+// submatches, failing the test with everything printed if it is not
+// within HandshakeTimeout.
+func (s *ExternalServer) WaitNth(t testing.TB, re *regexp.Regexp, nth int) []string {
+	t.Helper()
+	timeout := time.After(fixture.HandshakeTimeout)
+	for {
+		if ms := s.Matches(re); len(ms) >= nth {
+			return ms[nth-1]
+		}
+		select {
+		case <-s.seen:
+		case <-timeout:
+			t.Fatalf("timed out waiting for line %d matching %q; it said:\n%s", nth, re, strings.Join(s.Lines(), "\n"))
 		}
 	}
 }
