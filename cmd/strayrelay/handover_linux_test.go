@@ -182,13 +182,7 @@ func TestHandoverWithOpenSSLAndMbedTLS(t *testing.T) {
 			quiet.Write(stray)
 			p.handovers++
 			p.awaitSuccessor()
-			quiet.SetReadDeadline(time.Now().Add(5 * time.Second))
-			buf := make([]byte, 256)
-			n, err := quiet.Read(buf)
-			if err != nil || n < 13 || buf[0] != 0x15 {
-				t.Fatalf("round %d: the quiet client's stray got %x, %v; want the server's closing alert again", round, buf[:n], err)
-			}
-			quiet.Close()
+			expectAlertEcho(t, round, quiet)
 		} else {
 			p.handOver()
 		}
@@ -244,13 +238,7 @@ func TestRestartThroughStoreWithOpenSSLAndMbedTLS(t *testing.T) {
 		logs, cur = sd.run(t, ctx, args...)
 		logs.wait(t, `msg="carried on from a hand-over" associations=1 failed=0`)
 		if quiet != nil {
-			quiet.SetReadDeadline(time.Now().Add(5 * time.Second))
-			buf := make([]byte, 256)
-			n, err := quiet.Read(buf)
-			if err != nil || n < 13 || buf[0] != 0x15 {
-				t.Fatalf("round %d: the quiet client's stray got %x, %v; want the server's closing alert again", round, buf[:n], err)
-			}
-			quiet.Close()
+			expectAlertEcho(t, round, quiet)
 		}
 		s.Echo(t, fmt.Sprintf("hello %d", round))
 		mbed.WaitFor(t, "the echo", func(l string) bool { return mbed.Count("ok") == round })
@@ -267,4 +255,17 @@ func TestRestartThroughStoreWithOpenSSLAndMbedTLS(t *testing.T) {
 	}
 	cur.Process.Signal(syscall.SIGTERM)
 	cur.Wait()
+}
+
+// expectAlertEcho waits for the server's closing alert, sent again to the
+// quiet client whose stray earned it, and closes the client's socket.
+func expectAlertEcho(t *testing.T, round int, quiet *net.UDPConn) {
+	t.Helper()
+	defer quiet.Close()
+	quiet.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 256)
+	n, err := quiet.Read(buf)
+	if err != nil || n < 13 || buf[0] != 0x15 {
+		t.Fatalf("round %d: the quiet client's stray got %x, %v; want the server's closing alert again", round, buf[:n], err)
+	}
 }
